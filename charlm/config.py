@@ -1,0 +1,69 @@
+"""Configuration as frozen dataclasses; each is stored as JSON in the model file's header."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+CELLS = ("lstm", "gru", "rnn")
+LEVELS = ("char", "word")
+
+# Gates per cell, in PyTorch's order: LSTM i,f,g,o; GRU r,z,n; RNN one tanh pre-activation.
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: str = "lstm"
+    vocab_size: int = 0
+    embed: int = 64  # 0 means one-hot input: no embedding, weight_ih_l0 is (G*H, V)
+    hidden: int = 512
+    layers: int = 2
+    dropout: float = 0.2  # on the embedding output, between layers and before the decoder
+    tie: bool = False  # decoder.weight is embedding.weight (needs embed == hidden)
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.cell]
+
+    def input_size(self, layer: int) -> int:
+        if layer > 0:
+            return self.hidden
+        return self.embed if self.embed > 0 else self.vocab_size
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    level: str = "char"
+    max_vocab: int = 10000  # word level: the most frequent words are kept
+    min_count: int = 1  # rarer tokens become UNK
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch: int = 32
+    seq_len: int = 100
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    clip: float = 5.0
+    clip_mode: str = "norm"  # "norm" (global norm) or "value" (element-wise)
+    epochs: float | None = None
+    steps: int | None = None
+    time_budget: float | None = None  # seconds
+    patience: int = 3  # validations without improvement before lr decay / early stop
+    lr_decay: float = 0.5  # factor applied on a validation plateau
+    valid_frac: float = 0.1
+    valid_every: int = 0  # steps between validations; 0 means automatic
+    log_every: int = 10
+    seed: int = 0
+    weight_decay: float = 0.0
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls, data: dict):
+    """Build a config, ignoring unknown keys so newer writers stay readable when possible."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
