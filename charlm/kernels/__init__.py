@@ -1,0 +1,5 @@
+"""Numba kernels: the recurrent loops of each cell, forward and backward through time.
+
+Every kernel is private, takes only arrays and scalars, and writes into arrays it is given
+(no allocation in the time loop). Layout is time-major: (T, B, ...), so each step is contiguous.
+"""

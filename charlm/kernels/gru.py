@@ -1,0 +1,100 @@
+"""GRU forward and backward through time (PyTorch's nn.GRU cell, gate order r, z, n).
+
+    gh = h_{t-1} W_hh^T + b_hh                     (xw_t = x_t W_ih^T + b_ih, given)
+    r = sigmoid(xw_r + gh_r),  z = sigmoid(xw_z + gh_z)
+    n = tanh(xw_n + r * gh_n)
+    h_t = (1 - z) * n + z * h_{t-1}  =  n + z * (h_{t-1} - n)
+
+The hidden-side gradient of the n part, d(gh_n) = dn_pre * r, differs from d(xw_n) = dn_pre,
+so the backward returns it separately (dghn) for the W_hh / b_hh gradients.
+
+Private kernels: arrays in, arrays out, all preallocated by charlm.recurrent. Time-major layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._numba import JIT_OPTIONS
+from .activations import dsigmoid, dtanh, sigmoid, tanh
+
+
+@njit(**JIT_OPTIONS)
+def gru_forward(xw, w_hh_t, b_hh, h0, hs, ghn, gh, keep):
+    """xw (T,B,3H): input projection; overwritten with the activations (r,z,n) when keep.
+    w_hh_t (H,3H) = W_hh^T contiguous; b_hh (3H,); h0 (B,H).
+    hs (T,B,H): out, h of every step. ghn (T,B,H): out, gh_n = h_{t-1} W_hn^T + b_hn of every step
+    (only written when keep; may then be (1,B,H)). gh (B,3H): scratch."""
+    T, B, G = xw.shape
+    H = G // 3
+    for t in range(T):
+        h_prev = h0 if t == 0 else hs[t - 1]
+        np.dot(h_prev, w_hh_t, gh)
+        x_t = xw[t]
+        h_out = hs[t]
+        ghn_t = ghn[t] if keep else ghn[0]
+        for b in range(B):
+            xb = x_t[b]
+            gb = gh[b]
+            hp = h_prev[b]
+            ho = h_out[b]
+            gnb = ghn_t[b]
+            for k in range(H):
+                r = sigmoid(xb[k] + gb[k] + b_hh[k])
+                z = sigmoid(xb[H + k] + gb[H + k] + b_hh[H + k])
+                hn = gb[2 * H + k] + b_hh[2 * H + k]
+                n = tanh(xb[2 * H + k] + r * hn)
+                ho[k] = n + z * (hp[k] - n)
+                if keep:
+                    xb[k] = r
+                    xb[H + k] = z
+                    xb[2 * H + k] = n
+                    gnb[k] = hn
+
+
+@njit(**JIT_OPTIONS)
+def gru_backward(gates, ghn, hs, h0, w_hh, dhs, dh, dg, dhz):
+    """gates (T,B,3H): activations stored by the forward; overwritten with dL/dxw.
+    ghn (T,B,H): gh_n stored by the forward; overwritten with dL/d(gh_n) = dn_pre * r.
+    hs (T,B,H), h0 (B,H): the states (h_{t-1} is needed for dz). w_hh (3H,H) contiguous.
+    dhs (T,B,H) read only. dh (B,H): in: gradient into the final h; out: gradient w.r.t. h0.
+    dg (B,3H), dhz (B,H): scratch."""
+    T, B, G = gates.shape
+    H = G // 3
+    for t in range(T - 1, -1, -1):
+        h_prev = h0 if t == 0 else hs[t - 1]
+        g_t = gates[t]
+        gn_t = ghn[t]
+        dh_t = dhs[t]
+        for b in range(B):
+            gb = g_t[b]
+            gnb = gn_t[b]
+            hp = h_prev[b]
+            dhb = dh_t[b]
+            dhr = dh[b]
+            dgb = dg[b]
+            dzb = dhz[b]
+            for k in range(H):
+                r = gb[k]
+                z = gb[H + k]
+                n = gb[2 * H + k]
+                dhv = dhb[k] + dhr[k]
+                dn_pre = (dhv - dhv * z) * dtanh(n)
+                dr_pre = dn_pre * gnb[k] * dsigmoid(r)
+                dz_pre = dhv * (hp[k] - n) * dsigmoid(z)
+                dgh_n = dn_pre * r
+                gb[k] = dr_pre
+                gb[H + k] = dz_pre
+                gb[2 * H + k] = dn_pre
+                gnb[k] = dgh_n
+                dgb[k] = dr_pre
+                dgb[H + k] = dz_pre
+                dgb[2 * H + k] = dgh_n
+                dzb[k] = dhv * z
+        np.dot(dg, w_hh, dh)
+        for b in range(B):
+            dhr = dh[b]
+            dzb = dhz[b]
+            for k in range(H):
+                dhr[k] += dzb[k]

@@ -1,0 +1,94 @@
+"""LSTM forward and backward through time (PyTorch's nn.LSTM cell, gate order i, f, g, o).
+
+    gates = xw_t + h_{t-1} W_hh^T + b_hh          (xw_t = x_t W_ih^T + b_ih, given)
+    i, f, o = sigmoid(.), g = tanh(.)
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(c_t)
+
+Private kernels: arrays in, arrays out, all preallocated by charlm.recurrent. Time-major layout.
+No division anywhere (Numba's Python error model would put a zero check in the loop).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._numba import JIT_OPTIONS
+from .activations import dsigmoid, dtanh, sigmoid, tanh
+
+
+@njit(**JIT_OPTIONS)
+def lstm_forward(xw, w_hh_t, b_hh, h0, c0, hs, cs, gh, keep):
+    """xw (T,B,4H): input projection; overwritten with the activations (i,f,g,o) when keep.
+    w_hh_t (H,4H) = W_hh^T contiguous; b_hh (4H,); h0, c0 (B,H).
+    hs (T,B,H): out, h of every step. cs: out, c of every step (T,B,H) if keep, else (1,B,H)
+    holding the last c. gh (B,4H): scratch for h_{t-1} W_hh^T."""
+    T, B, G = xw.shape
+    H = G // 4
+    for t in range(T):
+        h_prev = h0 if t == 0 else hs[t - 1]
+        if keep:
+            c_prev = c0 if t == 0 else cs[t - 1]
+            c_out = cs[t]
+        else:
+            c_prev = c0 if t == 0 else cs[0]
+            c_out = cs[0]
+        np.dot(h_prev, w_hh_t, gh)
+        x_t = xw[t]
+        h_out = hs[t]
+        for b in range(B):
+            xb = x_t[b]
+            gb = gh[b]
+            cp = c_prev[b]
+            co = c_out[b]
+            ho = h_out[b]
+            for k in range(H):
+                i = sigmoid(xb[k] + gb[k] + b_hh[k])
+                f = sigmoid(xb[H + k] + gb[H + k] + b_hh[H + k])
+                g = tanh(xb[2 * H + k] + gb[2 * H + k] + b_hh[2 * H + k])
+                o = sigmoid(xb[3 * H + k] + gb[3 * H + k] + b_hh[3 * H + k])
+                c = f * cp[k] + i * g
+                co[k] = c
+                ho[k] = o * tanh(c)
+                if keep:
+                    xb[k] = i
+                    xb[H + k] = f
+                    xb[2 * H + k] = g
+                    xb[3 * H + k] = o
+
+
+@njit(**JIT_OPTIONS)
+def lstm_backward(gates, cs, c0, w_hh, dhs, dh, dc):
+    """gates (T,B,4H): the activations stored by the forward; overwritten with dL/d(pre-activation
+    gates), which is both dL/dxw and dL/d(h W_hh^T + b_hh).
+    cs (T,B,H) c of every step; c0 (B,H); w_hh (4H,H) contiguous; dhs (T,B,H) read only.
+    dh, dc (B,H): in: gradient into the final h and c; out: gradient w.r.t. h0 and c0."""
+    T, B, G = gates.shape
+    H = G // 4
+    for t in range(T - 1, -1, -1):
+        c_prev = c0 if t == 0 else cs[t - 1]
+        g_t = gates[t]
+        c_t = cs[t]
+        dh_t = dhs[t]
+        for b in range(B):
+            gb = g_t[b]
+            cb = c_t[b]
+            cp = c_prev[b]
+            dhb = dh_t[b]
+            dhr = dh[b]
+            dcb = dc[b]
+            for k in range(H):
+                i = gb[k]
+                f = gb[H + k]
+                g = gb[2 * H + k]
+                o = gb[3 * H + k]
+                tc = tanh(cb[k])
+                dhv = dhb[k] + dhr[k]
+                dcv = dcb[k] + dhv * o * dtanh(tc)
+                dcb[k] = dcv * f
+                gb[k] = dcv * g * dsigmoid(i)
+                gb[H + k] = dcv * cp[k] * dsigmoid(f)
+                gb[2 * H + k] = dcv * i * dtanh(g)
+                gb[3 * H + k] = dhv * tc * dsigmoid(o)
+        np.dot(g_t, w_hh, dh)

@@ -1,0 +1,247 @@
+"""One recurrent layer (LSTM, GRU or tanh RNN), forward and backward through time.
+
+The math is exactly PyTorch's nn.LSTM / nn.GRU / nn.RNN (single layer, unidirectional), with the
+weights in PyTorch's layout: W_ih (G*H, I), W_hh (G*H, H), b_ih, b_hh (G*H,); G = 4 (LSTM, gates
+i,f,g,o), 3 (GRU, gates r,z,n) or 1 (RNN).
+
+Division of labour: the model computes the input projection of all T steps at once,
+``xw = x @ W_ih.T + b_ih`` of shape (T, B, G*H), time-major and C-contiguous. This module does
+the sequential part (the Numba kernels in charlm.kernels) and the hidden-side weight gradients
+(one GEMM over all T*B rows). The model gets the input-side gradients from ``dxw``:
+``dW_ih = dxw^T x``, ``db_ih = dxw.sum((0, 1))``, ``dx = dxw @ W_ih``.
+
+Memory contract (the kernels work in place to save memory and bandwidth):
+
+- ``recurrent_forward`` consumes ``xw`` (which must be writeable): with keep=True it is kept in
+  the cache and, for LSTM and GRU, overwritten with the gate activations (the RNN forward leaves
+  it intact; its backward writes dxw there). keep=False currently leaves it intact, but callers
+  should not rely on that. Do not reuse xw after the call.
+- Read-only w_hh, b_hh, h0, c0, dhs (e.g. memory-mapped weights) are accepted; Numba compiles a
+  separate specialization for them on first use.
+- ``recurrent_backward`` writes ``dxw`` into that same buffer (so ``grads.dxw is xw``) and can be
+  called only once per forward.
+- The cache holds references to ``hs``, ``h0``, ``c0`` and ``w_hh``: do not modify them in place
+  between the forward and the backward.
+
+Errors raised here are ValueError: they are programmer errors (wrong dtype, shape, layout), not
+user errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import GATES
+from .kernels.gru import gru_backward, gru_forward
+from .kernels.linalg import matmul
+from .kernels.lstm import lstm_backward, lstm_forward
+from .kernels.rnn import rnn_backward, rnn_forward
+
+__all__ = ["RecurrentCache", "RecurrentGrads", "recurrent_forward", "recurrent_backward"]
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass
+class RecurrentCache:
+    """What the forward leaves for the backward (and the final state for the caller).
+
+    ``h_last`` (= hs[-1]) and ``c_last`` (LSTM, else None) are the final state, to carry over to
+    the next window in truncated BPTT; ``c_last`` is a fresh array, not a view into the cache.
+    """
+
+    cell: str
+    keep: bool
+    hs: np.ndarray  # (T,B,H)
+    h0: np.ndarray  # (B,H)
+    c0: np.ndarray | None  # (B,H) LSTM, else None
+    c_last: np.ndarray | None  # (B,H) LSTM, else None
+    w_hh: np.ndarray | None = None  # (G*H,H), C-contiguous (keep only)
+    gates: np.ndarray | None = None  # (T,B,G*H) the xw buffer: activations (LSTM, GRU) (keep only)
+    cs: np.ndarray | None = None  # (T,B,H) LSTM cell states (keep only)
+    ghn: np.ndarray | None = None  # (T,B,H) GRU h W_hn^T + b_hn (keep only)
+    used: bool = False  # set by the backward, which consumes the cache
+
+    @property
+    def h_last(self) -> np.ndarray:
+        return self.hs[-1]
+
+
+@dataclass
+class RecurrentGrads:
+    """Gradients of the loss w.r.t. the layer's inputs. dxw aliases the forward's xw buffer."""
+
+    dxw: np.ndarray  # (T,B,G*H)
+    dw_hh: np.ndarray  # (G*H,H)
+    db_hh: np.ndarray  # (G*H,)
+    dh0: np.ndarray  # (B,H)
+    dc0: np.ndarray | None  # (B,H) LSTM, else None
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def _check_array(name: str, a, shape: tuple, dtype: np.dtype, written: bool = False) -> None:
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ValueError(f"{name} has dtype {a.dtype}, expected {dtype} (all arrays must match)")
+    if a.shape != shape:
+        raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
+    if written and not a.flags.writeable:
+        raise ValueError(f"{name} must be writeable (it is overwritten in place)")
+
+
+def _check_cell(cell) -> int:
+    if cell not in GATES:
+        raise ValueError(f"unknown cell {cell!r}; expected one of {', '.join(GATES)}")
+    return GATES[cell]
+
+
+# --- forward ---------------------------------------------------------------------------------
+
+
+def recurrent_forward(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True):
+    """Run one recurrent layer over T steps.
+
+    xw (T,B,G*H): input projection x @ W_ih.T + b_ih, C-contiguous; CONSUMED (see module doc).
+    w_hh (G*H,H), b_hh (G*H,): hidden-to-hidden weights, PyTorch layout.
+    h0 (B,H), c0 (B,H): initial state; c0 only for 'lstm' (required there), None otherwise.
+    keep: store what the backward needs; keep=False is for inference (cheaper, no backward).
+    All arrays: same dtype, float32 or float64, C-contiguous. T >= 1.
+
+    Returns (hs, cache): hs (T,B,H) the output of every step (a new array). The final state is
+    hs[-1] (= cache.h_last) and, for LSTM, cache.c_last.
+    """
+    G = _check_cell(cell)
+    if not isinstance(xw, np.ndarray) or xw.ndim != 3:
+        raise ValueError("xw must be a 3-D numpy array (T, B, G*H)")
+    if not isinstance(h0, np.ndarray) or h0.ndim != 2:
+        raise ValueError("h0 must be a 2-D numpy array (B, H)")
+    dtype = xw.dtype
+    if dtype not in _DTYPES:
+        raise ValueError(f"xw has dtype {dtype}; only float32 and float64 are supported")
+    T, B, GH = xw.shape
+    H = h0.shape[1]
+    if T < 1 or B < 1 or H < 1:
+        raise ValueError(f"empty input: T={T}, B={B}, H={H} (all must be >= 1)")
+    if GH != G * H:
+        raise ValueError(f"xw has last dimension {GH}, expected {G}*H = {G * H} for {cell}")
+    _check_array("xw", xw, (T, B, G * H), dtype, written=True)
+    _check_array("w_hh", w_hh, (G * H, H), dtype)
+    _check_array("b_hh", b_hh, (G * H,), dtype)
+    _check_array("h0", h0, (B, H), dtype)
+    if cell == "lstm":
+        if c0 is None:
+            raise ValueError("lstm needs c0 (B, H)")
+        _check_array("c0", c0, (B, H), dtype)
+    elif c0 is not None:
+        raise ValueError(f"c0 is only for lstm; pass None for {cell}")
+
+    keep = bool(keep)
+    w_hh_t = w_hh.T  # Fortran-contiguous (H, G*H) view: BLAS takes it as is, no copy
+    hs = np.empty((T, B, H), dtype)
+    cache = RecurrentCache(cell=cell, keep=keep, hs=hs, h0=h0, c0=c0, c_last=None)
+    if keep:
+        cache.w_hh = w_hh
+        cache.gates = xw
+
+    if cell == "lstm":
+        cs = np.empty((T if keep else 1, B, H), dtype)
+        gh = np.empty((B, G * H), dtype)
+        lstm_forward(xw, w_hh_t, b_hh, h0, c0, hs, cs, gh, keep)
+        cache.c_last = cs[-1].copy()
+        if keep:
+            cache.cs = cs
+    elif cell == "gru":
+        ghn = np.empty((T if keep else 1, B, H), dtype)
+        gh = np.empty((B, G * H), dtype)
+        gru_forward(xw, w_hh_t, b_hh, h0, hs, ghn, gh, keep)
+        if keep:
+            cache.ghn = ghn
+    else:
+        rnn_forward(xw, w_hh_t, b_hh, h0, hs)
+    return hs, cache
+
+
+# --- backward --------------------------------------------------------------------------------
+
+
+def _hidden_weight_grad(d: np.ndarray, h0: np.ndarray, hs: np.ndarray, out: np.ndarray) -> None:
+    """out = sum_t d[t]^T h_{t-1} with h_{-1} = h0, as two GEMMs (no copy of [h0, hs[:-1]]).
+    d (T,B,K) may be a view with a strided last axis (the GRU's r,z part)."""
+    T, B, K = d.shape
+    H = hs.shape[2]
+    matmul(d[0].T, h0, out=out)
+    if T > 1:
+        out += matmul(d[1:].reshape((T - 1) * B, K).T, hs[:-1].reshape((T - 1) * B, H))
+
+
+def recurrent_backward(cache: RecurrentCache, dhs, dh_last=None, dc_last=None) -> RecurrentGrads:
+    """Backpropagate through the T steps of the forward that produced ``cache``.
+
+    dhs (T,B,H): dLoss/dhs from above (read only). dh_last, dc_last (B,H): gradient flowing into
+    the final state (h_last, c_last); None means zeros. dc_last is for LSTM only.
+    Returns RecurrentGrads(dxw, dw_hh, db_hh, dh0, dc0); dxw is written into the forward's xw
+    buffer. The cache is consumed: a second backward raises ValueError.
+    """
+    if not isinstance(cache, RecurrentCache):
+        raise ValueError("cache must be the RecurrentCache returned by recurrent_forward")
+    if not cache.keep:
+        raise ValueError("this forward ran with keep=False: no backward is possible")
+    if cache.used:
+        raise ValueError("recurrent_backward was already called on this cache (it is consumed)")
+    cell = cache.cell
+    hs = cache.hs
+    T, B, H = hs.shape
+    dtype = hs.dtype
+    _check_array("dhs", dhs, (T, B, H), dtype)
+
+    if dh_last is None:
+        dh = np.zeros((B, H), dtype)
+    else:
+        _check_array("dh_last", dh_last, (B, H), dtype)
+        dh = dh_last.copy()
+    dc = None
+    if cell == "lstm":
+        if dc_last is None:
+            dc = np.zeros((B, H), dtype)
+        else:
+            _check_array("dc_last", dc_last, (B, H), dtype)
+            dc = dc_last.copy()
+    elif dc_last is not None:
+        raise ValueError(f"dc_last is only for lstm; pass None for {cell}")
+
+    cache.used = True
+    w_hh = cache.w_hh
+    dxw = cache.gates
+    GH = w_hh.shape[0]
+    dw_hh = np.empty((GH, H), dtype)
+
+    if cell == "lstm":
+        lstm_backward(dxw, cache.cs, cache.c0, w_hh, dhs, dh, dc)
+        _hidden_weight_grad(dxw, cache.h0, hs, dw_hh)
+        db_hh = dxw.sum(axis=(0, 1))
+    elif cell == "gru":
+        dg = np.empty((B, GH), dtype)
+        dhz = np.empty((B, H), dtype)
+        dghn = cache.ghn
+        gru_backward(dxw, dghn, hs, cache.h0, w_hh, dhs, dh, dg, dhz)
+        _hidden_weight_grad(dxw[:, :, : 2 * H], cache.h0, hs, dw_hh[: 2 * H])
+        _hidden_weight_grad(dghn, cache.h0, hs, dw_hh[2 * H :])
+        db_hh = np.empty(GH, dtype)
+        db_hh[: 2 * H] = dxw[:, :, : 2 * H].sum(axis=(0, 1))
+        db_hh[2 * H :] = dghn.sum(axis=(0, 1))
+    else:
+        rnn_backward(hs, w_hh, dhs, dxw, dh)
+        _hidden_weight_grad(dxw, cache.h0, hs, dw_hh)
+        db_hh = dxw.sum(axis=(0, 1))
+
+    # Drop the large buffers the caller no longer needs through the cache.
+    cache.cs = None
+    cache.ghn = None
+    return RecurrentGrads(dxw=dxw, dw_hh=dw_hh, db_hh=db_hh, dh0=dh, dc0=dc)

@@ -1,0 +1,341 @@
+"""Recurrent kernels: vs plain-numpy reference, finite differences, PyTorch, approximation error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from charlm.config import GATES
+from charlm.kernels.activations import sigmoid_array, tanh_array
+from charlm.recurrent import RecurrentGrads, recurrent_backward, recurrent_forward
+
+try:
+    from tests import reference as ref
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path
+    import reference as ref
+
+CELLS = ("lstm", "gru", "rnn")
+GRAD_NAMES = ("dxw", "dw_hh", "db_hh", "dh0", "dc0")
+
+
+def make_problem(cell, T, B, H, dtype, seed=0, scale=0.5):
+    """Random layer inputs with non-zero initial state and non-zero final-state gradients."""
+    rng = np.random.default_rng(seed)
+    G = GATES[cell]
+
+    def rnd(*shape, s=1.0):
+        return (rng.standard_normal(shape) * s).astype(dtype)
+
+    p = dict(
+        xw=rnd(T, B, G * H),
+        w_hh=rnd(G * H, H, s=scale / np.sqrt(H) * 2),
+        b_hh=rnd(G * H, s=0.3),
+        h0=rnd(B, H, s=0.5),
+        c0=rnd(B, H, s=0.5) if cell == "lstm" else None,
+        dhs=rnd(T, B, H),
+        dh_last=rnd(B, H),
+        dc_last=rnd(B, H) if cell == "lstm" else None,
+    )
+    return p
+
+
+def run(cell, p, keep=True):
+    """Forward + backward through the public wrapper; never touches p's arrays' contents."""
+    hs, cache = recurrent_forward(
+        cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"], keep=keep
+    )
+    if not keep:
+        return hs, cache, None
+    grads = recurrent_backward(cache, p["dhs"], p["dh_last"], p["dc_last"])
+    return hs, cache, grads
+
+
+def run_reference(cell, p):
+    f64 = {k: (None if v is None else v.astype(np.float64)) for k, v in p.items()}
+    hs, c_last, store = ref.forward(cell, f64["xw"], f64["w_hh"], f64["b_hh"], f64["h0"], f64["c0"])
+    g = ref.backward(cell, store, f64["w_hh"], f64["dhs"], f64["dh_last"], f64["dc_last"])
+    return hs, c_last, g
+
+
+# --- activations -------------------------------------------------------------------------------
+
+
+def test_float32_activation_accuracy():
+    """Dense grid: max abs error of the float32 approximations vs float64 numpy (documented in
+    charlm/kernels/activations.py: tanh 2.7e-7 to 3.9e-7 depending on FMA contraction)."""
+    x = np.linspace(-20.0, 20.0, 4_000_001).astype(np.float32)
+    x64 = x.astype(np.float64)
+    t = tanh_array(x)
+    s = sigmoid_array(x)
+    assert t.dtype == np.float32 and s.dtype == np.float32
+    err_t = np.abs(t - np.tanh(x64)).max()
+    err_s = np.abs(s - 1.0 / (1.0 + np.exp(-x64))).max()
+    assert err_t < 5e-7, err_t
+    assert err_s < 5e-7, err_s
+    assert np.abs(t).max() <= 1.0
+    np.testing.assert_array_equal(t, -tanh_array(-x))  # odd
+    assert 0.0 <= s.min() and s.max() <= 1.0
+    special = np.array([np.nan, np.inf, -np.inf, 0.0], np.float32)
+    t_sp, s_sp = tanh_array(special), sigmoid_array(special)
+    assert np.isnan(t_sp[0]) and np.isnan(s_sp[0])  # NaN propagates (divergence checks rely on it)
+    assert t_sp[1] > 0.999999 and t_sp[2] < -0.999999 and t_sp[3] == 0.0
+    assert s_sp[1] > 0.999999 and s_sp[2] < 1e-6 and s_sp[3] == 0.5
+
+
+def test_float64_activations_exact():
+    x = np.linspace(-30.0, 30.0, 100_001)
+    np.testing.assert_allclose(tanh_array(x), np.tanh(x), rtol=1e-15, atol=0)
+    np.testing.assert_allclose(sigmoid_array(x), 1.0 / (1.0 + np.exp(-x)), rtol=1e-15, atol=1e-300)
+
+
+# --- kernels vs reference ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 7), (1, 1, 4), (3, 2, 1)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", CELLS)
+def test_matches_reference(cell, dtype, shape):
+    T, B, H = shape
+    p = make_problem(cell, T, B, H, dtype, seed=T * 100 + B * 10 + H)
+    xw_before = p["xw"].copy()
+    hs, cache, g = run(cell, p)
+    np.testing.assert_array_equal(p["xw"], xw_before)  # run() passes a copy
+    r_hs, r_c, r_g = run_reference(cell, p)
+    if dtype == np.float64:
+        tol = dict(rtol=1e-10, atol=1e-10)
+    else:
+        tol = dict(rtol=1e-5, atol=2e-5)
+    assert hs.dtype == dtype and hs.shape == (T, B, H)
+    np.testing.assert_allclose(hs, r_hs, **tol)
+    np.testing.assert_allclose(cache.h_last, r_hs[-1], **tol)
+    if cell == "lstm":
+        np.testing.assert_allclose(cache.c_last, r_c, **tol)
+    else:
+        assert cache.c_last is None
+    assert isinstance(g, RecurrentGrads)
+    G = GATES[cell]
+    assert g.dxw.shape == (T, B, G * H) and g.dw_hh.shape == (G * H, H)
+    assert g.db_hh.shape == (G * H,) and g.dh0.shape == (B, H)
+    for name in GRAD_NAMES:
+        ours, theirs = getattr(g, name), r_g[name]
+        if theirs is None:
+            assert ours is None, name
+            continue
+        assert ours.dtype == dtype, name
+        np.testing.assert_allclose(ours, theirs, **tol, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", CELLS)
+def test_inference_mode_same_outputs(cell, dtype):
+    p = make_problem(cell, 6, 2, 5, dtype, seed=3)
+    hs1, c1, _ = run(cell, p, keep=True)
+    hs2, c2, _ = run(cell, p, keep=False)
+    np.testing.assert_array_equal(hs1, hs2)
+    if cell == "lstm":
+        np.testing.assert_array_equal(c1.c_last, c2.c_last)
+    with pytest.raises(ValueError, match="keep=False"):
+        recurrent_backward(c2, p["dhs"])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_state_carry_equals_one_long_run(cell):
+    """Two windows with the state carried over give the same outputs as one long forward."""
+    p = make_problem(cell, 8, 3, 4, np.float64, seed=5)
+    hs, cache = recurrent_forward(cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"])
+    xw = p["xw"].copy()
+    hs_a, ca = recurrent_forward(cell, xw[:3].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"])
+    h1 = np.ascontiguousarray(ca.h_last)
+    hs_b, cb = recurrent_forward(cell, xw[3:].copy(), p["w_hh"], p["b_hh"], h1, ca.c_last)
+    np.testing.assert_allclose(np.concatenate([hs_a, hs_b]), hs, rtol=1e-13, atol=1e-13)
+    if cell == "lstm":
+        np.testing.assert_allclose(cb.c_last, cache.c_last, rtol=1e-13, atol=1e-13)
+
+
+def test_none_final_gradients_mean_zeros():
+    for cell in CELLS:
+        p = make_problem(cell, 4, 2, 3, np.float64, seed=9)
+        _, cache = recurrent_forward(cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"])
+        g1 = recurrent_backward(cache, p["dhs"])
+        _, cache = recurrent_forward(cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"])
+        zeros = np.zeros_like(p["h0"])
+        g2 = recurrent_backward(cache, p["dhs"], zeros, zeros if cell == "lstm" else None)
+        for name in GRAD_NAMES:
+            a, b = getattr(g1, name), getattr(g2, name)
+            if a is None:
+                assert b is None
+            else:
+                np.testing.assert_array_equal(a, b)
+
+
+# --- finite differences ------------------------------------------------------------------------
+
+
+def rel_error(a, n):
+    return np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), 1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_finite_differences(cell):
+    T, B, H = 4, 2, 3
+    p = make_problem(cell, T, B, H, np.float64, seed=11, scale=1.0)
+    R, R2, R3 = p["dhs"], p["dh_last"], p["dc_last"]
+    params = {k: p[k] for k in ("xw", "w_hh", "b_hh", "h0", "c0") if p[k] is not None}
+
+    def loss():
+        hs, cache = recurrent_forward(
+            cell, params["xw"].copy(), params["w_hh"], params["b_hh"], params["h0"],
+            params.get("c0"),
+        )
+        val = np.sum(hs * R) + np.sum(cache.h_last * R2)
+        if cell == "lstm":
+            val += np.sum(cache.c_last * R3)
+        return val
+
+    _, cache = recurrent_forward(
+        cell, params["xw"].copy(), params["w_hh"], params["b_hh"], params["h0"], params.get("c0")
+    )
+    g = recurrent_backward(cache, R, R2, R3)
+    analytic = dict(xw=g.dxw, w_hh=g.dw_hh, b_hh=g.db_hh, h0=g.dh0, c0=g.dc0)
+
+    rng = np.random.default_rng(0)
+    eps = 1e-5
+    worst = 0.0
+    for name, arr in params.items():
+        n = arr.size
+        idx = rng.choice(n, size=min(n, 25), replace=False)
+        flat = arr.reshape(-1)
+        for j in idx:
+            old = flat[j]
+            flat[j] = old + eps
+            lp = loss()
+            flat[j] = old - eps
+            lm = loss()
+            flat[j] = old
+            num = (lp - lm) / (2 * eps)
+            err = rel_error(analytic[name].reshape(-1)[j], num)
+            worst = max(worst, err)
+            assert err <= 1e-6, (name, j, analytic[name].reshape(-1)[j], num, err)
+    assert worst <= 1e-6
+
+
+# --- PyTorch -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", CELLS)
+def test_matches_pytorch(cell, dtype):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    T, B, I, H = 6, 3, 5, 8
+    tdtype = torch.float64 if dtype == np.float64 else torch.float32
+    mod = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    net = mod(input_size=I, hidden_size=H, batch_first=False).to(tdtype)
+    with torch.no_grad():  # larger than the default init, so the nonlinearities matter
+        for prm in net.parameters():
+            prm.uniform_(-0.6, 0.6)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = (rng.standard_normal((B, H)) * 0.5).astype(dtype)
+    c0 = (rng.standard_normal((B, H)) * 0.5).astype(dtype) if cell == "lstm" else None
+    R = rng.standard_normal((T, B, H)).astype(dtype)
+    R2 = rng.standard_normal((B, H)).astype(dtype)
+    R3 = rng.standard_normal((B, H)).astype(dtype)
+
+    # PyTorch
+    xt = torch.tensor(x, requires_grad=True)
+    h0t = torch.tensor(h0[None], requires_grad=True)
+    if cell == "lstm":
+        c0t = torch.tensor(c0[None], requires_grad=True)
+        out, (hn, cn) = net(xt, (h0t, c0t))
+        loss = (out * torch.tensor(R)).sum() + (hn[0] * torch.tensor(R2)).sum()
+        loss = loss + (cn[0] * torch.tensor(R3)).sum()
+    else:
+        out, hn = net(xt, h0t)
+        loss = (out * torch.tensor(R)).sum() + (hn[0] * torch.tensor(R2)).sum()
+    loss.backward()
+
+    # charlm
+    w_ih = net.weight_ih_l0.detach().numpy()
+    b_ih = net.bias_ih_l0.detach().numpy()
+    w_hh = np.ascontiguousarray(net.weight_hh_l0.detach().numpy())
+    b_hh = np.ascontiguousarray(net.bias_hh_l0.detach().numpy())
+    xw = np.ascontiguousarray(x @ w_ih.T + b_ih, dtype=dtype)
+    hs, cache = recurrent_forward(cell, xw, w_hh, b_hh, h0, c0)
+    g = recurrent_backward(cache, R, R2, R3 if cell == "lstm" else None)
+    G = GATES[cell]
+    dxw2 = g.dxw.reshape(T * B, G * H)
+    d_w_ih = dxw2.T @ x.reshape(T * B, I)
+    d_b_ih = dxw2.sum(axis=0)
+    d_x = g.dxw @ w_ih
+
+    if dtype == np.float64:
+        tol = dict(rtol=1e-10, atol=1e-11)
+    else:
+        tol = dict(rtol=1e-4, atol=1e-5)
+
+    def check(ours, t, name):
+        np.testing.assert_allclose(ours, t.detach().numpy(), **tol, err_msg=name)
+
+    check(hs, out, "hs")
+    check(cache.h_last, hn[0], "h_last")
+    if cell == "lstm":
+        check(cache.c_last, cn[0], "c_last")
+        check(g.dc0, c0t.grad[0], "dc0")
+    check(d_w_ih, net.weight_ih_l0.grad, "weight_ih")
+    check(d_b_ih, net.bias_ih_l0.grad, "bias_ih")
+    check(g.dw_hh, net.weight_hh_l0.grad, "weight_hh")
+    check(g.db_hh, net.bias_hh_l0.grad, "bias_hh")
+    check(d_x, xt.grad, "x")
+    check(g.dh0, h0t.grad[0], "h0")
+
+
+# --- argument checks -----------------------------------------------------------------------------
+
+
+def test_argument_errors():
+    p = make_problem("lstm", 3, 2, 4, np.float32)
+    args = (p["xw"], p["w_hh"], p["b_hh"], p["h0"], p["c0"])
+
+    def fwd(cell="lstm", xw=None, w_hh=None, b_hh=None, h0=None, c0="same", **kw):
+        a = [v.copy() if v is not None else None for v in args]
+        return recurrent_forward(
+            cell,
+            a[0] if xw is None else xw,
+            a[1] if w_hh is None else w_hh,
+            a[2] if b_hh is None else b_hh,
+            a[3] if h0 is None else h0,
+            a[4] if isinstance(c0, str) else c0,
+            **kw,
+        )
+
+    with pytest.raises(ValueError, match="unknown cell"):
+        fwd(cell="transformer")
+    with pytest.raises(ValueError, match="dtype"):
+        fwd(w_hh=p["w_hh"].astype(np.float64))
+    with pytest.raises(ValueError, match="dtype"):
+        fwd(xw=p["xw"].astype(np.float16))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        fwd(h0=np.ones((4, 2), np.float32).T)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        fwd(xw=np.ascontiguousarray(np.repeat(p["xw"], 2, axis=2))[:, :, ::2])
+    with pytest.raises(ValueError, match="shape"):
+        fwd(b_hh=p["b_hh"][:-1].copy())
+    with pytest.raises(ValueError, match="last dimension"):
+        fwd(cell="gru")
+    with pytest.raises(ValueError, match="c0"):
+        fwd(c0=None)
+    with pytest.raises(ValueError, match="empty"):
+        fwd(xw=p["xw"][:0].copy())
+    pg = make_problem("gru", 3, 2, 4, np.float32)
+    with pytest.raises(ValueError, match="only for lstm"):
+        recurrent_forward("gru", pg["xw"], pg["w_hh"], pg["b_hh"], pg["h0"], pg["h0"])
+
+    hs, cache = fwd()
+    with pytest.raises(ValueError, match="dhs"):
+        recurrent_backward(cache, p["dhs"][:-1].copy())
+    with pytest.raises(ValueError, match="dtype"):
+        recurrent_backward(cache, p["dhs"].astype(np.float64))
+    recurrent_backward(cache, p["dhs"])
+    with pytest.raises(ValueError, match="already"):
+        recurrent_backward(cache, p["dhs"])
