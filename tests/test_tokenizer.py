@@ -1,0 +1,209 @@
+"""Tokenizer: vocabulary rules, line breaks, UNK, round trips and streaming decode."""
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from charlm.config import TokenizerConfig
+from charlm.errors import ModelFileError, OptionError
+from charlm.tokenizer import EOS, UNK, Tokenizer
+
+CHAR = TokenizerConfig(level="char")
+WORD = TokenizerConfig(level="word")
+
+# Text without line-break-like or BOM characters: encode -> decode must be the identity.
+plain_chars = st.characters(blacklist_characters="\r\n\ufeff", blacklist_categories=("Cs",))
+line_text = st.lists(st.text(plain_chars, max_size=20), max_size=6).map("\n".join)
+words = st.text(st.characters(whitelist_categories=("L", "N", "P")), min_size=1, max_size=8).filter(
+    lambda w: w not in (UNK, EOS) and len(w.split()) == 1 and w == w.strip()
+)
+word_lines = st.lists(st.lists(words, min_size=1, max_size=6).map(" ".join), max_size=6)
+
+
+def streamed(tok: Tokenizer, ids) -> str:
+    out, prev = [], None
+    for i in ids:
+        out.append(tok.decode_token(int(i), prev))
+        prev = int(i)
+    return "".join(out)
+
+
+# ---- char level ---------------------------------------------------------------------------
+
+
+@given(line_text)
+def test_char_round_trip(text):
+    tok = Tokenizer.build(text, CHAR)
+    ids = tok.encode(text)
+    assert ids.dtype == np.int32
+    assert tok.decode(ids) == text
+    assert streamed(tok, ids) == text
+    assert tok.count_unk(ids) == 0
+
+
+def test_char_vocab_is_sorted_by_code_point():
+    tok = Tokenizer.build("cbaé\nab", CHAR)
+    assert tok.tokens == [UNK, EOS, "a", "b", "c", "é"]
+    assert tok.vocab_size == 6
+    assert tok.encode("abc\n").tolist() == [2, 3, 4, 1]
+
+
+def test_char_is_code_points_not_bytes():
+    tok = Tokenizer.build("日本語 🙂", CHAR)
+    assert len(tok.encode("日本🙂")) == 3
+    assert tok.decode(tok.encode("日本🙂")) == "日本🙂"
+
+
+def test_char_min_count_and_unseen_are_unk():
+    tok = Tokenizer.build("aaab", TokenizerConfig(level="char", min_count=2))
+    assert tok.tokens == [UNK, EOS, "a"]
+    ids = tok.encode("abz\U0010ffff")
+    assert ids.tolist() == [2, 0, 0, 0]
+    assert tok.count_unk(ids) == 3
+    assert tok.decode(ids) == "a\ufffd\ufffd\ufffd"
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_line_breaks_and_bom(level):
+    cfg = TokenizerConfig(level=level)
+    tok = Tokenizer.build("\ufeffa b\r\nc\rd\n", cfg)
+    assert "\r" not in tok.tokens and "\ufeff" not in tok.tokens
+    unix = tok.encode("a b\nc\nd\n")
+    assert tok.encode("\ufeffa b\r\nc\rd\n").tolist() == unix.tolist()
+    assert tok.encode("a b\r\nc\r\nd\r\n").tolist() == unix.tolist()
+    assert unix[-1] == tok.eos_id and np.count_nonzero(unix == tok.eos_id) == 3
+    assert tok.encode("a b").tolist() == tok.encode_line("a b").tolist()
+    assert tok.eos_id not in tok.encode("a b\n")[:-1]
+
+
+def test_no_final_eos_without_final_newline():
+    tok = Tokenizer.build("ab\nab", CHAR)
+    assert tok.encode("ab\nab").tolist() == [2, 3, 1, 2, 3]
+    assert tok.encode_line("ab").tolist() == [2, 3]
+    assert tok.encode_line("ab\r\n").tolist() == [2, 3]
+    assert tok.encode("\n\n").tolist() == [1, 1]
+
+
+# ---- word level ---------------------------------------------------------------------------
+
+
+@given(word_lines, st.booleans())
+def test_word_round_trip(lines, final_newline):
+    text = "\n".join(lines) + ("\n" if final_newline and lines else "")
+    tok = Tokenizer.build(text, WORD)
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    assert streamed(tok, ids) == text
+    assert tok.count_unk(ids) == 0
+
+
+def test_word_decode_normalizes_spaces():
+    tok = Tokenizer.build(" the cat \n  sat\n", WORD)
+    assert tok.decode(tok.encode(" the cat \n  sat\n")) == "the cat\nsat\n"
+    assert streamed(tok, tok.encode("the cat\nsat")) == "the cat\nsat"
+
+
+def test_decode_token_spacing():
+    tok = Tokenizer.build("a b\n", WORD)
+    a, b = tok.encode("a b").tolist()
+    assert tok.decode_token(a, None) == "a"
+    assert tok.decode_token(b, a) == " b"
+    assert tok.decode_token(tok.eos_id, b) == "\n"
+    assert tok.decode_token(a, tok.eos_id) == "a"
+    assert tok.decode_token(tok.unk_id, a) == " <unk>"
+    char = Tokenizer.build("ab", CHAR)
+    assert char.decode_token(2, 3) == "a" and char.decode_token(0, None) == "\ufffd"
+
+
+def test_literal_unk_is_the_unk_token():
+    text = "the <unk> sat\nthe <unk> ran <unk>\n"
+    tok = Tokenizer.build(text, WORD)
+    assert tok.tokens.count(UNK) == 1 and tok.tokens[0] == UNK
+    ids = tok.encode(text)
+    assert tok.count_unk(ids) == 3
+    assert tok.decode(ids) == text
+
+
+def test_word_vocab_order_min_count_and_max_vocab():
+    text = "c b a b c\nd c\ne\n"  # c:3 b:2 a:1 d:1 e:1
+    assert Tokenizer.build(text, WORD).tokens == [UNK, EOS, "c", "b", "a", "d", "e"]
+    tok = Tokenizer.build(text, TokenizerConfig(level="word", max_vocab=5))
+    assert tok.tokens == [UNK, EOS, "c", "b", "a"]  # ties: first occurrence wins
+    assert tok.vocab_size == 5
+    assert tok.encode("e a zzz").tolist() == [0, 4, 0]
+    tok = Tokenizer.build(text, TokenizerConfig(level="word", min_count=2))
+    assert tok.tokens == [UNK, EOS, "c", "b"]
+
+
+def test_build_is_deterministic():
+    text = "x y z y x w\n" * 3
+    assert Tokenizer.build(text, WORD).tokens == Tokenizer.build(text, WORD).tokens
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [TokenizerConfig(level="byte"), TokenizerConfig(min_count=0), TokenizerConfig(level="word", max_vocab=2)],
+)
+def test_bad_config(cfg):
+    with pytest.raises(OptionError):
+        Tokenizer.build("a b", cfg)
+
+
+# ---- storage ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_dict_round_trip(level):
+    text = "hello world\nhi there 日本\n"
+    tok = Tokenizer.build(text, TokenizerConfig(level=level))
+    d = json.loads(json.dumps(tok.to_dict()))
+    assert set(d) == {"level", "tokens", "unk_id", "eos_id"}
+    back = Tokenizer.from_dict(d)
+    assert back.level == level and back.tokens == tok.tokens
+    assert back.encode(text).tolist() == tok.encode(text).tolist()
+
+
+@pytest.mark.parametrize(
+    "d",
+    [
+        None,
+        {"level": "char", "tokens": ["a"], "unk_id": 0, "eos_id": 1},
+        {"level": "char", "tokens": [UNK, EOS, "ab"], "unk_id": 0, "eos_id": 1},
+        {"level": "word", "tokens": [UNK, EOS, "a", "a"], "unk_id": 0, "eos_id": 1},
+        {"level": "word", "tokens": [UNK, EOS, "a b"], "unk_id": 0, "eos_id": 1},
+        {"level": "word", "tokens": [UNK, EOS, 3], "unk_id": 0, "eos_id": 1},
+        {"level": "bpe", "tokens": [UNK, EOS], "unk_id": 0, "eos_id": 1},
+    ],
+)
+def test_bad_dict(d):
+    with pytest.raises(ModelFileError):
+        Tokenizer.from_dict(d)
+
+
+# ---- speed on the shared corpora (skipped when absent) ----------------------------------
+
+CORPORA = [
+    ("/work/shared/corpora/tinyshakespeare/input.txt", "char"),
+    ("/work/shared/corpora/ptb/ptb.train.txt", "word"),
+]
+
+
+@pytest.mark.parametrize("path,level", CORPORA)
+def test_shared_corpus_speed(path, level):
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not present")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start = time.perf_counter()
+    tok = Tokenizer.build(text, TokenizerConfig(level=level))
+    ids = tok.encode(text)
+    assert time.perf_counter() - start < 4.0  # about 0.5 s on 2 cores; generous for CI noise
+    if level == "word":
+        assert tok.vocab_size == 10000 and tok.count_unk(ids) > 0  # PTB: 10k words incl. <unk>, <eos>
+    else:
+        assert tok.decode(ids) == text
