@@ -1,0 +1,57 @@
+"""Initial weights as the literature recommends for recurrent language models.
+
+- Input weights and the decoder: PyTorch's default uniform(-1/sqrt(H), 1/sqrt(H)).
+- Recurrent weights: orthogonal, one (H, H) block per gate (Saxe et al. 2014), which keeps
+  the repeated product h W_hh^T from shrinking or exploding early in training.
+- Biases zero, except the LSTM forget gate: 1 (Jozefowicz et al. 2015), split so that
+  bias_ih + bias_hh = 1 for f.
+- Embedding: N(0, 1), PyTorch's nn.Embedding default.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import ModelConfig
+
+
+def orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A random (n, n) orthogonal matrix (QR of a Gaussian, signs fixed so it is uniform)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+def init_params(cfg: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Fresh float32 parameters named like a PyTorch state_dict."""
+    H, G, V = cfg.hidden, cfg.gates, cfg.vocab_size
+    bound = 1.0 / np.sqrt(H)
+    params: dict[str, np.ndarray] = {}
+    if cfg.embed > 0:
+        params["embedding.weight"] = rng.standard_normal((V, cfg.embed))
+    for layer in range(cfg.layers):
+        n_in = cfg.input_size(layer)
+        params[f"rnn.weight_ih_l{layer}"] = rng.uniform(-bound, bound, (G * H, n_in))
+        params[f"rnn.weight_hh_l{layer}"] = np.concatenate([orthogonal(rng, H) for _ in range(G)])
+        bias_ih, bias_hh = np.zeros(G * H), np.zeros(G * H)
+        if cfg.cell == "lstm":
+            bias_ih[H : 2 * H] = 0.5  # forget gate: b_ih + b_hh = 1
+            bias_hh[H : 2 * H] = 0.5
+        params[f"rnn.bias_ih_l{layer}"] = bias_ih
+        params[f"rnn.bias_hh_l{layer}"] = bias_hh
+    if cfg.tie:
+        params["decoder.weight"] = params["embedding.weight"]
+    else:
+        params["decoder.weight"] = rng.uniform(-bound, bound, (V, H))
+    params["decoder.bias"] = np.zeros(V)
+    return _unshared(params)
+
+
+def _unshared(params: dict) -> dict:
+    """Cast each distinct array once, so tied names still share one float32 array."""
+    cast: dict[int, np.ndarray] = {}
+    out = {}
+    for name, p in params.items():
+        if id(p) not in cast:
+            cast[id(p)] = np.ascontiguousarray(p, dtype=np.float32)
+        out[name] = cast[id(p)]
+    return out

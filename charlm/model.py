@@ -1,0 +1,186 @@
+"""The language model: embedding -> stacked recurrent layers -> linear decoder -> softmax.
+
+Parameters are float32 arrays named like the state_dict of a PyTorch module made of
+`embedding = nn.Embedding`, `rnn = nn.LSTM/GRU/RNN` and `decoder = nn.Linear`. The recurrent
+loops run in Numba kernels (charlm.recurrent); every product over all B*T rows at once (input
+projections, decoder, weight gradients) is one BLAS GEMM here.
+
+Shapes: T time steps, B streams, H hidden, E embedding, V vocabulary, G gates, L layers,
+N = T*B rows. Tokens are time-major (T, B). The recurrent state is one array (L, S, B, H) with
+S = 2 for the LSTM (h, c) and 1 otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import ModelConfig
+from .initializers import init_params
+from .kernels.embedding import _scatter_add_rows
+from .kernels.linalg import matmul
+from .losses import softmax_xent_, target_logprobs
+from .recurrent import recurrent_backward, recurrent_forward
+
+
+@dataclass
+class _Trace:
+    """What the forward pass keeps for the backward pass."""
+
+    tokens: np.ndarray  # (T, B) int32
+    inputs: list = field(default_factory=list)  # per layer: its input (T, B, I) after dropout, or None (one-hot)
+    caches: list = field(default_factory=list)  # per layer: the recurrent cache
+    masks: list = field(default_factory=list)  # dropout masks: [embedding, layer 0, ..., layer L-1] or None
+    top: np.ndarray | None = None  # (N, H) decoder input
+
+
+class Model:
+    def __init__(self, config: ModelConfig, params: dict[str, np.ndarray]):
+        self.config = config
+        self.params = params
+
+    @classmethod
+    def create(cls, config: ModelConfig, seed: int = 0) -> "Model":
+        return cls(config, init_params(config, np.random.default_rng(seed)))
+
+    # ---- bookkeeping -------------------------------------------------------------------
+    @property
+    def state_slots(self) -> int:
+        return 2 if self.config.cell == "lstm" else 1
+
+    def zero_state(self, batch: int) -> np.ndarray:
+        cfg = self.config
+        dtype = self.params["decoder.bias"].dtype  # float32; float64 in gradient checks
+        return np.zeros((cfg.layers, self.state_slots, batch, cfg.hidden), dtype)
+
+    def trainable_names(self) -> list[str]:
+        """Parameter names with distinct arrays (a tied decoder.weight is embedding.weight)."""
+        return [n for n in self.params if not (self.config.tie and n == "decoder.weight")]
+
+    def num_parameters(self) -> int:
+        return sum(self.params[n].size for n in self.trainable_names())
+
+    def _p(self, name: str, layer: int) -> np.ndarray:
+        return self.params[f"rnn.{name}_l{layer}"]
+
+    # ---- forward ------------------------------------------------------------------------
+    def forward(self, tokens, state, dropout_rng=None, keep=False):
+        """Run the stack over tokens (T, B) from state (L, S, B, H).
+
+        Returns (top (N, H), new_state, trace). Dropout is applied only when dropout_rng is
+        given (training). keep=True stores what backward needs in the trace.
+        """
+        cfg = self.config
+        tokens = np.ascontiguousarray(tokens, dtype=np.int32)
+        T, B = tokens.shape
+        trace = _Trace(tokens)
+        new_state = np.empty_like(state)
+        x = None
+        if cfg.embed > 0:
+            x = self.params["embedding.weight"][tokens]  # (T, B, E)
+            x = self._dropout(x, dropout_rng, trace)
+        else:
+            trace.masks.append(None)
+        for layer in range(cfg.layers):
+            xw = self._input_projection(layer, x, tokens)
+            c0 = state[layer, 1] if self.state_slots == 2 else None
+            hs, cache = recurrent_forward(
+                cfg.cell, xw, self._p("weight_hh", layer), self._p("bias_hh", layer),
+                state[layer, 0], c0, keep=keep,
+            )
+            new_state[layer, 0] = hs[-1]
+            if self.state_slots == 2:
+                new_state[layer, 1] = cache.c_last
+            if keep:
+                trace.inputs.append(x)
+                trace.caches.append(cache)
+            x = self._dropout(hs, dropout_rng, trace)
+        trace.top = x.reshape(T * B, cfg.hidden)
+        return trace.top, new_state, trace
+
+    def _input_projection(self, layer: int, x, tokens) -> np.ndarray:
+        """xw = x W_ih^T + b_ih, (T, B, G*H); a row gather for one-hot input."""
+        w_ih, b_ih = self._p("weight_ih", layer), self._p("bias_ih", layer)
+        if x is None:  # one-hot input: x W_ih^T selects columns of W_ih
+            return np.ascontiguousarray(w_ih.T[tokens]) + b_ih
+        T, B, n_in = x.shape
+        xw = matmul(x.reshape(T * B, n_in), w_ih.T)
+        xw += b_ih
+        return xw.reshape(T, B, -1)
+
+    def _dropout(self, x: np.ndarray, rng, trace: _Trace) -> np.ndarray:
+        p = self.config.dropout
+        if rng is None or p <= 0.0:
+            trace.masks.append(None)
+            return x
+        mask = (rng.random(x.shape, dtype=np.float32) >= p).astype(x.dtype)
+        mask *= 1.0 / (1.0 - p)  # inverted dropout: nothing to rescale at evaluation
+        trace.masks.append(mask)
+        return x * mask
+
+    def logits(self, top: np.ndarray) -> np.ndarray:
+        """Decoder: (N, H) -> (N, V)."""
+        out = matmul(top, self.params["decoder.weight"].T)
+        out += self.params["decoder.bias"]
+        return out
+
+    # ---- training step -----------------------------------------------------------------
+    def loss_and_grads(self, tokens, targets, state, dropout_rng=None):
+        """Mean cross-entropy over the window and gradients of every trainable parameter.
+
+        tokens, targets (T, B); state (L, S, B, H) is the carried state (truncated BPTT: no
+        gradient flows into it). Returns (loss, grads, new_state).
+        """
+        top, new_state, trace = self.forward(tokens, state, dropout_rng, keep=True)
+        targets = np.ascontiguousarray(targets, dtype=np.int32).reshape(-1)
+        loss, dlogits = softmax_xent_(self.logits(top), targets)
+        grads = self.backward(dlogits, trace)
+        return loss, grads, new_state
+
+    def backward(self, dlogits: np.ndarray, trace: _Trace) -> dict[str, np.ndarray]:
+        """Backpropagation through the decoder, the layers (through time) and the embedding."""
+        cfg, p = self.config, self.params
+        T, B = trace.tokens.shape
+        grads = {
+            "decoder.weight": matmul(dlogits.T, trace.top),  # (V, H)
+            "decoder.bias": dlogits.sum(axis=0),
+        }
+        dx = matmul(dlogits, p["decoder.weight"]).reshape(T, B, cfg.hidden)
+        for layer in reversed(range(cfg.layers)):
+            dhs = _apply_mask(dx, trace.masks[layer + 1])
+            g = recurrent_backward(trace.caches[layer], dhs)
+            dxw = g.dxw.reshape(T * B, -1)
+            grads[f"rnn.weight_hh_l{layer}"] = g.dw_hh
+            grads[f"rnn.bias_hh_l{layer}"] = g.db_hh
+            grads[f"rnn.bias_ih_l{layer}"] = dxw.sum(axis=0)
+            x = trace.inputs[layer]
+            if x is None:  # one-hot input: dW_ih^T gathers rows by token
+                dw_t = np.zeros((cfg.vocab_size, dxw.shape[1]), dxw.dtype)
+                _scatter_add_rows(dw_t, trace.tokens.reshape(-1), dxw)
+                grads[f"rnn.weight_ih_l{layer}"] = np.ascontiguousarray(dw_t.T)
+                dx = None
+            else:
+                grads[f"rnn.weight_ih_l{layer}"] = matmul(dxw.T, x.reshape(T * B, -1))
+                dx = matmul(dxw, self._p("weight_ih", layer)).reshape(T, B, -1)
+        if cfg.embed > 0:
+            demb = _apply_mask(dx, trace.masks[0]).reshape(T * B, cfg.embed)
+            dE = grads.pop("decoder.weight") if cfg.tie else np.zeros_like(p["embedding.weight"])
+            _scatter_add_rows(dE, trace.tokens.reshape(-1), np.ascontiguousarray(demb))
+            grads["embedding.weight"] = dE
+        return grads
+
+    # ---- evaluation -------------------------------------------------------------------
+    def target_logprobs(self, tokens, targets, state):
+        """Log-probability of each target (T, B) given tokens (T, B) from state: no dropout.
+
+        Returns (logp (T, B) float64, new_state).
+        """
+        top, new_state, _ = self.forward(tokens, state)
+        targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
+        logp = target_logprobs(self.logits(top), targets)
+        return logp.reshape(np.shape(tokens)), new_state
+
+
+def _apply_mask(dx: np.ndarray, mask) -> np.ndarray:
+    return dx if mask is None else dx * mask
