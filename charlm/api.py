@@ -1,0 +1,161 @@
+"""The Python API that the CLI uses: prepare a training run, load a model, sample, score.
+
+    trainer = charlm.api.prepare_training("corpus.txt")
+    for event in trainer.run(): ...
+    model, tokenizer, header = charlm.api.load("charlm.safetensors")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .checkpoint import default_model_path, load_model, load_training_state, sidecar
+from .config import CELLS, LEVELS, ModelConfig, TokenizerConfig, TrainConfig
+from .data import read_text, split_train_valid
+from .errors import CorpusError, OptionError
+from .model import Model
+from .optim import CLIP_MODES, OPTIMIZERS
+from .tokenizer import Tokenizer
+from .train import Trainer
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    model: str
+    state: str
+    metrics: str
+
+    @classmethod
+    def for_model(cls, model_path: str | None) -> "RunPaths":
+        model_path = model_path or default_model_path()
+        return cls(model_path, str(sidecar(model_path, "state.safetensors")),
+                   str(sidecar(model_path, "metrics.jsonl")))
+
+
+def load(path: str | None = None):
+    """(model, tokenizer, header) from a model file (default: $CHARLM_MODEL or ./charlm.safetensors)."""
+    return load_model(path or default_model_path())
+
+
+def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: TrainConfig) -> None:
+    """Raise OptionError naming the bad value and the accepted range."""
+    checks = [
+        (model_cfg.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}"),
+        (tok_cfg.level in LEVELS, f"--level must be one of {', '.join(LEVELS)}"),
+        (model_cfg.hidden >= 1, "--hidden must be at least 1"),
+        (model_cfg.layers >= 1, "--layers must be at least 1"),
+        (model_cfg.embed >= 0, "--embed must be 0 (one-hot) or more"),
+        (0.0 <= model_cfg.dropout < 1.0, "--dropout must be in [0, 1)"),
+        (not model_cfg.tie or model_cfg.embed == model_cfg.hidden,
+         "--tie needs --embed equal to --hidden"),
+        (cfg.batch >= 1, "--batch must be at least 1"),
+        (cfg.seq_len >= 1, "--seq-len must be at least 1"),
+        (cfg.lr > 0 and np.isfinite(cfg.lr), "--lr must be a positive number"),
+        (cfg.clip >= 0, "--clip must be 0 (off) or positive"),
+        (cfg.clip_mode in CLIP_MODES, f"--clip-mode must be one of {', '.join(CLIP_MODES)}"),
+        (cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
+        (0.0 <= cfg.valid_frac < 1.0, "--valid-frac must be in [0, 1), e.g. 0.1"),
+        (cfg.steps is None or cfg.steps >= 1, "--steps must be at least 1"),
+        (cfg.epochs is None or cfg.epochs > 0, "--epochs must be positive"),
+        (cfg.time_budget is None or cfg.time_budget > 0, "--time must be positive, e.g. 90s or 10m"),
+        (tok_cfg.min_count >= 1, "--min-count must be at least 1"),
+        (tok_cfg.max_vocab >= 3, "--max-vocab must be at least 3"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise OptionError(message)
+
+
+def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
+                     tok_cfg: TokenizerConfig | None = None, cfg: TrainConfig | None = None,
+                     valid: str | None = None, output: str | None = None,
+                     encoding_errors: str = "strict", notes: list | None = None) -> Trainer:
+    """Read and encode the corpus, build the vocabulary and a fresh model, return a Trainer.
+
+    `notes` collects messages for the user (e.g. a batch shrunk to fit a small corpus).
+    """
+    model_cfg, tok_cfg, cfg = model_cfg or ModelConfig(), tok_cfg or TokenizerConfig(), cfg or TrainConfig()
+    validate_options(model_cfg, tok_cfg, cfg)
+    paths = RunPaths.for_model(output)
+    text = read_text(corpus, encoding_errors)
+    tokenizer = Tokenizer.build(text, tok_cfg)
+    train_ids, valid_ids = _split(tokenizer, text, valid, cfg.valid_frac, encoding_errors)
+    cfg = _fit_to_corpus(cfg, len(train_ids), notes if notes is not None else [])
+    model_cfg = dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size)
+    model = Model.create(model_cfg, seed=cfg.seed)
+    extra = {"tokenizer_config": dataclasses.asdict(tok_cfg), "corpus": os.path.basename(corpus)}
+    _start_metrics(paths.metrics)
+    return Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra, paths.metrics)
+
+
+def resume_training(corpus: str, *, output: str | None = None, valid: str | None = None,
+                    limits: dict | None = None, encoding_errors: str = "strict") -> Trainer:
+    """A Trainer that continues exactly where the saved state of `output` stopped.
+
+    limits: new stop conditions (steps, epochs, time_budget) replacing the saved ones.
+    """
+    paths = RunPaths.for_model(output)
+    model, tokenizer, arrays, info = load_training_state(paths.state)
+    cfg = TrainConfig(**info["train"])
+    if limits:
+        cfg = dataclasses.replace(cfg, **limits)
+    text = read_text(corpus, encoding_errors)
+    train_ids, valid_ids = _split(tokenizer, text, valid, cfg.valid_frac, encoding_errors)
+    header = info.get("header", {})
+    extra = {k: header[k] for k in ("tokenizer_config", "corpus") if k in header}
+    trainer = Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra, paths.metrics)
+    trainer.restore(arrays, info)
+    return trainer
+
+
+def _split(tokenizer: Tokenizer, text: str, valid: str | None, valid_frac: float, errors: str):
+    ids = _encode_corpus(tokenizer, text)
+    if valid is not None:
+        valid_ids = _encode_corpus(tokenizer, read_text(valid, errors))
+        train_ids = ids
+    elif valid_frac > 0:
+        train_ids, valid_ids = split_train_valid(ids, valid_frac)
+    else:
+        raise OptionError("no validation text: give --valid FILE or a --valid-frac above 0")
+    if len(valid_ids) < 2:
+        raise CorpusError(
+            f"the validation text has only {len(valid_ids)} tokens: give a longer --valid "
+            "file or a larger --valid-frac"
+        )
+    return train_ids, valid_ids
+
+
+def _encode_corpus(tokenizer: Tokenizer, text: str) -> np.ndarray:
+    """Token ids of a corpus that starts after an EOS and ends with one."""
+    ids = tokenizer.encode(text)
+    if len(ids) == 0 or ids[-1] != tokenizer.eos_id:
+        ids = np.append(ids, np.int32(tokenizer.eos_id)).astype(np.int32)
+    return np.concatenate([[np.int32(tokenizer.eos_id)], ids]).astype(np.int32)
+
+
+def _fit_to_corpus(cfg: TrainConfig, n_tokens: int, notes: list) -> TrainConfig:
+    """Shrink --batch, then --seq-len, so that every stream holds at least one window."""
+    batch, seq_len = cfg.batch, cfg.seq_len
+    if n_tokens < 3:
+        raise CorpusError(f"the training text has only {n_tokens} tokens: charlm needs at least 3")
+    if n_tokens // batch < seq_len + 1:
+        batch = max(1, min(batch, n_tokens // (seq_len + 1)))
+        seq_len = min(seq_len, n_tokens // batch - 1)
+        notes.append(
+            f"the training text has only {n_tokens} tokens, too few for --batch {cfg.batch} x "
+            f"--seq-len {cfg.seq_len} (needs {cfg.batch * (cfg.seq_len + 1)}): using --batch "
+            f"{batch} --seq-len {seq_len}"
+        )
+    return dataclasses.replace(cfg, batch=batch, seq_len=seq_len)
+
+
+def _start_metrics(path: str) -> None:
+    """A new run starts a new metrics file (a resumed run appends)."""
+    try:
+        open(path, "w").close()
+    except OSError as exc:
+        raise OptionError(f"cannot write {path} ({exc.strerror}): choose another -o/--output") from exc

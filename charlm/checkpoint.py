@@ -1,0 +1,163 @@
+"""The one place that saves and loads models and training states.
+
+A model file is a safetensors file: tensors named like a PyTorch state_dict (so
+`safetensors.torch.load_file` + `module.load_state_dict` work unchanged) and, in the header's
+`__metadata__["charlm"]`, a JSON document with the format version, the model, tokenizer and
+training configs, the vocabulary and a training summary. Files are written atomically.
+
+The resumable training state is a second file beside the model (`*.state.safetensors`): the
+latest weights, the optimizer's moments, the carried hidden state and, in its header, the
+step, data position, random state and schedule, everything `--resume` needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .config import CELLS, ModelConfig, from_dict, to_dict
+from .errors import ModelFileError
+from .model import Model
+from .tensorfile import load_tensors, save_tensors
+from .tokenizer import Tokenizer
+
+FORMAT_VERSION = 1
+DEFAULT_MODEL_PATH = "charlm.safetensors"
+MODEL_ENVVAR = "CHARLM_MODEL"
+
+
+def default_model_path() -> str:
+    return os.environ.get(MODEL_ENVVAR) or DEFAULT_MODEL_PATH
+
+
+def sidecar(model_path: str | os.PathLike, kind: str) -> Path:
+    """A file beside the model: charlm.safetensors -> charlm.<kind> (e.g. kind='metrics.jsonl')."""
+    path = Path(model_path)
+    stem = path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.name
+    return path.with_name(f"{stem}.{kind}")
+
+
+# ---- model files ------------------------------------------------------------------------
+def save_model(path, model: Model, tokenizer: Tokenizer, extra: dict | None = None) -> None:
+    """Write the model atomically. extra: JSON-able sections (train config, summary)."""
+    for name, p in model.params.items():
+        if not np.isfinite(p).all():
+            raise ModelFileError(f"refusing to save {path}: parameter {name} holds NaN or inf")
+    header = {
+        "format": "charlm",
+        "format_version": FORMAT_VERSION,
+        "charlm_version": __version__,
+        "model": to_dict(model.config),
+        "tokenizer": tokenizer.to_dict(),
+        **(extra or {}),
+    }
+    save_tensors(path, dict(model.params), {"charlm": json.dumps(header)})
+
+
+def load_model(path) -> tuple[Model, Tokenizer, dict]:
+    """Load and validate a model file: (model, tokenizer, header). Raises ModelFileError."""
+    tensors, header = _load(path)
+    return _build_model(path, tensors, header)
+
+
+def _load(path) -> tuple[dict[str, np.ndarray], dict]:
+    tensors, metadata = load_tensors(path)
+    try:
+        header = json.loads(metadata["charlm"])
+        version = int(header["format_version"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path} is a safetensors file but not a charlm model (no valid charlm header): "
+            "pass a file written by `charlm train`"
+        ) from exc
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written by a newer charlm (format {version}, this one reads up to "
+            f"{FORMAT_VERSION}): upgrade charlm with `pip install -U charlm`"
+        )
+    return tensors, header
+
+
+def _build_model(path, tensors: dict, header: dict) -> tuple[Model, Tokenizer, dict]:
+    try:
+        config = from_dict(ModelConfig, header["model"])
+        tokenizer = Tokenizer.from_dict(header["tokenizer"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path} has a damaged charlm header ({exc}): retrain the model") from exc
+    _check_config(path, config, tokenizer)
+    expected = expected_shapes(config)
+    params = {}
+    for name, shape in expected.items():
+        t = tensors.get(name)
+        if t is None or tuple(t.shape) != shape:
+            got = None if t is None else tuple(t.shape)
+            raise ModelFileError(
+                f"{path} is inconsistent: tensor {name} has shape {got}, the header implies {shape}; "
+                "the file is damaged: retrain the model"
+            )
+        params[name] = np.ascontiguousarray(t, dtype=np.float32)
+    if config.tie:
+        params["decoder.weight"] = params["embedding.weight"]
+    return Model(config, params), tokenizer, header
+
+
+def _check_config(path, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
+    ok = (
+        cfg.cell in CELLS
+        and cfg.layers >= 1
+        and cfg.hidden >= 1
+        and cfg.embed >= 0
+        and cfg.vocab_size == tokenizer.vocab_size
+        and (not cfg.tie or cfg.embed == cfg.hidden)
+    )
+    if not ok:
+        raise ModelFileError(f"{path} has an invalid model config {to_dict(cfg)}: retrain the model")
+
+
+def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor of a model file and its shape, in PyTorch's layout."""
+    H, GH, V = cfg.hidden, cfg.gates * cfg.hidden, cfg.vocab_size
+    shapes: dict[str, tuple[int, ...]] = {}
+    if cfg.embed > 0:
+        shapes["embedding.weight"] = (V, cfg.embed)
+    for layer in range(cfg.layers):
+        shapes[f"rnn.weight_ih_l{layer}"] = (GH, cfg.input_size(layer))
+        shapes[f"rnn.weight_hh_l{layer}"] = (GH, H)
+        shapes[f"rnn.bias_ih_l{layer}"] = (GH,)
+        shapes[f"rnn.bias_hh_l{layer}"] = (GH,)
+    shapes["decoder.weight"] = (V, H)
+    shapes["decoder.bias"] = (V,)
+    return shapes
+
+
+# ---- training states --------------------------------------------------------------------
+def save_training_state(path, model: Model, tokenizer: Tokenizer, arrays: dict, info: dict) -> None:
+    """Latest weights + named extra arrays (optimizer moments, hidden state) + JSON info."""
+    tensors = {**model.params, **{f"train.{k}": v for k, v in arrays.items()}}
+    header = {
+        "format": "charlm-state",
+        "format_version": FORMAT_VERSION,
+        "charlm_version": __version__,
+        "model": to_dict(model.config),
+        "tokenizer": tokenizer.to_dict(),
+        "train_state": info,
+    }
+    save_tensors(path, tensors, {"charlm": json.dumps(header)})
+
+
+def load_training_state(path) -> tuple[Model, Tokenizer, dict, dict]:
+    """(model with the latest weights, tokenizer, extra arrays, info) from a state file."""
+    if not Path(path).exists():
+        raise ModelFileError(
+            f"no training state at {path} to resume from: start a new run without --resume"
+        )
+    tensors, header = _load(path)
+    if header.get("format") != "charlm-state" or "train_state" not in header:
+        raise ModelFileError(f"{path} is not a charlm training state: pass the .state.safetensors file")
+    model, tokenizer, _ = _build_model(path, tensors, header)
+    arrays = {k[len("train."):]: v for k, v in tensors.items() if k.startswith("train.")}
+    return model, tokenizer, arrays, header["train_state"]

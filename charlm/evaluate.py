@@ -1,0 +1,30 @@
+"""Validation loss: forward only over a whole token array, the state carried across windows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .data import eval_windows
+from .model import Model
+
+
+def evaluate_loss(model: Model, ids: np.ndarray, batch: int, seq_len: int) -> float:
+    """Mean negative log-likelihood, nats/token, of every predicted token of `ids`."""
+    batch = max(1, min(batch, (len(ids) - 1) // 2))
+    state = model.zero_state(batch)
+    total, count = 0.0, 0
+    for x, y in eval_windows(ids, batch, seq_len):
+        logp, state = model.target_logprobs(x.T, y.T, state)
+        total -= float(logp.sum())
+        count += logp.size
+    return total / max(count, 1)
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 700.0))
+
+
+def bits_per_char(loss: float) -> float:
+    return loss / math.log(2.0)
