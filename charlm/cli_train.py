@@ -1,0 +1,117 @@
+"""`charlm train`: options, signal handling and rendering around charlm.api's Trainer."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import typer
+
+from .config import ModelConfig, TokenizerConfig, TrainConfig
+
+# Model and window sizes by level, when not given: a 2x512 LSTM for characters (char-rnn's
+# recipe), PyTorch word_language_model's small shapes for words.
+LEVEL_DEFAULTS = {
+    "char": dict(embed=64, hidden=512, layers=2, batch=32, seq_len=100),
+    "word": dict(embed=200, hidden=200, layers=2, batch=20, seq_len=35),
+}
+EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+Opt = typer.Option
+
+
+def train(
+    corpus: Annotated[str, typer.Argument(help="UTF-8 text file, or - for stdin.")],
+    output: Annotated[Optional[str], Opt("-o", "--output", help="Model file to write. [default: ./charlm.safetensors]")] = None,
+    valid: Annotated[Optional[str], Opt(help="Validation text file (default: the end of the corpus).")] = None,
+    valid_frac: Annotated[float, Opt(help="Fraction at the end of the corpus used for validation.")] = 0.1,
+    level: Annotated[str, Opt(help="Tokens: char (Unicode code points) or word (whitespace-separated).")] = "char",
+    max_vocab: Annotated[int, Opt(help="Word level: most frequent words kept.")] = 10000,
+    min_count: Annotated[int, Opt(help="Tokens seen fewer times become UNK.")] = 1,
+    cell: Annotated[str, Opt(help="Recurrent cell: lstm, gru or rnn.")] = "lstm",
+    layers: Annotated[Optional[int], Opt(help="Stacked recurrent layers. [default: 2]")] = None,
+    hidden: Annotated[Optional[int], Opt(help="Units per layer. [default: 512 char, 200 word]")] = None,
+    embed: Annotated[Optional[int], Opt(help="Embedding size, 0 for one-hot. [default: 64 char, 200 word]")] = None,
+    dropout: Annotated[float, Opt(help="Dropout on the embedding, between layers and before the output.")] = 0.2,
+    tie: Annotated[bool, Opt(help="Tie the embedding and output weights (needs --embed = --hidden).")] = False,
+    batch: Annotated[Optional[int], Opt(help="Parallel streams. [default: 32 char, 20 word]")] = None,
+    seq_len: Annotated[Optional[int], Opt(help="Tokens per BPTT window. [default: 100 char, 35 word]")] = None,
+    optimizer: Annotated[str, Opt(help="adam or sgd.")] = "adam",
+    lr: Annotated[float, Opt(help="Learning rate.")] = 2e-3,
+    clip: Annotated[float, Opt(help="Gradient clipping threshold (0: off).")] = 5.0,
+    clip_mode: Annotated[str, Opt(help="norm (global L2 norm) or value (element-wise).")] = "norm",
+    epochs: Annotated[Optional[float], Opt(help="Stop after this many epochs.")] = None,
+    steps: Annotated[Optional[int], Opt(help="Stop after this many steps.")] = None,
+    time: Annotated[Optional[str], Opt("--time", help="Stop after this wall-clock time, e.g. 90s, 10m, 1h.")] = None,
+    patience: Annotated[int, Opt(help="Validations without improvement before the learning rate is halved.")] = 2,
+    valid_every: Annotated[int, Opt(help="Steps between validations (0: automatic).")] = 0,
+    seed: Annotated[int, Opt(help="Random seed: same seed, same machine, same model.")] = 0,
+    resume: Annotated[bool, Opt(help="Continue the interrupted run saved beside --output.")] = False,
+    encoding_errors: Annotated[str, Opt(help="Invalid UTF-8: strict (error), replace or ignore.")] = "strict",
+) -> None:
+    """Train a model on CORPUS; the best model by validation loss is saved to --output.
+
+    With no --epochs, --steps or --time, training stops when validation stops improving.
+    """
+    from . import api
+    from .cli import err, parse_duration, user_errors
+    from .render import TrainingView
+
+    with user_errors():
+        sizes = {k: v for k, v in dict(embed=embed, hidden=hidden, layers=layers, batch=batch,
+                                       seq_len=seq_len).items() if v is not None}
+        defaults = {**LEVEL_DEFAULTS.get(level, LEVEL_DEFAULTS["char"]), **sizes}
+        limits = dict(epochs=epochs, steps=steps, time_budget=parse_duration(time))
+        if encoding_errors not in ("strict", "replace", "ignore"):
+            from .errors import OptionError
+            raise OptionError("--encoding-errors must be strict, replace or ignore")
+        notes: list[str] = []
+        if resume:
+            given = {k: v for k, v in limits.items() if v is not None}
+            trainer = api.resume_training(corpus, output=output, valid=valid, limits=given,
+                                          encoding_errors=encoding_errors)
+        else:
+            model_cfg = ModelConfig(cell=cell, embed=defaults["embed"], hidden=defaults["hidden"],
+                                    layers=defaults["layers"], dropout=dropout, tie=tie)
+            tok_cfg = TokenizerConfig(level=level, max_vocab=max_vocab, min_count=min_count)
+            cfg = TrainConfig(batch=defaults["batch"], seq_len=defaults["seq_len"], optimizer=optimizer,
+                              lr=lr, clip=clip, clip_mode=clip_mode, patience=patience,
+                              valid_every=valid_every, valid_frac=valid_frac, seed=seed, **limits)
+            trainer = api.prepare_training(corpus, model_cfg=model_cfg, tok_cfg=tok_cfg, cfg=cfg,
+                                           valid=valid, output=output,
+                                           encoding_errors=encoding_errors, notes=notes)
+        for note in notes:
+            err.print(f"[yellow]note:[/] {note}")
+        view = TrainingView(err)
+        caught: list[int] = []
+        try:
+            with _stop_on_signals(trainer, caught):
+                for event in trainer.run():
+                    view.handle(event)
+        finally:
+            view.close()
+        err.print(f"model saved to {trainer.model_path}; resumable state in {trainer.state_path}")
+        if caught:
+            err.print(f"interrupted: continue with `charlm train {corpus} --resume"
+                      f"{'' if output is None else ' -o ' + output}`")
+            raise typer.Exit(EXIT_ON_SIGNAL[caught[0]])
+
+
+@contextmanager
+def _stop_on_signals(trainer, caught: list):
+    """First Ctrl-C / SIGTERM: finish the step, save, stop. A second one: stop at once."""
+
+    def handler(signum, frame):
+        if caught:
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        caught.append(signum)
+        trainer.request_stop(f"stopped by {signal.Signals(signum).name}")
+
+    previous = {s: signal.signal(s, handler) for s in EXIT_ON_SIGNAL}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

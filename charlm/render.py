@@ -1,0 +1,129 @@
+"""Training progress for people, on stderr: a live Rich bar on a terminal, plain periodic
+log lines otherwise, and a summary table at the end. Consumes charlm.events."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import events
+
+PLAIN_LOG_SECONDS = 30.0  # a plain log line at most this often, plus one per validation
+
+
+def _fmt(x: float | None, spec: str = ".4f") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+class TrainingView:
+    """Feed it every event; call close() at the end (also on errors)."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.live = console.is_terminal
+        self.progress: Progress | None = None
+        self.task = None
+        self.started: events.Started | None = None
+        self.last_valid: events.Validated | None = None
+        self.best_valid: events.Validated | None = None
+        self.last_step: events.Step | None = None
+        self._last_plain = 0.0
+
+    # ---- event handlers ---------------------------------------------------------------
+    def handle(self, event) -> None:
+        handler = getattr(self, f"_on_{type(event).__name__.lower()}", None)
+        if handler:
+            handler(event)
+
+    def _on_started(self, e: events.Started) -> None:
+        self.started = e
+        resumed = f", resumed at step {e.resumed_from_step}" if e.resumed_from_step else ""
+        self.console.print(
+            f"training {e.params:,} parameters on {e.train_tokens:,} tokens "
+            f"({e.windows_per_epoch} steps/epoch), validating on {e.valid_tokens:,}{resumed}"
+        )
+        if self.live:
+            self.progress = Progress(
+                TextColumn("[bold]step {task.fields[step]}[/] ep {task.fields[epoch]}"),
+                BarColumn(),
+                TextColumn("loss {task.fields[loss]}  val {task.fields[val]} ppl {task.fields[ppl]}"),
+                TextColumn("{task.fields[rate]} tok/s"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            total = e.total_steps or e.time_budget
+            self.task = self.progress.add_task(
+                "train", total=total, step=e.resumed_from_step, epoch="0.00", loss="-",
+                val="-", ppl="-", rate="-",
+            )
+            self.progress.start()
+
+    def _on_step(self, e: events.Step) -> None:
+        self.last_step = e
+        if self.progress is not None:
+            self._update_bar(e.step, e.epoch, e.elapsed, loss=_fmt(e.loss), rate=f"{e.tokens_per_s:,.0f}")
+        elif time.monotonic() - self._last_plain >= PLAIN_LOG_SECONDS:
+            self._last_plain = time.monotonic()
+            self.console.print(
+                f"step {e.step} epoch {e.epoch:.2f} loss {e.loss:.4f} lr {e.lr:.3g} "
+                f"grad-norm {e.grad_norm:.3g} {e.tokens_per_s:,.0f} tok/s {e.elapsed:.0f}s",
+                highlight=False,
+            )
+
+    def _on_validated(self, e: events.Validated) -> None:
+        self.last_valid = e
+        if e.improved:
+            self.best_valid = e
+        if self.progress is not None:
+            self._update_bar(e.step, e.epoch, e.elapsed, val=_fmt(e.loss), ppl=_fmt(e.ppl, ".2f"))
+        bpc = f" bpc {e.bpc:.4f}" if e.bpc is not None else ""
+        mark = " (best, saved)" if e.improved else ""
+        self.console.print(
+            f"validation step {e.step} epoch {e.epoch:.2f}: loss {e.loss:.4f} ppl {e.ppl:.2f}"
+            f"{bpc} at {e.elapsed:.0f}s{mark}",
+            highlight=False,
+        )
+
+    def _on_notice(self, e: events.Notice) -> None:
+        self.console.print(f"[yellow]{e.message}[/]")
+
+    def _on_finished(self, e: events.Finished) -> None:
+        self.close()
+        self.console.print(self._summary(e))
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _update_bar(self, step: int, epoch: float, elapsed: float, **fields) -> None:
+        s = self.started
+        completed = step if (s and s.total_steps) else elapsed
+        if s and s.total_steps is None and s.time_budget is None:
+            completed = None
+        self.progress.update(self.task, completed=completed, step=step, epoch=f"{epoch:.2f}", **fields)
+
+    def _summary(self, e: events.Finished) -> Table:
+        table = Table(title=f"charlm train: {e.reason}", show_header=False)
+        table.add_column(style="bold")
+        table.add_column()
+        rate = e.tokens / e.elapsed if e.elapsed > 0 else 0.0
+        rows = [
+            ("steps", f"{e.steps:,}"), ("epochs", f"{e.epoch:.2f}"), ("tokens", f"{e.tokens:,}"),
+            ("time", f"{e.elapsed:.1f} s"), ("tokens/s", f"{rate:,.0f}"),
+            ("best validation loss", f"{_fmt(e.best_loss)} nats/token (step {e.best_step})"),
+        ]
+        if e.best_loss is not None:
+            rows.append(("best validation ppl", f"{math.exp(min(e.best_loss, 700)):.2f}"))
+            if self.best_valid is not None and self.best_valid.bpc is not None:
+                rows.append(("best bits/char", f"{self.best_valid.bpc:.4f}"))
+        for name, value in rows:
+            table.add_row(name, value)
+        return table
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
