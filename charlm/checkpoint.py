@@ -86,15 +86,20 @@ def _build_model(path, tensors: dict, header: dict) -> tuple[Model, Tokenizer, d
     try:
         config = from_dict(ModelConfig, header["model"])
         tokenizer = Tokenizer.from_dict(header["tokenizer"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"{path} has a damaged charlm header ({exc}): retrain the model") from exc
     _check_config(path, config, tokenizer)
     expected = expected_shapes(config)
     params = {}
     for name, shape in expected.items():
         t = tensors.get(name)
-        if t is None or tuple(t.shape) != shape:
-            got = None if t is None else tuple(t.shape)
+        if t is None:
+            raise ModelFileError(
+                f"{path} is inconsistent: tensor {name} (shape {shape}) is missing; "
+                "the file is damaged: retrain the model"
+            )
+        if tuple(t.shape) != shape:
+            got = tuple(t.shape)
             raise ModelFileError(
                 f"{path} is inconsistent: tensor {name} has shape {got}, the header implies {shape}; "
                 "the file is damaged: retrain the model"
@@ -106,8 +111,14 @@ def _build_model(path, tensors: dict, header: dict) -> tuple[Model, Tokenizer, d
 
 
 def _check_config(path, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
+    def count(x) -> bool:  # a JSON integer (bool is an int subclass in Python: reject it)
+        return isinstance(x, int) and not isinstance(x, bool)
+
     ok = (
-        cfg.cell in CELLS
+        all(count(x) for x in (cfg.layers, cfg.hidden, cfg.embed, cfg.vocab_size))
+        and isinstance(cfg.tie, bool)
+        and isinstance(cfg.dropout, (int, float)) and 0.0 <= cfg.dropout < 1.0
+        and cfg.cell in CELLS
         and cfg.layers >= 1
         and cfg.hidden >= 1
         and cfg.embed >= 0

@@ -84,6 +84,8 @@ class Optimizer:
                                   "weight_decay": self.weight_decay}
 
     def load_state_dict(self, arrays: dict[str, np.ndarray], scalars: dict) -> None:
-        self.state = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+        # Copies: stepping must not write into the caller's arrays (e.g. another optimizer's
+        # state_dict(), whose arrays are that optimizer's live moments).
+        self.state = {k: np.array(v, dtype=np.float32, order="C", copy=True) for k, v in arrays.items()}
         self.kind, self.lr, self.t = scalars["kind"], scalars["lr"], scalars["t"]
         self.weight_decay = scalars.get("weight_decay", 0.0)
