@@ -1,0 +1,173 @@
+"""charlm against PyTorch's CPU build on this machine, side by side: `make bench`.
+
+    python -m benchmarks.bench [--json PATH] [--configs a,b] [--no-torch]
+
+For every configuration it measures training, scoring and sampling tokens/s for both
+frameworks (each measurement in its own process), achieved GEMM GFLOP/s of training against
+this machine's fp32 GEMM peak measured in the same run, peak resident memory of training, the
+cold start of `charlm score "hello"` and the first JIT compile with an empty cache. It prints a
+table with charlm/PyTorch ratios and writes the same figures as JSON. Without torch installed,
+charlm's figures alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .workloads import CONFIGS, matmul_flops_per_token
+
+ROOT = Path(__file__).resolve().parent.parent
+WHATS = ("train", "score", "sample")
+
+
+def run_worker(framework: str, config: str, what: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.workloads", framework, config, what],
+                         cwd=ROOT, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def gemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """fp32 GEMM peak through the BLAS charlm uses (SciPy's OpenBLAS, via Numba)."""
+    code = (
+        "import numpy as np, time\n"
+        "from charlm.kernels.linalg import matmul\n"
+        f"n={n}; a=np.random.rand(n,n).astype(np.float32); b=a.copy(); o=np.empty_like(a)\n"
+        "matmul(a,b,o); best=1e9\n"
+        f"for _ in range({repeats}):\n"
+        "    t=time.perf_counter(); matmul(a,b,o); best=min(best,time.perf_counter()-t)\n"
+        "print(2*n**3/best/1e9)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
+def blas_info() -> list[dict]:
+    code = (
+        "import json, numpy as np\n"
+        "from charlm.kernels.linalg import matmul\n"
+        "matmul(np.ones((2,2),np.float32), np.ones((2,2),np.float32))\n"
+        "from threadpoolctl import threadpool_info\n"
+        "print(json.dumps([{k: i.get(k) for k in ('internal_api','version','architecture','num_threads','filepath')} for i in threadpool_info()]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else []
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def wall(cmd: list[str], env: dict | None = None, cwd=None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=cwd)
+    return time.perf_counter() - t0
+
+
+def startup_times() -> dict:
+    """Cold start of `charlm score "hello"` (warm JIT cache), and first compile (empty cache)."""
+    charlm = [sys.executable, "-m", "charlm"]
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = ROOT / "corpora" / "shipslog.txt"
+        model = str(Path(tmp) / "m.safetensors")
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(Path(tmp) / "numba-cache"))
+        first = wall(charlm + ["train", str(corpus), "-o", model, "--steps", "1", "--hidden", "32",
+                               "--embed", "16", "--batch", "4", "--seq-len", "16"], env=env, cwd=tmp)
+        first += wall(charlm + ["score", "-m", model, "hello"], env=env)
+        warm_train = wall(charlm + ["train", str(corpus), "-o", model, "--steps", "1", "--hidden", "32",
+                                    "--embed", "16", "--batch", "4", "--seq-len", "16"], env=env, cwd=tmp)
+        wall(charlm + ["score", "-m", model, "hello"], env=env)
+        cold = [wall(charlm + ["score", "-m", model, "hello"], env=env) for _ in range(5)]
+    return {"score_hello_s": statistics.median(cold),
+            "first_compile_s": first, "train_1_step_warm_s": warm_train}
+
+
+def measure(configs: list[str], with_torch: bool) -> dict:
+    results: dict = {}
+    frameworks = ["charlm"] + (["torch"] if with_torch else [])
+    for config in configs:
+        for what in WHATS:
+            for fw in frameworks:
+                r = run_worker(fw, config, what)
+                results.setdefault(config, {}).setdefault(what, {})[fw] = r
+                print(f"  {config:12s} {what:6s} {fw:6s} {r['tokens_per_s']:>12,.0f} tok/s "
+                      f"{r['peak_rss_mb']:>8.0f} MB", file=sys.stderr, flush=True)
+    return results
+
+
+def table(results: dict, peak: float, with_torch: bool) -> str:
+    head = f"{'config':12s} {'what':6s} {'charlm tok/s':>13s}"
+    if with_torch:
+        head += f" {'torch tok/s':>12s} {'ratio':>6s}"
+    head += f" {'GFLOP/s':>8s} {'% peak':>7s} {'charlm MB':>10s}" + (f" {'torch MB':>9s}" if with_torch else "")
+    lines = [head, "-" * len(head)]
+    for config, by_what in results.items():
+        for what, by_fw in by_what.items():
+            c = by_fw["charlm"]
+            row = f"{config:12s} {what:6s} {c['tokens_per_s']:>13,.0f}"
+            if with_torch:
+                t = by_fw["torch"]
+                row += f" {t['tokens_per_s']:>12,.0f} {c['tokens_per_s'] / t['tokens_per_s']:>5.2f}x"
+            if what == "train":
+                gflops = c["tokens_per_s"] * matmul_flops_per_token(CONFIGS[config]) / 1e9
+                row += f" {gflops:>8.1f} {100 * gflops / peak:>6.1f}%"
+                row += f" {c['peak_rss_mb']:>10.0f}" + (f" {by_fw['torch']['peak_rss_mb']:>9.0f}" if with_torch else "")
+            lines.append(row)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="charlm vs PyTorch on this CPU")
+    parser.add_argument("--json", default=str(ROOT / "bench-results" / "bench.json"))
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--no-torch", action="store_true")
+    args = parser.parse_args()
+    with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    configs = args.configs.split(",")
+
+    blas = blas_info()
+    env = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+           "blas": blas, "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+    print(f"CPU: {env['cpu']} ({env['cores']} cores)", file=sys.stderr)
+    for lib in blas:
+        print(f"BLAS: {lib['internal_api']} {lib['version']} kernel {lib['architecture']} "
+              f"threads {lib['num_threads']} ({Path(lib['filepath']).name})", file=sys.stderr)
+    if env["OPENBLAS_CORETYPE"]:
+        print(f"warning: OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} is set; users do not have it: "
+              "run `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench`", file=sys.stderr)
+    if not with_torch:
+        print("torch not installed: charlm's figures only (pip install torch==2.13.0)", file=sys.stderr)
+
+    peak = gemm_peak_gflops()
+    print(f"fp32 GEMM peak (2048^3): {peak:.1f} GFLOP/s", file=sys.stderr)
+    results = measure(configs, with_torch)
+    startup = startup_times()
+    if with_torch:
+        import torch
+        env["torch"] = torch.__version__
+    report = {"environment": env, "gemm_peak_gflops": peak, "results": results, "startup": startup}
+    print(table(results, peak, with_torch))
+    print(f"charlm score \"hello\" (warm JIT cache): {startup['score_hello_s']:.2f} s; "
+          f"first compile (empty cache: train 1 step + score): {startup['first_compile_s']:.1f} s")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"written {args.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
