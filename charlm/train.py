@@ -35,8 +35,12 @@ class Progress:
     step: int = 0
     tokens: int = 0
     elapsed: float = 0.0
-    best_loss: float | None = None
+    best_loss: float | None = None  # the model file's: the best of every validation
     best_step: int | None = None
+    # The best of the scheduled validations (every valid_every steps) only: it drives the
+    # plateau schedule, so the extra validation when a run stops (say at step k, for
+    # --resume) cannot change the learning rate of the steps after k.
+    schedule_loss: float | None = None
     bad_validations: int = 0
     plateaus_since_best: int = 0
     divergences: int = 0
@@ -97,7 +101,7 @@ class Trainer:
         )
         start = time.perf_counter() - pr.elapsed
         interval = _Interval(time.perf_counter(), pr.tokens)
-        reason = None
+        reason = self._stop_reason or self._limit_reached()  # e.g. --resume of a finished run
         while reason is None:
             notice = self._train_step()
             pr.elapsed = time.perf_counter() - start
@@ -109,7 +113,7 @@ class Trainer:
                 yield from self._validate(start)
             reason = self._stop_reason or self._limit_reached()
         if pr.last_valid_step != pr.step:
-            yield from self._validate(start)
+            yield from self._validate(start, scheduled=False)
         self._save_state()
         yield self._finished(reason)
 
@@ -145,16 +149,20 @@ class Trainer:
         return (f"non-finite loss or gradient at step {pr.step + 1}: step skipped, "
                 f"learning rate lowered to {self.optimizer.lr:.3g}")
 
-    def _validate(self, start: float):
+    def _validate(self, start: float, scheduled: bool = True):
+        """Validate, save the model if it is the best so far; a scheduled validation also
+        drives the plateau schedule (learning-rate decay, early stopping)."""
         cfg, pr = self.cfg, self.progress
         loss = evaluate_loss(self.model, self.valid_ids, cfg.batch, cfg.seq_len)
         pr.last_valid_step = pr.step
         improved = pr.best_loss is None or loss < pr.best_loss - 1e-4
         if improved:
             pr.best_loss, pr.best_step = loss, pr.step
-            pr.bad_validations = pr.plateaus_since_best = 0
             save_model(self.model_path, self.model, self.tokenizer, self._header())
-        else:
+        if scheduled and (pr.schedule_loss is None or loss < pr.schedule_loss - 1e-4):
+            pr.schedule_loss = loss
+            pr.bad_validations = pr.plateaus_since_best = 0
+        elif scheduled:
             pr.bad_validations += 1
             if pr.bad_validations >= cfg.patience:
                 pr.bad_validations = 0
@@ -217,7 +225,8 @@ class Trainer:
 
     def restore(self, arrays: dict, info: dict) -> None:
         """Continue exactly where a saved state left off."""
-        self.progress = Progress(**info["progress"])
+        saved = info["progress"]
+        self.progress = Progress(**{"schedule_loss": saved.get("best_loss"), **saved})
         opt = {k[len("opt."):]: v for k, v in arrays.items() if k.startswith("opt.")}
         self.optimizer.load_state_dict(opt, info["optimizer"])
         self.stream.load_state(info["stream"])
