@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -31,7 +32,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-err = Console(stderr=True, highlight=False)
+
+
+class _Console(Console):
+    """Rich's default on a closed pipe is exit status 1 (and /dev/null on stdout, even for a
+    stderr console). Here a closed stderr only silences the messages for people (a training
+    run goes on and saves), and a closed stdout ends the command quietly via user_errors."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _silence(self.file)
+        if not self.stderr:
+            raise BrokenPipeError
+
+
+err = _Console(stderr=True, highlight=False)
 
 ModelOpt = Annotated[
     Optional[str],
@@ -47,17 +62,28 @@ def user_errors():
     try:
         yield
     except CharlmError as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except BrokenPipeError:
-        _silence_stdout()
+        _silence(sys.stdout)
         raise typer.Exit(0) from None
 
 
-def _silence_stdout() -> None:
-    """After EPIPE, point stdout at /dev/null so the interpreter's final flush stays quiet."""
+def _silence(stream) -> None:
+    """After EPIPE, point the stream's file descriptor at /dev/null so that later writes and
+    the interpreter's final flush stay quiet."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. in tests)
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _valid_text(text: str) -> str:
+    """Undecodable bytes (surrogate escapes from argv or a non-UTF-8 locale) -> U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -109,6 +135,7 @@ def sample(
     with user_errors():
         _check_sample_options(temp, length, top_k, num)
         net, tokenizer, _ = load(model)
+        prime = _valid_text(prime)
         rng = np.random.default_rng(seed)
         out = sys.stdout
         for i in range(num):
@@ -156,11 +183,14 @@ def score(
         net, tokenizer, _ = load(model)
         totals = Totals()
         if file is not None:
-            results = [score_text(net, tokenizer, read_text(str(file)), as_line=False)]
+            # Invalid UTF-8 becomes U+FFFD, an unseen character: UNK, counted, not an error.
+            results = [score_text(net, tokenizer, read_text(str(file), "replace"), as_line=False)]
         elif not texts or texts == ["-"]:
-            results = score_lines(net, tokenizer, sys.stdin)
+            if hasattr(sys.stdin, "reconfigure"):
+                sys.stdin.reconfigure(errors="replace")
+            results = score_lines(net, tokenizer, (_valid_text(line) for line in sys.stdin))
         else:
-            results = score_lines(net, tokenizer, texts)
+            results = score_lines(net, tokenizer, [_valid_text(t) for t in texts])
         for s in results:
             totals.add(s)
             print(_format_score(s, json_lines, show_text=file is None), flush=True)
@@ -181,7 +211,8 @@ def _print_totals(t, level: str) -> None:
     err.print(
         f"{t.lines} lines, {t.tokens} tokens ({t.unk} unk): logprob {t.logprob:.4f} (natural log), "
         f"ppl {t.ppl:.4f}, ppl without unk {t.ppl_without_unk:.4f}, "
-        f"{t.bits_per_char:.4f} bits/char"
+        f"{t.bits_per_char:.4f} bits/char",
+        soft_wrap=True,
     )
 
 
@@ -203,12 +234,12 @@ def info(
         if json_out:
             print(json.dumps(card))
             return
-        table = Table(title=f"charlm model {chosen}", show_header=False)
+        table = Table(title=f"charlm model {escape(chosen)}", show_header=False)
         table.add_column(style="bold")
         table.add_column()
         for key, value in card.items():
-            table.add_row(key.replace("_", " "), str(value))
-        Console().print(table)
+            table.add_row(key.replace("_", " "), escape(str(value)))
+        _Console().print(table)
 
 
 def main() -> None:

@@ -54,6 +54,8 @@ def train(
 
     With no --epochs, --steps or --time, training stops when validation stops improving.
     """
+    from rich.markup import escape
+
     from . import api
     from .cli import err, parse_duration, user_errors
     from .render import TrainingView
@@ -82,7 +84,7 @@ def train(
                                            valid=valid, output=output,
                                            encoding_errors=encoding_errors, notes=notes)
         for note in notes:
-            err.print(f"[yellow]note:[/] {note}")
+            err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
         view = TrainingView(err)
         caught: list[int] = []
         try:
@@ -91,10 +93,11 @@ def train(
                     view.handle(event)
         finally:
             view.close()
-        err.print(f"model saved to {trainer.model_path}; resumable state in {trainer.state_path}")
+        err.print(escape(f"model saved to {trainer.model_path}; resumable state in {trainer.state_path}"),
+                  soft_wrap=True)
         if caught:
-            err.print(f"interrupted: continue with `charlm train {corpus} --resume"
-                      f"{'' if output is None else ' -o ' + output}`")
+            err.print(escape(f"interrupted: continue with `charlm train {corpus} --resume"
+                             f"{'' if output is None else ' -o ' + output}`"), soft_wrap=True)
             raise typer.Exit(EXIT_ON_SIGNAL[caught[0]])
 
 

@@ -7,6 +7,7 @@ import math
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -42,7 +43,7 @@ class TrainingView:
     def _on_started(self, e: events.Started) -> None:
         self.started = e
         resumed = f", resumed at step {e.resumed_from_step}" if e.resumed_from_step else ""
-        self.console.print(
+        self._line(
             f"training {e.params:,} parameters on {e.train_tokens:,} tokens "
             f"({e.windows_per_epoch} steps/epoch), validating on {e.valid_tokens:,}{resumed}"
         )
@@ -70,10 +71,9 @@ class TrainingView:
             self._update_bar(e.step, e.epoch, e.elapsed, loss=_fmt(e.loss), rate=f"{e.tokens_per_s:,.0f}")
         elif time.monotonic() - self._last_plain >= PLAIN_LOG_SECONDS:
             self._last_plain = time.monotonic()
-            self.console.print(
+            self._line(
                 f"step {e.step} epoch {e.epoch:.2f} loss {e.loss:.4f} lr {e.lr:.3g} "
-                f"grad-norm {e.grad_norm:.3g} {e.tokens_per_s:,.0f} tok/s {e.elapsed:.0f}s",
-                highlight=False,
+                f"grad-norm {e.grad_norm:.3g} {e.tokens_per_s:,.0f} tok/s {e.elapsed:.0f}s"
             )
 
     def _on_validated(self, e: events.Validated) -> None:
@@ -84,20 +84,23 @@ class TrainingView:
             self._update_bar(e.step, e.epoch, e.elapsed, val=_fmt(e.loss), ppl=_fmt(e.ppl, ".2f"))
         bpc = f" bpc {e.bpc:.4f}" if e.bpc is not None else ""
         mark = " (best, saved)" if e.improved else ""
-        self.console.print(
+        self._line(
             f"validation step {e.step} epoch {e.epoch:.2f}: loss {e.loss:.4f} ppl {e.ppl:.2f}"
-            f"{bpc} at {e.elapsed:.0f}s{mark}",
-            highlight=False,
+            f"{bpc} at {e.elapsed:.0f}s{mark}"
         )
 
     def _on_notice(self, e: events.Notice) -> None:
-        self.console.print(f"[yellow]{e.message}[/]")
+        self._line(e.message, style="yellow")
 
     def _on_finished(self, e: events.Finished) -> None:
         self.close()
         self.console.print(self._summary(e))
 
     # ---- helpers ------------------------------------------------------------------------
+    def _line(self, text: str, style: str | None = None) -> None:
+        """One log line, printed literally (no markup); not wrapped when logging to a file."""
+        self.console.print(escape(text), style=style, highlight=False, soft_wrap=not self.live)
+
     def _update_bar(self, step: int, epoch: float, elapsed: float, **fields) -> None:
         s = self.started
         completed = step if (s and s.total_steps) else elapsed

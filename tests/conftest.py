@@ -1,0 +1,61 @@
+"""Shared fixtures for the command-line tests: a small generated corpus and a tiny trained model."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+# Tiny shapes: every training run in the CLI tests takes well under a second once the Numba
+# kernels are compiled (cached on disk after the first run).
+TINY = ["--hidden", "16", "--embed", "8", "--layers", "1", "--batch", "4", "--seq-len", "16"]
+
+_WORDS = (
+    "the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly "
+    "boxing kings; rain falls on green hills and rivers run to the sea, 42 times? yes!"
+).split()
+
+
+def make_corpus(n_chars: int = 20_000, seed: int = 0) -> str:
+    """A few hundred lines of varied ASCII text (letters, digits, punctuation, blank lines)."""
+    rng = random.Random(seed)
+    lines: list[str] = []
+    size = 0
+    while size < n_chars:
+        if rng.random() < 0.03:
+            line = ""
+        else:
+            line = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(2, 12)))
+            line = line[0].upper() + line[1:] + rng.choice(".!?,;:")
+        lines.append(line)
+        size += len(line) + 1
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def corpus_text() -> str:
+    return make_corpus()
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory, corpus_text) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text(corpus_text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, corpus_file) -> Path:
+    """A tiny LSTM trained for a few steps through the CLI (session scope: trained once)."""
+    from typer.testing import CliRunner
+
+    from charlm.cli import app
+
+    out = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    result = CliRunner().invoke(
+        app, ["train", str(corpus_file), "-o", str(out), *TINY, "--steps", "20", "--seed", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.exists()
+    return out

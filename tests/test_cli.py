@@ -1,0 +1,636 @@
+"""The command line, end to end, through Typer's CliRunner (and a few real subprocesses for
+pipes and signals). Tiny models only: every command here runs in well under a second."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from charlm.cli import app, parse_duration
+from charlm.errors import OptionError
+from charlm.tensorfile import load_tensors, save_tensors
+
+from conftest import TINY
+
+UNK_TEXT = "\ufffd"  # what a char-level UNK would print as
+
+
+def run(args, input=None, env=None):
+    return CliRunner().invoke(app, [str(a) for a in args], input=input, env=env)
+
+
+def assert_ok(result):
+    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+
+
+def assert_user_error(result, code: int, *words: str):
+    """One line on stderr naming the problem, the given exit status, no traceback, no stdout."""
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for w in words:
+        assert w.lower() in lines[0].lower(), (w, lines[0])
+
+
+def model_tensors(path) -> dict[str, np.ndarray]:
+    return load_tensors(str(path))[0]
+
+
+def card(path) -> dict:
+    result = run(["info", path, "--json"])
+    assert_ok(result)
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARLM_MODEL", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def corpus(cwd, corpus_text):
+    path = cwd / "corpus.txt"
+    path.write_text(corpus_text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def model(cwd, tiny_model):
+    """The session's tiny model copied to ./charlm.safetensors (the default path)."""
+    dest = cwd / "charlm.safetensors"
+    shutil.copy(tiny_model, dest)
+    return dest
+
+
+# ---- train ----------------------------------------------------------------------------------
+def test_train_writes_model_state_and_metrics_at_default_paths(corpus):
+    result = run(["train", "corpus.txt", *TINY, "--steps", "20", "--valid-every", "10"])
+    assert_ok(result)
+    assert result.stdout == ""  # everything for people goes to stderr
+    assert "model saved to charlm.safetensors" in result.stderr
+    for name in ("charlm.safetensors", "charlm.state.safetensors", "charlm.metrics.jsonl"):
+        assert (corpus.parent / name).exists(), name
+    rows = [json.loads(line) for line in (corpus.parent / "charlm.metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if r["event"] == "step"]
+    valids = [r for r in rows if r["event"] == "validated"]
+    assert [r["step"] for r in steps] == [10, 20]  # one line per log interval (10 steps)
+    assert [r["step"] for r in valids] == [10, 20]
+    assert all(math.isfinite(r["loss"]) for r in rows)
+    c = card("charlm.safetensors")
+    assert (c["cell"], c["hidden"], c["embed"], c["layers"]) == ("lstm", 16, 8, 1)
+    assert c["training_steps"] in (10, 20)  # the best by validation loss
+    assert c["corpus"] == "corpus.txt"
+
+
+def test_train_output_option_puts_sidecars_beside_it(corpus):
+    (corpus.parent / "out").mkdir()
+    result = run(["train", "corpus.txt", *TINY, "--steps", "3", "-o", "out/m.safetensors"])
+    assert_ok(result)
+    assert sorted(os.listdir(corpus.parent / "out")) == [
+        "m.metrics.jsonl", "m.safetensors", "m.state.safetensors"]
+    assert not (corpus.parent / "charlm.safetensors").exists()
+
+
+def test_train_from_stdin(cwd, corpus_text):
+    result = run(["train", "-", *TINY, "--steps", "3"], input=corpus_text.encode())
+    assert_ok(result)
+    assert (cwd / "charlm.safetensors").exists()
+    assert card("charlm.safetensors")["corpus"] == "-"
+
+
+def test_same_seed_same_model(corpus):
+    for out in ("a.safetensors", "b.safetensors", "c.safetensors"):
+        seed = "5" if out != "c.safetensors" else "6"
+        assert_ok(run(["train", "corpus.txt", *TINY, "--steps", "4", "--seed", seed, "-o", out]))
+    a, b, c = (model_tensors(corpus.parent / f) for f in ("a.safetensors", "b.safetensors", "c.safetensors"))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not all(np.array_equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_train_other_cells_and_one_hot(corpus, cell):
+    result = run(["train", "corpus.txt", *TINY, "--embed", "0", "--cell", cell, "--steps", "3"])
+    assert_ok(result)
+    c = card("charlm.safetensors")
+    assert (c["cell"], c["embed"]) == (cell, "one-hot")
+
+
+def test_train_word_level(corpus):
+    result = run(["train", "corpus.txt", *TINY, "--level", "word", "--steps", "3"])
+    assert_ok(result)
+    assert card("charlm.safetensors")["level"] == "word"
+    sample = run(["sample", "--length", "12", "--seed", "0"])
+    assert_ok(sample)
+    assert "<unk>" not in sample.stdout
+
+
+def test_train_stops_at_epochs(cwd, corpus_text):
+    (cwd / "small.txt").write_text(corpus_text[:1500])
+    result = run(["train", "small.txt", *TINY, "--epochs", "1"])
+    assert_ok(result)
+    assert "reached --epochs 1" in result.stderr
+    state = json.loads(load_tensors("charlm.state.safetensors")[1]["charlm"])["train_state"]
+    assert state["stream"]["epoch"] == 1 and state["stream"]["position"] == 0
+
+
+def test_train_stops_at_time(corpus):
+    t0 = time.perf_counter()
+    result = run(["train", "corpus.txt", *TINY, "--time", "0.3s"])
+    assert_ok(result)
+    assert "reached --time 0.3s" in result.stderr
+    assert time.perf_counter() - t0 < 30
+
+
+def test_small_corpus_shrinks_the_batch_with_a_note(cwd):
+    (cwd / "tiny.txt").write_text("hello world, hello there\nsmall text here\n" * 3)
+    result = run(["train", "tiny.txt", "--hidden", "16", "--embed", "8", "--layers", "1", "--steps", "2"])
+    assert_ok(result)
+    assert "note:" in result.stderr and "--batch" in result.stderr
+    assert (cwd / "charlm.safetensors").exists()
+
+
+def test_three_token_corpus_still_trains(cwd):
+    (cwd / "t.txt").write_text("hello world\n")
+    result = run(["train", "t.txt", *TINY, "--steps", "2", "--valid-frac", "0.5"])
+    assert_ok(result)
+
+
+def test_training_to_early_stop_without_limits_is_bounded(cwd, corpus_text):
+    # No --steps/--epochs/--time: stops when validation stops improving (lr tiny -> plateau).
+    (cwd / "small.txt").write_text(corpus_text[:1500])
+    result = run(["train", "small.txt", *TINY, "--lr", "1e-9", "--patience", "1", "--valid-every", "1"])
+    assert_ok(result)
+    assert "early stopping" in result.stderr
+
+
+# ---- train: user errors ---------------------------------------------------------------------
+CORPUS_ERRORS = {
+    "missing": (None, "no such file"),
+    "directory": ("DIR", "directory"),
+    "empty": (b"", "empty"),
+    "whitespace": (b"  \n\t\n \n", "whitespace"),
+    "invalid-utf8": (b"caf\xe9 au lait\n" * 50, "utf-8"),
+    "binary": (b"ab\x00cd\n" * 50, "binary"),
+    "utf16": ("hello world\n".encode("utf-16"), "binary"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORPUS_ERRORS))
+def test_bad_corpus_is_one_line_error_and_writes_no_model(cwd, case):
+    data, words = CORPUS_ERRORS[case]
+    path = cwd / "in.txt"
+    if data == "DIR":
+        path.mkdir()
+    elif data is not None:
+        path.write_bytes(data)
+    result = run(["train", "in.txt", *TINY, "--steps", "2"])
+    assert_user_error(result, 1, words)
+    assert not (cwd / "charlm.safetensors").exists()
+    assert not (cwd / "charlm.state.safetensors").exists()
+
+
+def test_bad_stdin_corpus(cwd):
+    result = run(["train", "-", *TINY, "--steps", "2"], input=b"")
+    assert_user_error(result, 1, "standard input", "empty")
+    assert not (cwd / "charlm.safetensors").exists()
+
+
+def test_corpus_too_small_says_what_is_needed(cwd):
+    (cwd / "t.txt").write_text("hi\n")
+    result = run(["train", "t.txt", *TINY, "--steps", "2"])
+    assert_user_error(result, 1)
+    assert "--valid" in result.stderr or "at least" in result.stderr
+    assert not (cwd / "charlm.safetensors").exists()
+
+
+BAD_TRAIN_OPTIONS = [
+    (["--hidden", "0"], "--hidden"),
+    (["--layers", "0"], "--layers"),
+    (["--seq-len", "0"], "--seq-len"),
+    (["--batch", "0"], "--batch"),
+    (["--valid-frac", "1"], "--valid-frac"),
+    (["--valid-frac", "-0.1"], "--valid-frac"),
+    (["--cell", "transformer"], "--cell"),
+    (["--level", "byte"], "--level"),
+    (["--optimizer", "rmsprop"], "--optimizer"),
+    (["--clip-mode", "max"], "--clip-mode"),
+    (["--time", "abc"], "--time"),
+    (["--time", "0"], "--time"),
+    (["--steps", "0"], "--steps"),
+    (["--epochs", "0"], "--epochs"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "-1"], "--lr"),
+    (["--dropout", "1"], "--dropout"),
+    (["--tie"], "--tie"),
+    (["--encoding-errors", "loose"], "--encoding-errors"),
+    (["--max-vocab", "2", "--level", "word"], "--max-vocab"),
+    (["--min-count", "0"], "--min-count"),
+]
+
+
+@pytest.mark.parametrize("extra,words", BAD_TRAIN_OPTIONS, ids=[" ".join(a) for a, _ in BAD_TRAIN_OPTIONS])
+def test_bad_train_option_is_usage_error(corpus, extra, words):
+    result = run(["train", "corpus.txt", *TINY, "--steps", "2", *extra])
+    assert_user_error(result, 2, words)
+    assert not (corpus.parent / "charlm.safetensors").exists()
+
+
+def test_unparsable_option_value_is_usage_error(corpus):
+    result = run(["train", "corpus.txt", "--batch", "abc"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert not (corpus.parent / "charlm.safetensors").exists()
+
+
+def test_resume_without_state_is_an_error(corpus):
+    result = run(["train", "corpus.txt", "--resume", "--steps", "3"])
+    assert_user_error(result, 1, "--resume")
+
+
+def test_output_in_missing_directory_is_an_error(corpus):
+    result = run(["train", "corpus.txt", *TINY, "--steps", "2", "-o", "nodir/m.safetensors"])
+    assert result.exit_code in (1, 2)
+    assert_user_error(result, result.exit_code, "nodir")
+
+
+def test_paths_with_brackets_are_printed_literally(cwd):
+    # Rich markup must not eat (or choke on) user text such as file names.
+    for name in ("data[/]x.txt", "[bold]x.txt", "[link=y]z.txt"):
+        result = run(["train", name, *TINY])
+        assert_user_error(result, 1, name)
+    result = run(["sample", "-m", "[red]m.safetensors"])
+    assert_user_error(result, 1, "[red]m.safetensors")
+
+
+def test_corpus_with_brackets_in_name_trains_and_info_shows_it(cwd, corpus_text):
+    (cwd / "[b]c.txt").write_text(corpus_text[:3000])
+    result = run(["train", "[b]c.txt", *TINY, "--steps", "2", "-o", "[i]m.safetensors"])
+    assert_ok(result)
+    assert "[i]m.safetensors" in result.stderr
+    table = run(["info", "[i]m.safetensors"])
+    assert_ok(table)
+    assert "[b]c.txt" in table.stdout and "[i]m.safetensors" in table.stdout
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("90s", 90), ("10m", 600), ("1.5h", 5400), ("45", 45), (".5s", 0.5), (" 2M ", 120)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["abc", "10x", "-5s", "", "1e3", "s"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(OptionError):
+        parse_duration(text)
+
+
+# ---- sample ---------------------------------------------------------------------------------
+def test_sample_length_prime_and_seed(model):
+    a = run(["sample", "--length", "200", "--seed", "7", "--prime", "The "])
+    b = run(["sample", "--length", "200", "--seed", "7", "--prime", "The "])
+    c = run(["sample", "--length", "200", "--seed", "8", "--prime", "The "])
+    for r in (a, b, c):
+        assert_ok(r)
+        assert r.stderr == ""
+    assert a.stdout == b.stdout
+    assert a.stdout != c.stdout
+    assert a.stdout.startswith("The ")
+    body = a.stdout[len("The "):]
+    # Char level: one character per token, a newline added at the end if missing.
+    assert len(body) in (200, 201) and body.endswith("\n")
+    assert UNK_TEXT not in a.stdout
+
+
+def test_sample_greedy_ignores_seed_and_equals_top_k_1(model):
+    outs = [run(["sample", "--length", "50", "--temp", "0", "--seed", str(s)]) for s in (1, 2)]
+    top1 = run(["sample", "--length", "50", "--top-k", "1", "--seed", "3"])
+    for r in (*outs, top1):
+        assert_ok(r)
+    assert outs[0].stdout == outs[1].stdout == top1.stdout
+
+
+def test_sample_num_until_eos(model):
+    r = run(["sample", "--num", "3", "--until-eos", "--length", "300", "--seed", "1", "--prime", "Yes"])
+    assert_ok(r)
+    lines = r.stdout.split("\n")
+    assert lines[-1] == "" and len(lines) == 4
+    assert all(line.startswith("Yes") for line in lines[:3])
+
+
+def test_sample_num_without_until_eos(model):
+    r = run(["sample", "--num", "2", "--length", "40", "--seed", "1", "--prime", "Q"])
+    assert_ok(r)
+    assert r.stdout.count("Q") >= 2 and r.stdout.endswith("\n")
+    assert len(r.stdout) <= 2 * (1 + 40 + 1)
+
+
+def test_sample_never_emits_unk(cwd, corpus_text):
+    # With --min-count high most characters are UNK, so UNK is the likeliest token by far.
+    (cwd / "c.txt").write_text(corpus_text[:6000])
+    assert_ok(run(["train", "c.txt", *TINY, "--min-count", "300", "--steps", "30", "--lr", "0.02"]))
+    for args in (["--temp", "0"], ["--temp", "1"], ["--temp", "3"], ["--top-k", "2"]):
+        r = run(["sample", "--length", "300", "--seed", "0", *args])
+        assert_ok(r)
+        assert UNK_TEXT not in r.stdout, args
+    # And the model does put mass on UNK: scoring unseen characters counts them.
+    s = run(["score", "zzzz"])
+    assert_ok(s)
+    assert s.stdout.split("\t")[2] == "4"
+
+
+def test_sample_model_from_env_and_option(cwd, tiny_model):
+    a = run(["sample", "-m", tiny_model, "--length", "30", "--seed", "1"])
+    b = run(["sample", "--length", "30", "--seed", "1"], env={"CHARLM_MODEL": str(tiny_model)})
+    assert_ok(a)
+    assert_ok(b)
+    assert a.stdout == b.stdout
+    missing = run(["sample", "--length", "30"])  # no ./charlm.safetensors here
+    assert_user_error(missing, 1, "charlm.safetensors", "charlm train")
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--temp", "-1"], "--temp"),
+    (["--temp", "nan"], "--temp"),
+    (["--temp", "inf"], "--temp"),
+    (["--length", "0"], "--length"),
+    (["--length", "-3"], "--length"),
+    (["--top-k", "-1"], "--top-k"),
+    (["--num", "0"], "--num"),
+])
+def test_bad_sample_option(model, extra, words):
+    assert_user_error(run(["sample", *extra]), 2, words)
+
+
+# ---- model file errors (sample, score, info) --------------------------------------------------
+def _bad_model(cwd, tiny_model, kind) -> Path:
+    path = cwd / "bad.safetensors"
+    good = Path(tiny_model).read_bytes()
+    if kind == "text":
+        path.write_text("this is not a model\n" * 10)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif kind == "truncated-header":
+        path.write_bytes(good[:40])
+    elif kind == "foreign-safetensors":
+        save_tensors(str(path), {"w": np.zeros((2, 2), np.float32)}, {"format": "pt"})
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "missing":
+        pass
+    return path
+
+
+MODEL_ERRORS = {
+    "missing": "no model",
+    "text": "not a valid",
+    "empty": "not a valid",
+    "truncated": "truncated",
+    "truncated-header": "not a valid",
+    "foreign-safetensors": "not a charlm model",
+    "directory": "directory",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MODEL_ERRORS))
+@pytest.mark.parametrize("command", [["sample", "--length", "5"], ["score", "abc"], ["info"]])
+def test_bad_model_file(cwd, tiny_model, kind, command):
+    path = _bad_model(cwd, tiny_model, kind)
+    args = [*command, str(path)] if command == ["info"] else [*command, "-m", str(path)]
+    assert_user_error(run(args), 1, MODEL_ERRORS[kind], "bad.safetensors")
+
+
+# ---- score ----------------------------------------------------------------------------------
+def _tsv(line: str):
+    logprob, tokens, unk, ppl = line.split("\t")
+    return float(logprob), int(tokens), int(unk), float(ppl)
+
+
+def test_score_args_tsv(model):
+    r = run(["score", "the quick fox", "", "zz€€ unseen ü"])
+    assert_ok(r)
+    rows = [_tsv(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 3
+    assert rows[0][1:3] == (14, 0)  # 13 chars + EOS
+    assert rows[1][1:3] == (1, 0)  # empty line: just EOS
+    assert rows[2][2] == 3  # €, € and ü were never seen: UNK, counted
+    for logprob, tokens, unk, ppl in rows:
+        assert logprob < 0
+        assert ppl == pytest.approx(math.exp(-logprob / tokens), rel=1e-3)
+    # the summary goes to stderr, on one line
+    summary = r.stderr.strip().splitlines()
+    assert len(summary) == 1 and "3 lines" in summary[0] and "ppl" in summary[0]
+
+
+def test_score_stdin_lines_and_dash(model):
+    text = "the quick fox\n\nrain falls\r\nzz€\n"
+    a = run(["score"], input=text)
+    b = run(["score", "-"], input=text)
+    c = run(["score", "the quick fox", "", "rain falls", "zz€"])
+    for r in (a, b, c):
+        assert_ok(r)
+    assert a.stdout == b.stdout == c.stdout
+    assert len(a.stdout.splitlines()) == 4
+
+
+def test_score_stdin_empty_input(model):
+    r = run(["score"], input="")
+    assert_ok(r)
+    assert r.stdout == ""
+
+
+def test_score_json(model):
+    r = run(["score", "--json", "hello there", "a\tb \"quoted\" ü"])
+    assert_ok(r)
+    tsv = run(["score", "hello there", "a\tb \"quoted\" ü"]).stdout.splitlines()
+    for line, t, text in zip(r.stdout.splitlines(), tsv, ["hello there", "a\tb \"quoted\" ü"]):
+        d = json.loads(line)
+        assert set(d) == {"text", "logprob", "tokens", "unk", "ppl"}
+        assert d["text"] == text
+        assert (round(d["logprob"], 6), d["tokens"], d["unk"]) == _tsv(t)[:3]
+        assert d["ppl"] == pytest.approx(math.exp(-d["logprob"] / d["tokens"]))
+
+
+def test_score_quiet(model):
+    r = run(["score", "-q", "abc"])
+    assert_ok(r)
+    assert r.stderr == "" and len(r.stdout.splitlines()) == 1
+
+
+def test_score_file_is_one_stream(model, cwd):
+    (cwd / "doc.txt").write_text("the quick fox\nrain falls\n")
+    doc = run(["score", "--file", "doc.txt"])
+    assert_ok(doc)
+    [line] = doc.stdout.splitlines()
+    logprob, tokens, unk, _ = _tsv(line)
+    assert tokens == len("the quick fox\nrain falls\n") and unk == 0
+    # A one-line document scores like that line.
+    (cwd / "one.txt").write_text("the quick fox\n")
+    one = _tsv(run(["score", "--file", "one.txt"]).stdout.strip())
+    assert one[:3] == _tsv(run(["score", "the quick fox"]).stdout.strip())[:3]
+    # --json works with --file too
+    j = json.loads(run(["score", "--file", "doc.txt", "--json"]).stdout)
+    assert {"logprob", "tokens", "unk", "ppl"} <= set(j) and j["tokens"] == tokens
+
+
+def test_score_file_errors(model, cwd):
+    assert_user_error(run(["score", "--file", "nope.txt"]), 1, "nope.txt")
+    (cwd / "d").mkdir()
+    assert_user_error(run(["score", "--file", "d"]), 1, "directory")
+
+
+def test_score_invalid_utf8_is_unk_not_an_error(model, cwd):
+    r = run(["score"], input=b"ab\xffc\n")
+    assert_ok(r)
+    assert _tsv(r.stdout.strip())[1:3] == (5, 1)
+    (cwd / "bad.txt").write_bytes(b"ab\xffc\n")
+    f = run(["score", "--file", "bad.txt"])
+    assert_ok(f)
+    assert _tsv(f.stdout.strip())[1:3] == (5, 1)
+
+
+def test_score_and_sample_undecodable_arguments(model):
+    # Invalid UTF-8 in argv arrives as surrogate escapes: UNK, and the JSON stays valid UTF-8.
+    r = run(["score", "--json", "a\udcffb"])
+    assert_ok(r)
+    d = json.loads(r.stdout)
+    assert (d["text"], d["tokens"], d["unk"]) == ("a\ufffdb", 4, 1)
+    s = run(["sample", "--prime", "x\udcff", "--length", "5", "--seed", "0"])
+    assert_ok(s)
+    assert s.stdout.startswith("x\ufffd")
+
+
+def test_train_with_a_validation_file(cwd, corpus_text):
+    (cwd / "t.txt").write_text(corpus_text[:4000])
+    (cwd / "v.txt").write_text(corpus_text[4000:5000])
+    r = run(["train", "t.txt", "--valid", "v.txt", "--valid-frac", "0", *TINY, "--steps", "2"])
+    assert_ok(r)
+    assert "validating on 1,00" in r.stderr
+    assert_user_error(run(["train", "t.txt", "--valid", "nope.txt", *TINY]), 1, "nope.txt")
+
+
+# ---- info -----------------------------------------------------------------------------------
+def test_info_default_path_option_env_and_json(model, tiny_model):
+    a = run(["info", "--json"])
+    b = run(["info", str(tiny_model), "--json"])
+    c = run(["info", "-m", str(tiny_model), "--json"])
+    d = run(["info", "--json"], env={"CHARLM_MODEL": str(tiny_model)})
+    for r in (a, b, c, d):
+        assert_ok(r)
+    cards = [json.loads(r.stdout) for r in (a, b, c, d)]
+    assert cards[0]["file"] == "charlm.safetensors"
+    assert cards[1]["file"] == str(tiny_model)
+    for key in ("cell", "layers", "hidden", "parameters", "vocabulary", "best_valid_loss"):
+        assert all(cd[key] == cards[0][key] for cd in cards), key
+    c0 = cards[0]
+    assert (c0["cell"], c0["layers"], c0["hidden"], c0["embed"], c0["level"]) == ("lstm", 1, 16, 8, "char")
+    assert c0["parameters"] > 0 and c0["vocabulary"] > 2
+    assert c0["best_valid_ppl"] == pytest.approx(math.exp(c0["best_valid_loss"]), rel=1e-3)
+
+
+def test_info_table(model):
+    r = run(["info"])
+    assert_ok(r)
+    assert "lstm" in r.stdout and "parameters" in r.stdout
+
+
+def test_version_and_help():
+    r = run(["--version"])
+    assert_ok(r)
+    assert r.stdout.startswith("charlm ")
+    for cmd in ("train", "sample", "score", "info"):
+        assert_ok(run([cmd, "--help"]))
+
+
+# ---- real processes: pipes closed early, signals -------------------------------------------
+def _cli(*args):
+    return [sys.executable, "-m", "charlm", *map(str, args)]
+
+
+def test_sample_into_a_pipe_closed_early(tiny_model, tmp_path):
+    proc = subprocess.Popen(_cli("sample", "-m", tiny_model, "--length", "100000", "--seed", "1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    head = proc.stdout.read(100)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert len(head) == 100
+    assert "Traceback" not in stderr and "Exception" not in stderr, stderr
+
+
+def test_score_reader_closing_early(tiny_model, tmp_path):
+    proc = subprocess.Popen(_cli("score", "-m", tiny_model), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    line = b"the quick brown fox jumps over the lazy dog\n"
+    proc.stdin.write(line * 20)
+    proc.stdin.flush()
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    try:  # keep feeding: the scorer must notice the closed stdout and end quietly
+        for _ in range(2000):
+            proc.stdin.write(line * 50)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert first.count(b"\t") == 3
+    assert "Traceback" not in stderr and "Exception" not in stderr, stderr
+
+
+def test_train_with_stderr_closed_early_still_saves(corpus_file, tmp_path):
+    # `charlm train ... 2>&1 | head -1`: losing stderr must not lose the run.
+    proc = subprocess.Popen(_cli("train", corpus_file, *TINY, "--steps", "30", "--valid-every", "5"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stderr.readline()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 0
+    state = json.loads(load_tensors(str(tmp_path / "charlm.state.safetensors"))[1]["charlm"])
+    assert state["train_state"]["progress"]["step"] == 30
+
+
+def test_sigint_saves_a_resumable_state(corpus_file, tmp_path):
+    proc = subprocess.Popen(_cli("train", corpus_file, *TINY, "--steps", "1000000", "--seed", "2"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, text=True)
+    assert proc.stderr.readline().startswith("training ")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, stderr
+    assert "Traceback" not in stderr
+    assert "--resume" in stderr
+    state = tmp_path / "charlm.state.safetensors"
+    step = json.loads(load_tensors(str(state))[1]["charlm"])["train_state"]["progress"]["step"]
+    assert 1 <= step < 1_000_000
+    assert (tmp_path / "charlm.safetensors").exists()
+    # Resumed to a few steps later, it matches an uninterrupted run of that length exactly.
+    end = str(step + 3)
+    resumed = subprocess.run(_cli("train", corpus_file, "--resume", "--steps", end),
+                             cwd=tmp_path, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    (tmp_path / "b").mkdir()
+    whole = subprocess.run(_cli("train", corpus_file, *TINY, "--steps", end, "--seed", "2"),
+                           cwd=tmp_path / "b", capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    a, b = model_tensors(state), model_tensors(tmp_path / "b" / "charlm.state.safetensors")
+    assert [k for k in a if not np.array_equal(a[k], b[k])] == []
