@@ -9,13 +9,16 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import OptionError
+from .kernels.reductions import _sum_squares
 
 OPTIMIZERS = ("adam", "sgd")
 CLIP_MODES = ("norm", "value")
 
 
 def global_norm(grads: dict[str, np.ndarray]) -> float:
-    return float(np.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values())))
+    """L2 norm of all gradients together, accumulated in float64 (no BLAS call: numpy's own
+    BLAS pool stays asleep, see charlm.kernels.linalg)."""
+    return float(np.sqrt(sum(_sum_squares(g.ravel()) for g in grads.values())))
 
 
 def clip_gradients(grads: dict[str, np.ndarray], clip: float, mode: str) -> float:

@@ -36,6 +36,7 @@ import numpy as np
 from .config import GATES
 from .kernels.gru import gru_backward, gru_forward
 from .kernels.linalg import matmul
+from .kernels.threads import sequential_blas
 from .kernels.lstm import lstm_backward, lstm_forward
 from .kernels.rnn import rnn_backward, rnn_forward
 
@@ -153,18 +154,21 @@ def recurrent_forward(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True):
     if cell == "lstm":
         cs = np.empty((T if keep else 1, B, H), dtype)
         gh = np.empty((B, G * H), dtype)
-        lstm_forward(xw, w_hh_t, b_hh, h0, c0, hs, cs, gh, keep)
+        with sequential_blas():
+            lstm_forward(xw, w_hh_t, b_hh, h0, c0, hs, cs, gh, keep)
         cache.c_last = cs[-1].copy()
         if keep:
             cache.cs = cs
     elif cell == "gru":
         ghn = np.empty((T if keep else 1, B, H), dtype)
         gh = np.empty((B, G * H), dtype)
-        gru_forward(xw, w_hh_t, b_hh, h0, hs, ghn, gh, keep)
+        with sequential_blas():
+            gru_forward(xw, w_hh_t, b_hh, h0, hs, ghn, gh, keep)
         if keep:
             cache.ghn = ghn
     else:
-        rnn_forward(xw, w_hh_t, b_hh, h0, hs)
+        with sequential_blas():
+            rnn_forward(xw, w_hh_t, b_hh, h0, hs)
     return hs, cache
 
 
@@ -223,21 +227,24 @@ def recurrent_backward(cache: RecurrentCache, dhs, dh_last=None, dc_last=None) -
     dw_hh = np.empty((GH, H), dtype)
 
     if cell == "lstm":
-        lstm_backward(dxw, cache.cs, cache.c0, w_hh, dhs, dh, dc)
+        with sequential_blas():
+            lstm_backward(dxw, cache.cs, cache.c0, w_hh, dhs, dh, dc)
         _hidden_weight_grad(dxw, cache.h0, hs, dw_hh)
         db_hh = dxw.sum(axis=(0, 1))
     elif cell == "gru":
         dg = np.empty((B, GH), dtype)
         dhz = np.empty((B, H), dtype)
         dghn = cache.ghn
-        gru_backward(dxw, dghn, hs, cache.h0, w_hh, dhs, dh, dg, dhz)
+        with sequential_blas():
+            gru_backward(dxw, dghn, hs, cache.h0, w_hh, dhs, dh, dg, dhz)
         _hidden_weight_grad(dxw[:, :, : 2 * H], cache.h0, hs, dw_hh[: 2 * H])
         _hidden_weight_grad(dghn, cache.h0, hs, dw_hh[2 * H :])
         db_hh = np.empty(GH, dtype)
         db_hh[: 2 * H] = dxw[:, :, : 2 * H].sum(axis=(0, 1))
         db_hh[2 * H :] = dghn.sum(axis=(0, 1))
     else:
-        rnn_backward(hs, w_hh, dhs, dxw, dh)
+        with sequential_blas():
+            rnn_backward(hs, w_hh, dhs, dxw, dh)
         _hidden_weight_grad(dxw, cache.h0, hs, dw_hh)
         db_hh = dxw.sum(axis=(0, 1))
 

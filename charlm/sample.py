@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .kernels.sampling import CELL_CODES, _sample_tokens
+from .kernels.threads import sequential_blas
 from .model import Model
 from .tokenizer import Tokenizer
 
@@ -72,7 +73,8 @@ def generate(model: Model, tokenizer: Tokenizer, *, length: int, temp: float = 1
     while remaining > 0:
         n = min(CHUNK, remaining)
         uniforms = rng.random(n)
-        count = _sample_tokens(*w.args(), state, token, uniforms, float(temp), int(top_k), tokenizer.unk_id,
+        with sequential_blas():  # batch 1: matrix-vector products, one thread is fastest
+            count = _sample_tokens(*w.args(), state, token, uniforms, float(temp), int(top_k), tokenizer.unk_id,
                                tokenizer.eos_id, until_eos, out[:n])
         for token in out[:count].tolist():
             yield tokenizer.decode_token(token, prev)
