@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 
 CELLS = ("lstm", "gru", "rnn")
+OPTIMIZERS = ("adam", "sgd")
+CLIP_MODES = ("norm", "value")
 LEVELS = ("char", "word")
 
 # Gates per cell, in PyTorch's order: LSTM i,f,g,o; GRU r,z,n; RNN one tanh pre-activation.

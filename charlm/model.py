@@ -18,10 +18,10 @@ import numpy as np
 
 from .config import ModelConfig
 from .initializers import init_params
-from .kernels.embedding import _scatter_add_rows
-from .kernels.linalg import matmul
 from .losses import softmax_xent_, target_logprobs
-from .recurrent import recurrent_backward, recurrent_forward
+
+# The Numba kernels are imported where they are first used, not here: loading a model to score
+# a short line (charlm.quick) then never pays Numba's start-up.
 
 
 @dataclass
@@ -71,6 +71,8 @@ class Model:
         Returns (top (N, H), new_state, trace). Dropout is applied only when dropout_rng is
         given (training). keep=True stores what backward needs in the trace.
         """
+        from .recurrent import recurrent_forward
+
         cfg = self.config
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         T, B = tokens.shape
@@ -101,6 +103,8 @@ class Model:
 
     def _input_projection(self, layer: int, x, tokens) -> np.ndarray:
         """xw = x W_ih^T + b_ih, (T, B, G*H); a row gather for one-hot input."""
+        from .kernels.linalg import matmul
+
         w_ih, b_ih = self._p("weight_ih", layer), self._p("bias_ih", layer)
         if x is None:  # one-hot input: x W_ih^T selects columns of W_ih
             return np.ascontiguousarray(w_ih.T[tokens]) + b_ih
@@ -121,6 +125,8 @@ class Model:
 
     def logits(self, top: np.ndarray) -> np.ndarray:
         """Decoder: (N, H) -> (N, V)."""
+        from .kernels.linalg import matmul
+
         out = matmul(top, self.params["decoder.weight"].T)
         out += self.params["decoder.bias"]
         return out
@@ -140,6 +146,10 @@ class Model:
 
     def backward(self, dlogits: np.ndarray, trace: _Trace) -> dict[str, np.ndarray]:
         """Backpropagation through the decoder, the layers (through time) and the embedding."""
+        from .kernels.embedding import _scatter_add_rows
+        from .kernels.linalg import matmul
+        from .recurrent import recurrent_backward
+
         cfg, p = self.config, self.params
         T, B = trace.tokens.shape
         grads = {

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import CLIP_MODES, OPTIMIZERS  # noqa: F401  (re-exported)
 from .errors import OptionError
 from .kernels.reductions import _sum_squares
 
-OPTIMIZERS = ("adam", "sgd")
-CLIP_MODES = ("norm", "value")
 
 
 def global_norm(grads: dict[str, np.ndarray]) -> float:

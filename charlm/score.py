@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .model import Model
+from .quick import QUICK_MAX_TOKENS, quick_logprobs
 from .tokenizer import Tokenizer
 
 DOCUMENT_CHUNK = 1024  # tokens per forward call when scoring a document as one stream
@@ -39,6 +40,9 @@ class Score:
 
 def _score_ids(model: Model, tokenizer: Tokenizer, ids: np.ndarray, state):
     """Log-probabilities of ids[1:] given ids[:-1], in chunks: (logp (n,), state)."""
+    if len(ids) - 1 <= QUICK_MAX_TOKENS:  # short: numpy alone, no Numba start-up
+        logp, state = quick_logprobs(model, ids[:-1, None], ids[1:, None], state)
+        return logp[:, 0], state
     parts = []
     for start in range(0, len(ids) - 1, DOCUMENT_CHUNK):
         window = ids[start : start + DOCUMENT_CHUNK + 1]
