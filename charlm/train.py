@@ -18,13 +18,18 @@ from . import events
 from .checkpoint import save_model, save_training_state
 from .config import TrainConfig, to_dict
 from .data import BatchStream
-from .errors import DivergenceError
+from .errors import DivergenceError, ModelFileError
 from .evaluate import bits_per_char, evaluate_loss, perplexity
 from .model import Model
 from .optim import Optimizer, clip_gradients
 from .tokenizer import Tokenizer
 
-MAX_DIVERGENCES = 4  # NaN/inf steps in a row tolerated (each halves the learning rate)
+# A NaN/inf loss, gradient or validation loss rolls training back to the last good state
+# (the last finite validation, or the start) and halves the learning rate. Training stops
+# with a DivergenceError at the MAX_DIVERGENCES-th failure since the last good validation, or
+# at the MAX_TOTAL_DIVERGENCES-th of the run.
+MAX_DIVERGENCES = 4
+MAX_TOTAL_DIVERGENCES = 12
 EARLY_STOP_DECAYS = 3  # plateaus without improvement before early stopping
 
 
@@ -43,8 +48,33 @@ class Progress:
     schedule_loss: float | None = None
     bad_validations: int = 0
     plateaus_since_best: int = 0
-    divergences: int = 0
+    divergences: int = 0  # rollbacks since the last good validation
+    total_divergences: int = 0
     last_valid_step: int = -1
+
+
+@dataclass
+class _Snapshot:
+    """The last good state, in memory, that a divergence rolls back to: the weights, the
+    optimizer's moments and step count (Adam's bias correction), tagged with the step."""
+
+    step: int
+    params: dict[str, np.ndarray]
+    opt_state: dict[str, np.ndarray]
+    opt_t: int
+
+    @classmethod
+    def take(cls, trainer: "Trainer") -> "_Snapshot":
+        model, opt = trainer.model, trainer.optimizer
+        return cls(trainer.progress.step,
+                   {n: model.params[n].copy() for n in model.trainable_names()},
+                   {k: v.copy() for k, v in opt.state.items()}, opt.t)
+
+    def restore(self, trainer: "Trainer") -> None:
+        for name, saved in self.params.items():
+            np.copyto(trainer.model.params[name], saved)  # in place: a tied decoder stays tied
+        trainer.optimizer.state = {k: v.copy() for k, v in self.opt_state.items()}
+        trainer.optimizer.t = self.opt_t
 
 
 class Trainer:
@@ -64,6 +94,8 @@ class Trainer:
         self._stop_reason: str | None = None
         self._losses: list[float] = []  # train losses since the last log line
         self._last_norm = 0.0
+        self._snapshot: _Snapshot | None = None  # taken when run() starts, unless restored
+        self._snapshot_is_current = False  # no optimizer step since it was taken or restored
 
     # ---- control ------------------------------------------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
@@ -99,6 +131,8 @@ class Trainer:
             total_steps=self._total_steps(), time_budget=cfg.time_budget,
             resumed_from_step=pr.step,
         )
+        if self._snapshot is None:
+            self._take_snapshot()
         start = time.perf_counter() - pr.elapsed
         interval = _Interval(time.perf_counter(), pr.tokens)
         reason = self._stop_reason or self._limit_reached()  # e.g. --resume of a finished run
@@ -118,43 +152,78 @@ class Trainer:
         yield self._finished(reason)
 
     def _train_step(self) -> str | None:
+        """One step; a notice (and no update) when the loss or the gradient is not finite."""
         cfg, pr = self.cfg, self.progress
         x, y, new_epoch = self.stream.next()
         if new_epoch:
             self.hidden = self.model.zero_state(cfg.batch)
-        loss, grads, hidden = self.model.loss_and_grads(x.T, y.T, self.hidden, self.rng)
-        norm = clip_gradients(grads, cfg.clip, cfg.clip_mode)
+        with _quiet_overflow():  # detected below: no RuntimeWarning noise on stderr
+            loss, grads, hidden = self.model.loss_and_grads(x.T, y.T, self.hidden, self.rng)
+            norm = clip_gradients(grads, cfg.clip, cfg.clip_mode)
         if not (math.isfinite(loss) and math.isfinite(norm)):
-            return self._diverged()
-        self.optimizer.step(self.model.params, grads)
+            what = "loss" if not math.isfinite(loss) else "gradient"
+            return self._roll_back(f"step {pr.step + 1}: the {what} is {loss if what == 'loss' else norm}")
+        with _quiet_overflow():  # an overflow to inf shows as a NaN/inf loss at the next step
+            self.optimizer.step(self.model.params, grads)
+        self._snapshot_is_current = False
         self.hidden = hidden
         pr.step += 1
         pr.tokens += x.size
-        pr.divergences = 0
         self._losses.append(loss)
         self._last_norm = norm
         return None
 
-    def _diverged(self) -> str:
-        """Drop the step (weights untouched), reset the carried state, halve the rate."""
-        pr = self.progress
+    def _roll_back(self, what: str) -> str:
+        """Divergence: restore the last good state, reset the carried state, halve the
+        learning rate; the data position moves on. Raises DivergenceError after too many."""
+        pr, snap = self.progress, self._snapshot
         pr.divergences += 1
-        if pr.divergences > MAX_DIVERGENCES:
-            raise DivergenceError(
-                f"training diverged (NaN/inf loss) {MAX_DIVERGENCES} times in a row at step "
-                f"{pr.step}: lower --lr or --clip; the best model so far is in {self.model_path}"
-            )
+        pr.total_divergences += 1
+        if pr.divergences >= MAX_DIVERGENCES or pr.total_divergences >= MAX_TOTAL_DIVERGENCES:
+            raise DivergenceError(self._divergence_message(what))
+        snap.restore(self)
+        self._snapshot_is_current = True
+        # The snapshot's data position has passed: start the next window from a zero state,
+        # as at the start of an epoch.
         self.hidden = self.model.zero_state(self.cfg.batch)
         self.optimizer.lr *= 0.5
-        return (f"non-finite loss or gradient at step {pr.step + 1}: step skipped, "
+        origin = f"step {snap.step}" if snap.step else "the start"
+        return (f"training diverged at {what}: rolled back to the weights of {origin}, "
                 f"learning rate lowered to {self.optimizer.lr:.3g}")
+
+    def _divergence_message(self, what: str) -> str:
+        cfg, pr = self.cfg, self.progress
+        times = (f"{pr.divergences} times since the last good validation" if pr.divergences >= MAX_DIVERGENCES
+                 else f"{pr.total_divergences} times in this run")
+        clip = f"--clip {cfg.clip:g}" if cfg.clip > 0 else "--clip 0 (off)"
+        where = (f"the best model so far (step {pr.best_step}) is in {self.model_path}"
+                 if pr.best_loss is not None else "no model was saved")
+        return (f"training diverged (NaN or infinite values) {times}, last at {what}, even after "
+                f"rolling back and lowering the learning rate: start again with a lower --lr "
+                f"(was {cfg.lr:g}) or stronger clipping (was {clip}, try --clip 1); {where}")
+
+    def _take_snapshot(self) -> None:
+        self._snapshot = _Snapshot.take(self)
+        self._snapshot_is_current = True
+
+    def _params_finite(self) -> bool:
+        return all(np.isfinite(self.model.params[n]).all() for n in self.model.trainable_names())
 
     def _validate(self, start: float, scheduled: bool = True):
         """Validate, save the model if it is the best so far; a scheduled validation also
         drives the plateau schedule (learning-rate decay, early stopping)."""
         cfg, pr = self.cfg, self.progress
-        loss = evaluate_loss(self.model, self.valid_ids, cfg.batch, cfg.seq_len)
+        with _quiet_overflow():
+            loss = evaluate_loss(self.model, self.valid_ids, cfg.batch, cfg.seq_len)
+        if not (math.isfinite(loss) and self._params_finite()):
+            problem = f"the loss is {loss}" if not math.isfinite(loss) else "the weights hold NaN or inf"
+            yield events.Notice(self._roll_back(f"the validation of step {pr.step}: {problem}"))
+            self._save_state()
+            return
         pr.last_valid_step = pr.step
+        if scheduled:  # the stop-point validation takes none: --resume stays exact
+            self._take_snapshot()
+            pr.divergences = 0
         improved = pr.best_loss is None or loss < pr.best_loss - 1e-4
         if improved:
             pr.best_loss, pr.best_step = loss, pr.step
@@ -213,6 +282,11 @@ class Trainer:
         arrays = {"hidden": self.hidden}
         opt_arrays, opt_info = self.optimizer.state_dict()
         arrays.update({f"opt.{k}": v for k, v in opt_arrays.items()})
+        snap = self._snapshot
+        snap_info = {"step": snap.step, "t": snap.opt_t, "stored": not self._snapshot_is_current}
+        if snap_info["stored"]:  # a stop between validations: --resume needs the rollback point
+            arrays.update({f"snap.param.{k}": v for k, v in snap.params.items()})
+            arrays.update({f"snap.opt.{k}": v for k, v in snap.opt_state.items()})
         info = {
             "progress": vars(self.progress).copy(),
             "optimizer": opt_info,
@@ -220,23 +294,91 @@ class Trainer:
             "rng": self.rng.bit_generator.state,
             "train": to_dict(self.cfg),
             "header": self._header(),
+            "snapshot": snap_info,
         }
         save_training_state(self.state_path, self.model, self.tokenizer, arrays, info)
 
     def restore(self, arrays: dict, info: dict) -> None:
-        """Continue exactly where a saved state left off."""
+        """Continue exactly where a saved state left off. Raises ModelFileError when the state
+        does not fit this model and configuration (a damaged or hand-edited file)."""
+        try:
+            self._restore(arrays, info)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, ZeroDivisionError) as exc:
+            raise ModelFileError(
+                f"{self.state_path} holds a damaged training state ({type(exc).__name__}: {exc}): "
+                "start a new run without --resume"
+            ) from None
+
+    def _restore(self, arrays: dict, info: dict) -> None:
+        def check(ok: bool, what: str) -> None:
+            if not ok:
+                raise ValueError(what)
+
         saved = info["progress"]
-        self.progress = Progress(**{"schedule_loss": saved.get("best_loss"), **saved})
-        opt = {k[len("opt."):]: v for k, v in arrays.items() if k.startswith("opt.")}
-        self.optimizer.load_state_dict(opt, info["optimizer"])
-        self.stream.load_state(info["stream"])
+        fields = {f.name: f for f in dataclasses.fields(Progress)}
+        check(isinstance(saved, dict) and set(saved) <= set(fields), "unknown progress fields")
+        for name, value in saved.items():
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            check(number and math.isfinite(value) or (value is None and "None" in fields[name].type),
+                  f"progress.{name} = {value!r}")
+        progress = Progress(**{"schedule_loss": saved.get("best_loss"), **saved})
+        for name in ("step", "tokens", "bad_validations", "plateaus_since_best", "divergences",
+                     "total_divergences"):
+            check(isinstance(getattr(progress, name), int) and getattr(progress, name) >= 0,
+                  f"progress.{name}")
+        opt_info = info["optimizer"]
+        check(isinstance(opt_info.get("t"), int) and opt_info["t"] >= 0, "optimizer.t")
+        check(isinstance(opt_info.get("lr"), (int, float)) and 0 < opt_info["lr"] < math.inf, "optimizer.lr")
+        check(opt_info.get("kind") == self.cfg.optimizer, "optimizer.kind")
+        opt = self._checked_opt_arrays(arrays, "opt.")
+        stream = info["stream"]
+        check(all(isinstance(stream.get(k), int) and stream[k] >= (1 if k in ("batch", "seq_len") else 0)
+                  for k in ("position", "epoch", "batch", "seq_len", "n_tokens")), "stream")
+        hidden = arrays["hidden"]
+        expected = self.model.zero_state(self.cfg.batch)
+        check(hidden.shape == expected.shape and hidden.dtype == expected.dtype, "hidden state shape")
+
+        self.progress = progress
+        self.optimizer.load_state_dict(opt, opt_info)
+        self.stream.load_state(stream)
         self.rng.bit_generator.state = info["rng"]
-        self.hidden = np.ascontiguousarray(arrays["hidden"], dtype=np.float32)
+        self.hidden = np.ascontiguousarray(hidden, dtype=np.float32)
+        snap = info.get("snapshot")  # absent in states written before rollbacks existed
+        if snap is None or not snap.get("stored"):
+            self._take_snapshot()
+            if snap is not None:
+                self._snapshot.step = int(snap["step"])
+            return
+        names = self.model.trainable_names()
+        params = {n: arrays[f"snap.param.{n}"] for n in names}
+        check(all(params[n].shape == self.model.params[n].shape for n in names), "snapshot shapes")
+        check(isinstance(snap.get("t"), int) and snap["t"] >= 0, "snapshot.t")
+        self._snapshot = _Snapshot(int(snap["step"]), {n: np.array(p, np.float32) for n, p in params.items()},
+                                   self._checked_opt_arrays(arrays, "snap.opt."), snap["t"])
+        self._snapshot_is_current = False
+
+    def _checked_opt_arrays(self, arrays: dict, prefix: str) -> dict[str, np.ndarray]:
+        """Optimizer moments "m.<param>"/"v.<param>" whose shapes match the parameters."""
+        out = {}
+        for key, value in arrays.items():
+            if not key.startswith(prefix):
+                continue
+            name = key[len(prefix):]
+            kind, _, param = name.partition(".")
+            p = self.model.params.get(param)
+            if kind not in ("m", "v") or p is None or value.shape != p.shape or value.dtype != p.dtype:
+                raise ValueError(f"optimizer array {key}")
+            out[name] = value
+        return out
 
     def _finished(self, reason: str) -> events.Finished:
         pr = self.progress
         return events.Finished(reason, pr.step, self.epoch, pr.elapsed, pr.tokens,
                                pr.best_loss, pr.best_step, self._header()["summary"])
+
+
+def _quiet_overflow():
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
 class _Interval:
