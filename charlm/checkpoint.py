@@ -12,14 +12,16 @@ step, data position, random state and schedule, everything `--resume` needs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .config import CELLS, ModelConfig, from_dict, to_dict
+from .config import CELLS, CLIP_MODES, OPTIMIZERS, ModelConfig, TrainConfig, from_dict, to_dict
 from .errors import ModelFileError
 from .model import Model
 from .tensorfile import load_tensors, save_tensors
@@ -42,11 +44,16 @@ def sidecar(model_path: str | os.PathLike, kind: str) -> Path:
 
 
 # ---- model files ------------------------------------------------------------------------
+def _refuse_non_finite(path, tensors: dict[str, np.ndarray]) -> None:
+    for name, t in tensors.items():
+        if t.dtype.kind == "f" and not np.isfinite(t).all():
+            raise ModelFileError(f"refusing to save {path}: {name} holds NaN or inf")
+
+
 def save_model(path, model: Model, tokenizer: Tokenizer, extra: dict | None = None) -> None:
-    """Write the model atomically. extra: JSON-able sections (train config, summary)."""
-    for name, p in model.params.items():
-        if not np.isfinite(p).all():
-            raise ModelFileError(f"refusing to save {path}: parameter {name} holds NaN or inf")
+    """Write the model atomically. extra: JSON-able sections (train config, summary).
+    Never writes NaN or inf: raises ModelFileError instead."""
+    _refuse_non_finite(path, {f"parameter {k}": v for k, v in model.params.items()})
     header = {
         "format": "charlm",
         "format_version": FORMAT_VERSION,
@@ -89,6 +96,11 @@ def _build_model(path, tensors: dict, header: dict) -> tuple[Model, Tokenizer, d
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"{path} has a damaged charlm header ({exc}): retrain the model") from exc
     _check_config(path, config, tokenizer)
+    if 4 * config.layers > len(tensors):  # before listing the tensors of a billion layers
+        raise ModelFileError(
+            f"{path} is inconsistent: the header claims {config.layers} layers but the file holds "
+            f"only {len(tensors)} tensors; the file is damaged: retrain the model"
+        )
     expected = expected_shapes(config)
     params = {}
     for name, shape in expected.items():
@@ -104,7 +116,16 @@ def _build_model(path, tensors: dict, header: dict) -> tuple[Model, Tokenizer, d
                 f"{path} is inconsistent: tensor {name} has shape {got}, the header implies {shape}; "
                 "the file is damaged: retrain the model"
             )
+        if t.dtype.kind != "f":
+            raise ModelFileError(
+                f"{path} is inconsistent: tensor {name} has dtype {t.dtype}, not floating point; "
+                "the file is damaged: retrain the model"
+            )
         params[name] = np.ascontiguousarray(t, dtype=np.float32)
+        if not np.isfinite(params[name]).all():
+            raise ModelFileError(
+                f"{path} is damaged: tensor {name} holds NaN or infinite values: retrain the model"
+            )
     if config.tie:
         params["decoder.weight"] = params["embedding.weight"]
     return Model(config, params), tokenizer, header
@@ -147,8 +168,10 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 # ---- training states --------------------------------------------------------------------
 def save_training_state(path, model: Model, tokenizer: Tokenizer, arrays: dict, info: dict) -> None:
-    """Latest weights + named extra arrays (optimizer moments, hidden state) + JSON info."""
+    """Latest weights + named extra arrays (optimizer moments, hidden state) + JSON info.
+    Never writes NaN or inf: raises ModelFileError instead."""
     tensors = {**model.params, **{f"train.{k}": v for k, v in arrays.items()}}
+    _refuse_non_finite(path, tensors)
     header = {
         "format": "charlm-state",
         "format_version": FORMAT_VERSION,
@@ -171,4 +194,51 @@ def load_training_state(path) -> tuple[Model, Tokenizer, dict, dict]:
         raise ModelFileError(f"{path} is not a charlm training state: pass the .state.safetensors file")
     model, tokenizer, _ = _build_model(path, tensors, header)
     arrays = {k[len("train."):]: v for k, v in tensors.items() if k.startswith("train.")}
-    return model, tokenizer, arrays, header["train_state"]
+    info = header["train_state"]
+    _check_train_state(path, model, arrays, info)
+    return model, tokenizer, arrays, info
+
+
+_TRAIN_TYPES = {  # TrainConfig field -> (accepted JSON types, lowest value)
+    "batch": (int, 1), "seq_len": (int, 1), "patience": (int, 1), "valid_every": (int, 0),
+    "log_every": (int, 1), "seed": (int, None), "steps": (int, 1), "lr": (float, 0.0),
+    "clip": (float, 0.0), "lr_decay": (float, 0.0), "valid_frac": (float, 0.0),
+    "weight_decay": (float, 0.0), "epochs": (float, 0.0), "time_budget": (float, 0.0),
+    "optimizer": (str, None), "clip_mode": (str, None),
+}
+
+
+def _check_train_state(path, model: Model, arrays: dict, info) -> None:
+    """The parts of a state that api.resume_training uses before the Trainer checks the rest:
+    the training config (every field of the right type and range) and a hidden state that
+    fits it, so that a damaged file cannot make the trainer allocate absurd sizes."""
+    def damaged(what: str) -> ModelFileError:
+        return ModelFileError(
+            f"{path} holds a damaged training state ({what}): start a new run without --resume"
+        )
+
+    if not isinstance(info, dict) or not isinstance(info.get("train"), dict):
+        raise damaged("no training settings")
+    if not isinstance(info.get("header", {}), dict):
+        raise damaged("the saved model header is not an object")
+    train = info["train"]
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    if not set(train) <= fields:
+        raise damaged(f"unknown settings {sorted(set(train) - fields)}")
+    for name, value in train.items():
+        kind, lowest = _TRAIN_TYPES[name]
+        if value is None and name in ("steps", "epochs", "time_budget"):
+            continue
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            ok = isinstance(value, kind) and not isinstance(value, bool)
+        if not ok or (lowest is not None and value < lowest):
+            raise damaged(f"{name} = {value!r}")
+    if train.get("optimizer", "adam") not in OPTIMIZERS or train.get("clip_mode", "norm") not in CLIP_MODES:
+        raise damaged(f"optimizer {train.get('optimizer')!r}, clip mode {train.get('clip_mode')!r}")
+    cfg = model.config
+    hidden = arrays.get("hidden")
+    expected = (cfg.layers, 2 if cfg.cell == "lstm" else 1, train.get("batch", TrainConfig.batch), cfg.hidden)
+    if hidden is None or tuple(hidden.shape) != expected:
+        raise damaged(f"hidden state {None if hidden is None else tuple(hidden.shape)}, expected {expected}")

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import tempfile
+import time
 
 import numpy as np
 
@@ -34,7 +36,12 @@ DTYPES = {
 }
 _CODES = {(dt.kind, dt.itemsize): code for code, dt in DTYPES.items()}
 MAX_HEADER = 100 * 1024 * 1024  # a sane header is a few KB; refuse to allocate more
+# A temporary file of an earlier save that was killed (kill -9, power loss) stays behind; the
+# next save of the same file removes it once it is this old (a live writer touches it
+# continuously, so a concurrent save of the same file is left alone).
+STALE_TEMP_SECONDS = 60.0
 METADATA = "__metadata__"
+TEMP_SUFFIX = ".tmp"
 
 
 # ---- writing ------------------------------------------------------------------------------
@@ -45,10 +52,10 @@ def save_tensors(path: str, tensors: dict[str, np.ndarray], metadata: dict[str, 
     arrays = {name: _little_endian(name, a) for name, a in tensors.items()}
     header = _header_bytes(arrays, metadata)
     directory = os.path.dirname(os.path.abspath(path))
+    prefix = "." + os.path.basename(path) + "."
+    _remove_stale_temps(directory, prefix)
     try:
-        tmp = tempfile.NamedTemporaryFile(
-            dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp", delete=False
-        )
+        tmp = tempfile.NamedTemporaryFile(dir=directory, prefix=prefix, suffix=TEMP_SUFFIX, delete=False)
     except OSError as e:
         raise _write_error(path, e) from None
     try:
@@ -116,6 +123,37 @@ def _fsync_dir(directory: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def temp_files(path: str) -> list[str]:
+    """Temporary files that saves of `path` create beside it (left behind only by a kill)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = "." + os.path.basename(path) + "."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(os.path.join(directory, n) for n in names if _is_temp(n, prefix))
+
+
+def _is_temp(name: str, prefix: str) -> bool:
+    """tempfile's names: prefix + 8 characters of [a-z0-9_] + suffix."""
+    return re.fullmatch(re.escape(prefix) + r"[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), name) is not None
+
+
+def _remove_stale_temps(directory: str, prefix: str) -> None:
+    try:
+        names = [n for n in os.listdir(directory) if _is_temp(n, prefix)]
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        full = os.path.join(directory, name)
+        try:
+            if now - os.lstat(full).st_mtime >= STALE_TEMP_SECONDS:
+                os.unlink(full)
+        except OSError:
+            pass
 
 
 def _remove_quietly(path: str) -> None:

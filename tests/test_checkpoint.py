@@ -200,7 +200,7 @@ def test_training_state_round_trip(tmp_path):
     moment = rng.standard_normal((32, 8)).astype(np.float32)
     arrays = {"hidden": hidden, "opt.m.rnn.weight_hh_l0": moment}
     info = {"progress": {"step": 7, "tokens": 700}, "rng": np.random.default_rng(3).bit_generator.state,
-            "optimizer": {"kind": "adam", "lr": 0.002, "t": 7}}
+            "optimizer": {"kind": "adam", "lr": 0.002, "t": 7}, "train": {"batch": 3, "seq_len": 5}}
     path = tmp_path / "m.state.safetensors"
     save_training_state(path, model, tok, arrays, info)
     m2, tok2, arrays2, info2 = load_training_state(path)
@@ -295,3 +295,226 @@ def test_score_text_equals_torch_line_logprob(tmp_path, cell):
         assert s.tokens == len(ids) - 1
         assert s.unk == sum(i == tok2.unk_id for i in ids[1:])
         assert s.logprob == pytest.approx(expected, rel=1e-4), line[:20]
+
+
+# --- hostile files ---------------------------------------------------------------------------------
+
+import tracemalloc  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from charlm.errors import CharlmError  # noqa: E402
+
+
+def _peak_bytes(fn) -> int:
+    """Peak Python/numpy memory allocated while fn() runs (it must raise ModelFileError)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError):
+            fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("change", [
+    lambda h: h["model"].update(hidden=10**9),
+    lambda h: h["model"].update(embed=10**12),
+    lambda h: h["model"].update(layers=10**9),
+    lambda h: h["model"].update(embed=0, hidden=10**9, layers=10**6),
+], ids=["hidden", "embed", "layers", "all"])
+def test_absurd_sizes_in_the_header_are_refused_without_allocating(saved, tmp_path, change):
+    path, _, _ = saved
+    bad = tmp_path / "bad.safetensors"
+    rewrite(path, bad, header=change)
+    assert _peak_bytes(lambda: load_model(bad)) < 2 * 2**20
+
+
+def test_absurd_tensor_shape_is_refused_without_allocating(tmp_path):
+    import struct
+    header = {"__metadata__": {"charlm": "{}"},
+              "w": {"dtype": "F32", "shape": [10**12, 10**12], "data_offsets": [0, 4 * 10**24]}}
+    raw = json.dumps(header).encode()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(16))
+    assert _peak_bytes(lambda: load_model(bad)) < 2**20
+
+
+def test_integer_tensors_are_refused(saved, tmp_path):
+    path, _, _ = saved
+    bad = tmp_path / "bad.safetensors"
+    rewrite(path, bad, tensors=lambda t: t.update({"decoder.bias": t["decoder.bias"].astype(np.int32)}))
+    with pytest.raises(ModelFileError, match="decoder.bias.*floating point"):
+        load_model(bad)
+
+
+@pytest.mark.parametrize("value", [np.nan, -np.inf])
+def test_non_finite_weights_in_a_file_are_refused(saved, tmp_path, value):
+    path, _, _ = saved
+
+    def poison(t):
+        t["rnn.weight_ih_l0"][0, 0] = value
+
+    bad = tmp_path / "bad.safetensors"
+    rewrite(path, bad, tensors=poison)
+    with pytest.raises(ModelFileError, match=r"rnn\.weight_ih_l0.*NaN"):
+        load_model(bad)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A real model file and training state from a few tiny training steps (and the corpus)."""
+    from charlm import api
+    from charlm.config import TrainConfig
+
+    d = tmp_path_factory.mktemp("trained")
+    corpus = d / "c.txt"
+    corpus.write_text(TEXT * 40)
+    trainer = api.prepare_training(
+        str(corpus), output=str(d / "m.safetensors"), model_cfg=ModelConfig(embed=4, hidden=6, layers=2),
+        cfg=TrainConfig(batch=2, seq_len=8, steps=3, valid_every=2, seed=1))
+    for _ in trainer.run():
+        pass
+    return corpus, d / "m.safetensors", d / "m.state.safetensors"
+
+
+def test_newer_state_format_is_refused(trained, tmp_path):
+    _, _, state = trained
+    bad = tmp_path / "new.state.safetensors"
+    rewrite(state, bad, header=lambda h: h.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(ModelFileError, match="newer charlm.*upgrade"):
+        load_training_state(bad)
+
+
+@pytest.mark.parametrize("change", [
+    lambda s: s["train"].update(batch=10**9),
+    lambda s: s["train"].update(batch="4"),
+    lambda s: s["train"].update(new_option=1),
+    lambda s: s["train"].update(optimizer="lion"),
+    lambda s: s["train"].update(lr=-1),
+    lambda s: s.pop("train"),
+    lambda s: s.update(header="corpus"),
+], ids=["batch-huge", "batch-str", "unknown", "optimizer", "lr", "no-train", "header-str"])
+def test_damaged_training_settings_are_refused(trained, tmp_path, change):
+    _, _, state = trained
+    bad = tmp_path / "bad.state.safetensors"
+    rewrite(state, bad, header=lambda h: change(h["train_state"]))
+    with pytest.raises(ModelFileError, match="damaged training state.*without --resume"):
+        load_training_state(bad)
+
+
+@pytest.mark.parametrize("change", [
+    lambda s: s["progress"].update(step="7"),
+    lambda s: s["progress"].update(surprise=1),
+    lambda s: s["optimizer"].update(t=-1),
+    lambda s: s["optimizer"].update(kind="sgd"),
+    lambda s: s["stream"].update(batch=0, n_tokens=5),
+    lambda s: s["rng"].update(bit_generator="Nope"),
+    lambda s: s.pop("stream"),
+    lambda s: s["snapshot"].update(t=-3),
+], ids=["step-str", "unknown", "t", "kind", "stream", "rng", "no-stream", "snapshot-t"])
+def test_damaged_training_state_fails_resume_cleanly(trained, tmp_path, change):
+    from charlm import api
+    corpus, _, state = trained
+    out = tmp_path / "m.safetensors"
+    rewrite(state, tmp_path / "m.state.safetensors", header=lambda h: change(h["train_state"]))
+    with pytest.raises(ModelFileError, match="damaged training state.*without --resume"):
+        api.resume_training(str(corpus), output=str(out))
+
+
+def test_optimizer_moments_of_the_wrong_shape_fail_resume_cleanly(trained, tmp_path):
+    from charlm import api
+    corpus, _, state = trained
+
+    def cut(t):
+        name = next(k for k in t if k.startswith("train.opt.m."))
+        t[name] = t[name][:1].copy()
+
+    rewrite(state, tmp_path / "m.state.safetensors", tensors=cut)
+    with pytest.raises(ModelFileError, match="optimizer array"):
+        api.resume_training(str(corpus), output=str(tmp_path / "m.safetensors"))
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 10**12) | st.floats() | st.text(max_size=4),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+    max_leaves=6,
+)
+
+
+def _mutate_json(data, doc):
+    """Replace, delete or add one value somewhere in a JSON document (in place)."""
+    node = doc
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        if not keys:
+            break
+        key = data.draw(st.sampled_from(keys))
+        child = node[key]
+        if isinstance(child, (dict, list)) and child and data.draw(st.booleans()):
+            node = child
+            continue
+        action = data.draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "replace":
+            node[key] = data.draw(_json)
+        elif action == "delete":
+            del node[key]
+        elif isinstance(node, dict):
+            node[data.draw(st.text(max_size=6))] = data.draw(_json)
+        else:
+            node.append(data.draw(_json))
+        return
+
+
+def _mutated_file(data, src, dst) -> None:
+    raw = bytearray(src.read_bytes())
+    how = data.draw(st.sampled_from(["flip", "truncate", "header", "header", "random"]))
+    if how == "flip":
+        for _ in range(data.draw(st.integers(1, 4))):
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+        dst.write_bytes(bytes(raw))
+    elif how == "truncate":
+        dst.write_bytes(bytes(raw[: data.draw(st.integers(0, len(raw) - 1))]))
+    elif how == "random":
+        dst.write_bytes(data.draw(st.binary(max_size=200)))
+    else:
+        tensors, meta = load_tensors(str(src))
+        doc = json.loads(meta["charlm"])
+        _mutate_json(data, doc)
+        save_tensors(str(dst), tensors, {"charlm": json.dumps(doc)})
+
+
+@given(data=st.data())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzzed_model_files_raise_only_model_file_error(trained, tmp_path, data):
+    _, model, _ = trained
+    bad = tmp_path / "fuzz.safetensors"
+    _mutated_file(data, model, bad)
+    try:
+        m, tok, _ = load_model(bad)
+    except ModelFileError:
+        return
+    # What loads is usable: it scores a line.
+    score_text(m, tok, "the fox")
+
+
+@given(data=st.data())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzzed_training_states_raise_only_model_file_error(trained, tmp_path, data):
+    from charlm import api
+    corpus, _, state = trained
+    bad = tmp_path / "f.state.safetensors"
+    _mutated_file(data, state, bad)
+    try:
+        load_training_state(bad)
+    except ModelFileError:
+        return
+    try:  # what loads, resumes (one step) or fails with a one-line user error
+        trainer = api.resume_training(str(corpus), output=str(tmp_path / "f.safetensors"),
+                                      limits={"steps": None, "epochs": None, "time_budget": None})
+        trainer.request_stop("fuzz")
+        for _ in trainer.run():
+            pass
+    except CharlmError:
+        pass

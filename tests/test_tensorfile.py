@@ -259,3 +259,60 @@ def test_interop_with_safetensors(tmp_path):
     back, metadata = load_tensors(theirs)
     assert_same({k: back[k] for k in tensors}, tensors)
     assert metadata == {"k": "v"}
+
+
+def test_save_fsyncs_the_file_before_the_rename_and_the_directory_after(tmp_path, monkeypatch):
+    import stat
+
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        mode = os.fstat(fd).st_mode
+        calls.append("dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other")
+        real_fsync(fd)
+
+    def replace(src, dst):
+        calls.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(tensorfile.os, "fsync", fsync)
+    monkeypatch.setattr(tensorfile.os, "replace", replace)
+    save_tensors(str(tmp_path / "m.safetensors"), {"x": np.ones(3)}, {})
+    assert calls == ["file", "rename", "dir"]
+
+
+def test_stale_temporary_files_are_removed_by_the_next_save(tmp_path):
+    import time
+
+    path = str(tmp_path / "m.safetensors")
+    stale = tmp_path / ".m.safetensors.k1ll3d_x.tmp"  # left by a save killed with -9
+    fresh = tmp_path / ".m.safetensors.writing1.tmp"  # a concurrent save, still writing
+    other = tmp_path / ".other.safetensors.abcdefgh.tmp"  # another file's: not ours to remove
+    unrelated = tmp_path / "notes.tmp"
+    for p in (stale, fresh, other, unrelated):
+        p.write_bytes(b"partial")
+    old = time.time() - 2 * tensorfile.STALE_TEMP_SECONDS
+    for p in (stale, other, unrelated):
+        os.utime(p, (old, old))
+    assert tensorfile.temp_files(path) == [str(stale), str(fresh)]
+    save_tensors(path, {"x": np.ones(3)}, {})
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [fresh.name, other.name, unrelated.name, "m.safetensors"])
+    assert list(load_tensors(path)[0]) == ["x"]
+
+
+def test_absurd_shape_is_refused_before_allocating(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(build({"w": {"dtype": "F32", "shape": [10**12, 10**12], "data_offsets": [0, 4 * 10**24]}},
+                           bytes(64)))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match="describes"):
+            load_tensors(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
