@@ -122,7 +122,7 @@ def sample(
     length: Annotated[int, typer.Option("--length", "-n", help="Tokens to generate per sample.")] = 1000,
     prime: Annotated[str, typer.Option(help="Text to condition on; printed first.")] = "",
     seed: Annotated[Optional[int], typer.Option(help="Random seed (default: different each run).")] = None,
-    top_k: Annotated[int, typer.Option(help="Sample only among the k most likely tokens (0: all).")] = 0,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k most likely tokens. [default: all]")] = None,
     num: Annotated[int, typer.Option(help="Number of samples.")] = 1,
     until_eos: Annotated[bool, typer.Option(help="End each sample at the end of a line.")] = False,
 ) -> None:
@@ -141,7 +141,7 @@ def sample(
         for i in range(num):
             out.write(prime)
             last = prime
-            for piece in generate(net, tokenizer, length=length, temp=temp, top_k=top_k,
+            for piece in generate(net, tokenizer, length=length, temp=temp, top_k=top_k or 0,
                                   prime=prime, until_eos=until_eos, rng=rng):
                 out.write(piece)
                 out.flush()
@@ -151,13 +151,13 @@ def sample(
             out.flush()
 
 
-def _check_sample_options(temp: float, length: int, top_k: int, num: int) -> None:
+def _check_sample_options(temp: float, length: int, top_k: int | None, num: int) -> None:
     if not (temp >= 0 and temp < float("inf")):
         raise OptionError(f"--temp must be 0 (greedy) or a positive number, not {temp}")
     if length < 1:
         raise OptionError(f"--length must be at least 1, not {length}")
-    if top_k < 0:
-        raise OptionError(f"--top-k must be 0 (off) or positive, not {top_k}")
+    if top_k is not None and top_k < 1:
+        raise OptionError(f"--top-k must be at least 1, not {top_k} (omit it to sample from all tokens)")
     if num < 1:
         raise OptionError(f"--num must be at least 1, not {num}")
 

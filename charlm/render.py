@@ -20,6 +20,11 @@ def _fmt(x: float | None, spec: str = ".4f") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def _ppl(x: float) -> str:
+    """A perplexity: two decimals, or 3 significant digits once huge (a diverging run's 1e300)."""
+    return format(x, ".2f" if x < 1e6 else ".3g")
+
+
 class TrainingView:
     """Feed it every event; call close() at the end (also on errors)."""
 
@@ -81,11 +86,11 @@ class TrainingView:
         if e.improved:
             self.best_valid = e
         if self.progress is not None:
-            self._update_bar(e.step, e.epoch, e.elapsed, val=_fmt(e.loss), ppl=_fmt(e.ppl, ".2f"))
+            self._update_bar(e.step, e.epoch, e.elapsed, val=_fmt(e.loss), ppl=_ppl(e.ppl))
         bpc = f" bpc {e.bpc:.4f}" if e.bpc is not None else ""
         mark = " (best, saved)" if e.improved else ""
         self._line(
-            f"validation step {e.step} epoch {e.epoch:.2f}: loss {e.loss:.4f} ppl {e.ppl:.2f}"
+            f"validation step {e.step} epoch {e.epoch:.2f}: loss {e.loss:.4f} ppl {_ppl(e.ppl)}"
             f"{bpc} at {e.elapsed:.0f}s{mark}"
         )
 
@@ -119,7 +124,7 @@ class TrainingView:
             ("best validation loss", f"{_fmt(e.best_loss)} nats/token (step {e.best_step})"),
         ]
         if e.best_loss is not None:
-            rows.append(("best validation ppl", f"{math.exp(min(e.best_loss, 700)):.2f}"))
+            rows.append(("best validation ppl", _ppl(math.exp(min(e.best_loss, 700)))))
             if self.best_valid is not None and self.best_valid.bpc is not None:
                 rows.append(("best bits/char", f"{self.best_valid.bpc:.4f}"))
         for name, value in rows:

@@ -10,11 +10,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from charlm.cli import app, parse_duration
@@ -254,6 +257,30 @@ def test_bad_train_option_is_usage_error(corpus, extra, words):
     assert not (corpus.parent / "charlm.safetensors").exists()
 
 
+@given(data=st.one_of(st.binary(max_size=400), st.text(max_size=300).map(str.encode),
+                      st.lists(st.sampled_from(["ab", " ", "\n", "\r\n", "\t", "\u00e9", "\U0001f600", "\ufeff"]),
+                               max_size=80).map(lambda xs: "".join(xs).encode())),
+       level=st.sampled_from(["char", "word"]))
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_corpus_trains_or_is_one_line_error(tmp_path, data, level):
+    """Random bytes as a corpus: either a model, or exit status 1/2 with one line, no traceback."""
+    d = tempfile.mkdtemp(dir=tmp_path)
+    corpus = os.path.join(d, "c.txt")
+    with open(corpus, "wb") as f:
+        f.write(data)
+    out = os.path.join(d, "m.safetensors")
+    result = run(["train", corpus, *TINY, "--level", level, "--steps", "2", "-o", out])
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, (SystemExit, type(None))), repr(result.exception)
+    if result.exit_code == 0:
+        from charlm.checkpoint import load_model
+        load_model(out)
+    else:
+        assert_user_error(result, result.exit_code)
+        assert result.exit_code in (1, 2)
+        assert not os.path.exists(out)
+
+
 def test_unparsable_option_value_is_usage_error(corpus):
     result = run(["train", "corpus.txt", "--batch", "abc"])
     assert result.exit_code == 2
@@ -264,6 +291,17 @@ def test_unparsable_option_value_is_usage_error(corpus):
 def test_resume_without_state_is_an_error(corpus):
     result = run(["train", "corpus.txt", "--resume", "--steps", "3"])
     assert_user_error(result, 1, "--resume")
+
+
+def test_resume_from_a_damaged_state_is_an_error(corpus):
+    assert_ok(run(["train", "corpus.txt", *TINY, "--steps", "2"]))
+    path = corpus.parent / "charlm.state.safetensors"
+    tensors, meta = load_tensors(str(path))
+    header = json.loads(meta["charlm"])
+    header["train_state"]["train"]["batch"] = 10**9
+    save_tensors(str(path), tensors, {"charlm": json.dumps(header)})
+    result = run(["train", "corpus.txt", "--resume", "--steps", "3"])
+    assert_user_error(result, 1, "damaged training state", "without --resume")
 
 
 def test_output_in_missing_directory_is_an_error(corpus):
@@ -374,10 +412,22 @@ def test_sample_model_from_env_and_option(cwd, tiny_model):
     (["--length", "0"], "--length"),
     (["--length", "-3"], "--length"),
     (["--top-k", "-1"], "--top-k"),
+    (["--top-k", "0"], "--top-k"),
     (["--num", "0"], "--num"),
 ])
 def test_bad_sample_option(model, extra, words):
     assert_user_error(run(["sample", *extra]), 2, words)
+
+
+def test_top_k_message_says_how_to_turn_it_off(model):
+    result = run(["sample", "--top-k", "0"])
+    assert_user_error(result, 2, "at least 1", "omit it")
+    # Omitted, every token can be drawn: the same as a k of the whole vocabulary.
+    vocab = card("charlm.safetensors")["vocabulary"]
+    a = run(["sample", "--length", "80", "--seed", "4"])
+    b = run(["sample", "--length", "80", "--seed", "4", "--top-k", str(vocab)])
+    assert_ok(a)
+    assert a.stdout == b.stdout
 
 
 # ---- model file errors (sample, score, info) --------------------------------------------------
@@ -598,6 +648,34 @@ def test_score_reader_closing_early(tiny_model, tmp_path):
     assert "Traceback" not in stderr and "Exception" not in stderr, stderr
 
 
+def test_score_writes_each_result_as_soon_as_its_line_is_read(tiny_model, tmp_path):
+    # One line at a time through a pipe: its result must come back before the next line is
+    # sent (a scorer that read ahead, or buffered its output, would block here).
+    import queue
+    import threading
+
+    proc = subprocess.Popen(_cli("score", "-m", tiny_model), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, bufsize=0)
+    results: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [results.put(line) for line in proc.stdout], daemon=True)
+    reader.start()
+    try:
+        lines = [b"the quick brown fox\n", b"\n", b"rain falls\r\n", b"caf\xc3\xa9 \xff bad\n"] * 3
+        for i, line in enumerate(lines):
+            proc.stdin.write(line)  # unbuffered: the line is in the pipe now; stdin stays open
+            result = results.get(timeout=120 if i == 0 else 30)  # the first includes start-up
+            assert result.count(b"\t") == 3, result
+            assert results.empty()
+        proc.stdin.close()
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0, stderr
+        assert f"{len(lines)} lines" in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_train_with_stderr_closed_early_still_saves(corpus_file, tmp_path):
     # `charlm train ... 2>&1 | head -1`: losing stderr must not lose the run.
     proc = subprocess.Popen(_cli("train", corpus_file, *TINY, "--steps", "30", "--valid-every", "5"),
@@ -607,6 +685,62 @@ def test_train_with_stderr_closed_early_still_saves(corpus_file, tmp_path):
     assert proc.wait(timeout=60) == 0
     state = json.loads(load_tensors(str(tmp_path / "charlm.state.safetensors"))[1]["charlm"])
     assert state["train_state"]["progress"]["step"] == 30
+
+
+def test_sigterm_saves_a_resumable_state_and_exits_143(corpus_file, tmp_path):
+    proc = subprocess.Popen(_cli("train", corpus_file, *TINY, "--steps", "1000000", "-o", "m.safetensors"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, text=True)
+    assert proc.stderr.readline().startswith("training ")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 143, stderr
+    assert "Traceback" not in stderr
+    assert "resumable state in m.state.safetensors" in stderr  # says where
+    assert "--resume -o m.safetensors" in stderr  # and how to continue
+    state = load_tensors(str(tmp_path / "m.state.safetensors"))[1]
+    assert json.loads(state["charlm"])["train_state"]["progress"]["step"] >= 1
+    resumed = subprocess.run(_cli("train", corpus_file, "--resume", "-o", "m.safetensors", "--steps", "3"),
+                             cwd=tmp_path, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_kill_9_at_any_moment_leaves_a_complete_model(corpus_file, tmp_path):
+    """SIGKILL at random moments of a run that saves at every step: the model file, when there
+    is one, is always complete. A kill during a save can leave that save's temporary file
+    (.charlm.safetensors.XXXXXXXX.tmp) behind; the next save removes stale ones."""
+    from charlm import tensorfile
+    from charlm.checkpoint import load_model, load_training_state
+
+    rng = np.random.default_rng(0)
+    model, state = tmp_path / "charlm.safetensors", tmp_path / "charlm.state.safetensors"
+    for attempt in range(8):
+        proc = subprocess.Popen(_cli("train", corpus_file, *TINY, "--steps", "1000000", "--valid-every", "1"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+        line = b"-"
+        while line and not line.startswith(b"validation"):  # the first save is done
+            line = proc.stderr.readline()
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.kill()
+        proc.wait(timeout=60)
+        proc.stderr.close()
+        if model.exists():
+            load_model(model)
+        if state.exists():
+            load_training_state(state)
+        stray = set(os.listdir(tmp_path)) - {"charlm.safetensors", "charlm.state.safetensors",
+                                             "charlm.metrics.jsonl"}
+        temps = set(map(os.path.basename, tensorfile.temp_files(str(model)) + tensorfile.temp_files(str(state))))
+        assert stray == temps, stray
+    assert model.exists()
+    # Leftover temporary files go away at the next save of the same file once they are stale
+    # (a minute old: a live writer keeps touching its own).
+    for path in (model, state):
+        open(os.path.join(tmp_path, "." + path.name + ".abcd1234.tmp"), "wb").close()
+    for leftover in tensorfile.temp_files(str(model)) + tensorfile.temp_files(str(state)):
+        os.utime(leftover, (time.time() - 3600,) * 2)
+    assert_ok(run(["train", str(corpus_file), *TINY, "--steps", "1", "-o", str(model)]))
+    assert tensorfile.temp_files(str(model)) == tensorfile.temp_files(str(state)) == []
 
 
 def test_sigint_saves_a_resumable_state(corpus_file, tmp_path):
