@@ -48,7 +48,8 @@ class _SamplerWeights:
         upper = [layer("weight_ih", l) for l in range(1, L)]
         self.w_ih = np.stack(upper) if upper else np.zeros((1, cfg.gates * H, H), np.float32)
         self.b_ih = np.stack([layer("bias_ih", l) for l in range(L)])
-        self.w_hh_t = np.stack([layer("weight_hh", l).T for l in range(L)])  # (L, H, G*H)
+        # (L, H, G*H), C order: a slice of an F-ordered stack would send np.dot down a slow path
+        self.w_hh_t = np.ascontiguousarray(np.stack([layer("weight_hh", l).T for l in range(L)]))
         self.b_hh = np.stack([layer("bias_hh", l) for l in range(L)])
         self.dec_w, self.dec_b = p["decoder.weight"], p["decoder.bias"]
 
