@@ -15,7 +15,7 @@ import numpy as np
 
 from .checkpoint import default_model_path, load_model, load_training_state, sidecar
 from .config import CELLS, LEVELS, ModelConfig, TokenizerConfig, TrainConfig
-from .data import read_text, split_train_valid
+from .data import Corpus, split_train_valid
 from .errors import CorpusError, OptionError
 from .model import Model
 from .optim import CLIP_MODES, OPTIMIZERS
@@ -76,14 +76,18 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
                      encoding_errors: str = "strict", notes: list | None = None) -> Trainer:
     """Read and encode the corpus, build the vocabulary and a fresh model, return a Trainer.
 
+    The corpus is read in chunks, twice (counting, then encoding into a compact token file
+    that training reads through a memory map), so memory does not grow with its size.
+
     `notes` collects messages for the user (e.g. a batch shrunk to fit a small corpus).
     """
     model_cfg, tok_cfg, cfg = model_cfg or ModelConfig(), tok_cfg or TokenizerConfig(), cfg or TrainConfig()
     validate_options(model_cfg, tok_cfg, cfg)
     paths = RunPaths.for_model(output)
-    text = read_text(corpus, encoding_errors)
-    tokenizer = Tokenizer.build(text, tok_cfg)
-    train_ids, valid_ids = _split(tokenizer, text, valid, cfg.valid_frac, encoding_errors)
+    scratch = _scratch_dir(paths.model)
+    with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
+        tokenizer = Tokenizer.from_counts(source.count(tok_cfg.level), tok_cfg)  # pass 1
+        train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
     cfg = _fit_to_corpus(cfg, len(train_ids), notes if notes is not None else [])
     model_cfg = dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size)
     model = Model.create(model_cfg, seed=cfg.seed)
@@ -103,8 +107,9 @@ def resume_training(corpus: str, *, output: str | None = None, valid: str | None
     cfg = TrainConfig(**info["train"])
     if limits:
         cfg = dataclasses.replace(cfg, **limits)
-    text = read_text(corpus, encoding_errors)
-    train_ids, valid_ids = _split(tokenizer, text, valid, cfg.valid_frac, encoding_errors)
+    scratch = _scratch_dir(paths.model)
+    with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
+        train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
     header = info.get("header", {})
     extra = {k: header[k] for k in ("tokenizer_config", "corpus") if k in header}
     trainer = Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra, paths.metrics)
@@ -112,10 +117,13 @@ def resume_training(corpus: str, *, output: str | None = None, valid: str | None
     return trainer
 
 
-def _split(tokenizer: Tokenizer, text: str, valid: str | None, valid_frac: float, errors: str):
-    ids = _encode_corpus(tokenizer, text)
+def _split(tokenizer: Tokenizer, source: Corpus, valid: str | None, valid_frac: float, errors: str,
+           scratch: str):
+    """(train, valid) token arrays: memory maps of compact token files (or views of one)."""
+    ids = source.encode(tokenizer, scratch)  # pass 2
     if valid is not None:
-        valid_ids = _encode_corpus(tokenizer, read_text(valid, errors))
+        with Corpus(valid, errors, spool_dir=scratch) as valid_source:
+            valid_ids = valid_source.encode(tokenizer, scratch)
         train_ids = ids
     elif valid_frac > 0:
         train_ids, valid_ids = split_train_valid(ids, valid_frac)
@@ -129,12 +137,10 @@ def _split(tokenizer: Tokenizer, text: str, valid: str | None, valid_frac: float
     return train_ids, valid_ids
 
 
-def _encode_corpus(tokenizer: Tokenizer, text: str) -> np.ndarray:
-    """Token ids of a corpus that starts after an EOS and ends with one."""
-    ids = tokenizer.encode(text)
-    if len(ids) == 0 or ids[-1] != tokenizer.eos_id:
-        ids = np.append(ids, np.int32(tokenizer.eos_id)).astype(np.int32)
-    return np.concatenate([[np.int32(tokenizer.eos_id)], ids]).astype(np.int32)
+def _scratch_dir(model_path: str) -> str:
+    """Temporary files (the token arrays, a copy of stdin) go beside the model: the disk that
+    holds the run, rather than a /tmp that may be small or in memory."""
+    return os.path.dirname(os.path.abspath(model_path))
 
 
 def _fit_to_corpus(cfg: TrainConfig, n_tokens: int, notes: list) -> TrainConfig:

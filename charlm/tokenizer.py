@@ -52,10 +52,20 @@ class Tokenizer:
     def build(cls, text: str, cfg: TokenizerConfig) -> Tokenizer:
         """Vocabulary of `text`: tokens seen fewer than cfg.min_count times become UNK."""
         _check_config(cfg)
-        text = normalize(text)
+        counts = TokenCounts(cfg.level)
+        counts.update(normalize(text))
+        return cls.from_counts(counts, cfg)
+
+    @classmethod
+    def from_counts(cls, counts: TokenCounts, cfg: TokenizerConfig) -> Tokenizer:
+        """Vocabulary from token counts gathered piece by piece (a corpus read in chunks):
+        the same as build() of the whole text."""
+        _check_config(cfg)
+        if counts.level != cfg.level:
+            raise ValueError(f"counts are {counts.level}-level, the config is {cfg.level}-level")
         if cfg.level == "char":
-            return cls("char", [UNK, EOS] + _char_vocab(text, cfg.min_count))
-        return cls("word", [UNK, EOS] + _word_vocab(text, cfg.min_count, cfg.max_vocab))
+            return cls("char", [UNK, EOS] + _char_vocab(counts.chars, cfg.min_count))
+        return cls("word", [UNK, EOS] + _word_vocab(counts.words, cfg.min_count, cfg.max_vocab))
 
     def _char_table(self) -> np.ndarray:
         """(max code point + 2,) int32: code point -> id; the last slot (and any gap) is UNK."""
@@ -161,24 +171,52 @@ def _check_config(cfg: TokenizerConfig) -> None:
         raise OptionError(f"--max-vocab must be at least 3, counting <unk> and <eos> (got {cfg.max_vocab})")
 
 
-def _char_vocab(text: str, min_count: int) -> list[str]:
+class TokenCounts:
+    """Token counts of a text fed in pieces: update() each normalized piece in order.
+
+    Pieces must be cut between tokens: anywhere at char level, at a whitespace character at
+    word level (data.Corpus.pieces cuts them so). Word order of first occurrence is kept for
+    the vocabulary's tie-break, as if the whole text had been counted at once.
+    """
+
+    _BLOCK = 1 << 20  # code points per bincount call (bounds its int64 temporary)
+
+    def __init__(self, level: str):
+        if level not in LEVELS:
+            raise OptionError(f"unknown level {level!r}: use --level char or --level word")
+        self.level = level
+        self.chars = np.zeros(128, dtype=np.int64)  # char level: count by code point
+        self.words: Counter = Counter()  # word level
+
+    def update(self, text: str) -> None:
+        if self.level == "word":
+            self.words.update(text.split())
+            return
+        cps = _code_points(text)
+        for start in range(0, len(cps), self._BLOCK):
+            counts = np.bincount(cps[start : start + self._BLOCK])
+            if len(counts) > len(self.chars):
+                self.chars = np.concatenate([self.chars, np.zeros(len(counts) - len(self.chars), np.int64)])
+            self.chars[: len(counts)] += counts
+
+
+def _char_vocab(counts: np.ndarray, min_count: int) -> list[str]:
     """Characters seen at least min_count times, sorted by code point ("\\n" is EOS, not a char)."""
-    cps, counts = np.unique(_code_points(text), return_counts=True)  # sorted by code point
-    keep = (counts >= min_count) & (cps != ord("\n"))
-    return [chr(c) for c in cps[keep].tolist()]
+    keep = counts >= min_count
+    keep[ord("\n")] = False
+    return [chr(c) for c in np.flatnonzero(keep).tolist()]
 
 
-def _word_vocab(text: str, min_count: int, max_vocab: int) -> list[str]:
+def _word_vocab(counts: Counter, min_count: int, max_vocab: int) -> list[str]:
     """The max_vocab - 2 most frequent words seen at least min_count times.
 
     Order: by count, descending; ties by first occurrence (Counter keeps insertion order and
     most_common sorts stably). Literal <unk> / <eos> are the special tokens, not words.
     """
-    counts = Counter(text.split())
-    counts.pop(UNK, None)
-    counts.pop(EOS, None)
-    frequent = counts.most_common(max_vocab - 2)
-    return [w for w, c in frequent if c >= min_count]
+    # most_common is stable, so dropping the two specials from the top max_vocab equals
+    # taking the top max_vocab - 2 of the others (without copying a big Counter).
+    frequent = [(w, c) for w, c in counts.most_common(max_vocab) if w not in (UNK, EOS)]
+    return [w for w, c in frequent[: max_vocab - 2] if c >= min_count]
 
 
 def _dict_problem(d) -> str | None:

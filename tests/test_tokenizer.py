@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from charlm.config import TokenizerConfig
 from charlm.errors import ModelFileError, OptionError
-from charlm.tokenizer import EOS, UNK, Tokenizer
+from charlm.tokenizer import EOS, UNK, TokenCounts, Tokenizer, normalize
 
 CHAR = TokenizerConfig(level="char")
 WORD = TokenizerConfig(level="word")
@@ -152,6 +152,48 @@ def test_build_is_deterministic():
 def test_bad_config(cfg):
     with pytest.raises(OptionError):
         Tokenizer.build("a b", cfg)
+
+
+# ---- counts gathered piece by piece (a corpus read in chunks) -----------------------------
+
+
+def counted(pieces, cfg: TokenizerConfig) -> Tokenizer:
+    counts = TokenCounts(cfg.level)
+    for piece in pieces:
+        counts.update(piece)
+    return Tokenizer.from_counts(counts, cfg)
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "é", "日", "🙂", "\U0010ffff", "\n", " "]), max_size=60),
+       st.integers(1, 7), st.integers(1, 3))
+def test_char_counts_in_pieces_build_the_same_vocabulary(chars, size, min_count):
+    text = "".join(chars)
+    cfg = TokenizerConfig(level="char", min_count=min_count)
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+    assert counted(pieces, cfg).tokens == Tokenizer.build(text, cfg).tokens
+
+
+@given(word_lines, st.integers(3, 8), st.integers(1, 2))
+def test_word_counts_in_pieces_build_the_same_vocabulary(lines, max_vocab, min_count):
+    text = normalize("\n".join(lines))
+    cfg = TokenizerConfig(level="word", max_vocab=max_vocab, min_count=min_count)
+    # Cut after every whitespace character: words never straddle two pieces.
+    pieces, start = [], 0
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            pieces.append(text[start : i + 1])
+            start = i + 1
+    pieces.append(text[start:])
+    assert counted(pieces, cfg).tokens == Tokenizer.build(text, cfg).tokens
+
+
+def test_from_counts_checks_level_and_config():
+    with pytest.raises(ValueError):
+        Tokenizer.from_counts(TokenCounts("char"), WORD)
+    with pytest.raises(OptionError):
+        Tokenizer.from_counts(TokenCounts("char"), TokenizerConfig(min_count=0))
+    with pytest.raises(OptionError):
+        TokenCounts("byte")
 
 
 # ---- storage ------------------------------------------------------------------------------
