@@ -10,17 +10,20 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .checkpoint import default_model_path, load_model, load_training_state, sidecar
-from .config import CELLS, LEVELS, ModelConfig, TokenizerConfig, TrainConfig
+from .config import CELLS, CLIP_MODES, LEVELS, OPTIMIZERS, ModelConfig, TokenizerConfig, TrainConfig
 from .data import Corpus, split_train_valid
 from .errors import CorpusError, OptionError
 from .model import Model
-from .optim import CLIP_MODES, OPTIMIZERS
+from .schedule import SCHEDULES
 from .tokenizer import Tokenizer
-from .train import Trainer
+
+if TYPE_CHECKING:
+    from .train import Trainer
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,10 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
         (cfg.clip >= 0, "--clip must be 0 (off) or positive"),
         (cfg.clip_mode in CLIP_MODES, f"--clip-mode must be one of {', '.join(CLIP_MODES)}"),
         (cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
+        (cfg.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+        (cfg.schedule != "cosine" or not (cfg.steps is None and cfg.epochs is None and cfg.time_budget is None),
+         "--schedule cosine needs the length of the run: give --steps, --epochs or --time"),
+        (0.0 <= cfg.warmup < 1.0, "--warmup must be in [0, 1), a fraction of the run"),
         (0.0 <= cfg.valid_frac < 1.0, "--valid-frac must be in [0, 1), e.g. 0.1"),
         (cfg.steps is None or cfg.steps >= 1, "--steps must be at least 1"),
         (cfg.epochs is None or cfg.epochs > 0, "--epochs must be positive"),
@@ -93,6 +100,8 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
     model = Model.create(model_cfg, seed=cfg.seed)
     extra = {"tokenizer_config": dataclasses.asdict(tok_cfg), "corpus": os.path.basename(corpus)}
     _start_metrics(paths.metrics)
+    from .train import Trainer  # the training machinery (and Numba) only when training
+
     return Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra, paths.metrics)
 
 
@@ -112,6 +121,8 @@ def resume_training(corpus: str, *, output: str | None = None, valid: str | None
         train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
     header = info.get("header", {})
     extra = {k: header[k] for k in ("tokenizer_config", "corpus") if k in header}
+    from .train import Trainer
+
     trainer = Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra, paths.metrics)
     trainer.restore(arrays, info)
     return trainer

@@ -25,6 +25,7 @@ from .config import CELLS, CLIP_MODES, OPTIMIZERS, ModelConfig, TrainConfig, fro
 from .errors import ModelFileError
 from .model import Model
 from .tensorfile import load_tensors, save_tensors
+from .schedule import SCHEDULES
 from .tokenizer import Tokenizer
 
 FORMAT_VERSION = 1
@@ -204,7 +205,8 @@ _TRAIN_TYPES = {  # TrainConfig field -> (accepted JSON types, lowest value)
     "log_every": (int, 1), "seed": (int, None), "steps": (int, 1), "lr": (float, 0.0),
     "clip": (float, 0.0), "lr_decay": (float, 0.0), "valid_frac": (float, 0.0),
     "weight_decay": (float, 0.0), "epochs": (float, 0.0), "time_budget": (float, 0.0),
-    "optimizer": (str, None), "clip_mode": (str, None),
+    "optimizer": (str, None), "clip_mode": (str, None), "schedule": (str, None),
+    "warmup": (float, 0.0),
 }
 
 
@@ -235,7 +237,8 @@ def _check_train_state(path, model: Model, arrays: dict, info) -> None:
             ok = isinstance(value, kind) and not isinstance(value, bool)
         if not ok or (lowest is not None and value < lowest):
             raise damaged(f"{name} = {value!r}")
-    if train.get("optimizer", "adam") not in OPTIMIZERS or train.get("clip_mode", "norm") not in CLIP_MODES:
+    if (train.get("optimizer", "adam") not in OPTIMIZERS or train.get("clip_mode", "norm") not in CLIP_MODES
+            or train.get("schedule", "plateau") not in SCHEDULES):
         raise damaged(f"optimizer {train.get('optimizer')!r}, clip mode {train.get('clip_mode')!r}")
     cfg = model.config
     hidden = arrays.get("hidden")

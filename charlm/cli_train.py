@@ -41,6 +41,8 @@ def train(
     lr: Annotated[float, Opt(help="Learning rate.")] = 2e-3,
     clip: Annotated[float, Opt(help="Gradient clipping threshold (0: off).")] = 5.0,
     clip_mode: Annotated[str, Opt(help="norm (global L2 norm) or value (element-wise).")] = "norm",
+    schedule: Annotated[str, Opt(help="Learning rate: plateau (halve when validation stalls) or cosine (over the run; needs --steps, --epochs or --time).")] = "plateau",
+    warmup: Annotated[float, Opt(help="Cosine: fraction of the run with a linear warm-up.")] = 0.0,
     epochs: Annotated[Optional[float], Opt(help="Stop after this many epochs.")] = None,
     steps: Annotated[Optional[int], Opt(help="Stop after this many steps.")] = None,
     time: Annotated[Optional[str], Opt("--time", help="Stop after this wall-clock time, e.g. 90s, 10m, 1h.")] = None,
@@ -78,7 +80,7 @@ def train(
                                     layers=defaults["layers"], dropout=dropout, tie=tie)
             tok_cfg = TokenizerConfig(level=level, max_vocab=max_vocab, min_count=min_count)
             cfg = TrainConfig(batch=defaults["batch"], seq_len=defaults["seq_len"], optimizer=optimizer,
-                              lr=lr, clip=clip, clip_mode=clip_mode, patience=patience,
+                              lr=lr, clip=clip, clip_mode=clip_mode, schedule=schedule, warmup=warmup, patience=patience,
                               valid_every=valid_every, valid_frac=valid_frac, seed=seed, **limits)
             trainer = api.prepare_training(corpus, model_cfg=model_cfg, tok_cfg=tok_cfg, cfg=cfg,
                                            valid=valid, output=output,

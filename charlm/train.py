@@ -22,6 +22,7 @@ from .errors import DivergenceError, ModelFileError
 from .evaluate import bits_per_char, evaluate_loss, perplexity
 from .model import Model
 from .optim import Optimizer, clip_gradients
+from .schedule import cosine_factor
 from .tokenizer import Tokenizer
 
 # A NaN/inf loss, gradient or validation loss rolls training back to the last good state
@@ -50,6 +51,7 @@ class Progress:
     plateaus_since_best: int = 0
     divergences: int = 0  # rollbacks since the last good validation
     total_divergences: int = 0
+    lr_scale: float = 1.0  # halved by each rollback; multiplies the cosine schedule
     last_valid_step: int = -1
 
 
@@ -163,6 +165,8 @@ class Trainer:
         if not (math.isfinite(loss) and math.isfinite(norm)):
             what = "loss" if not math.isfinite(loss) else "gradient"
             return self._roll_back(f"step {pr.step + 1}: the {what} is {loss if what == 'loss' else norm}")
+        if cfg.schedule == "cosine":
+            self.optimizer.lr = cfg.lr * pr.lr_scale * cosine_factor(self._run_fraction(), cfg.warmup)
         with _quiet_overflow():  # an overflow to inf shows as a NaN/inf loss at the next step
             self.optimizer.step(self.model.params, grads)
         self._snapshot_is_current = False
@@ -187,6 +191,7 @@ class Trainer:
         # as at the start of an epoch.
         self.hidden = self.model.zero_state(self.cfg.batch)
         self.optimizer.lr *= 0.5
+        self.progress.lr_scale *= 0.5
         origin = f"step {snap.step}" if snap.step else "the start"
         return (f"training diverged at {what}: rolled back to the weights of {origin}, "
                 f"learning rate lowered to {self.optimizer.lr:.3g}")
@@ -233,7 +238,7 @@ class Trainer:
             pr.bad_validations = pr.plateaus_since_best = 0
         elif scheduled:
             pr.bad_validations += 1
-            if pr.bad_validations >= cfg.patience:
+            if pr.bad_validations >= cfg.patience and cfg.schedule == "plateau":
                 pr.bad_validations = 0
                 pr.plateaus_since_best += 1
                 self.optimizer.lr *= cfg.lr_decay
@@ -254,6 +259,14 @@ class Trainer:
         if self._unbounded() and pr.plateaus_since_best >= EARLY_STOP_DECAYS:
             return "validation loss stopped improving (early stopping)"
         return None
+
+    def _run_fraction(self) -> float:
+        """How far the run is, 0..1: by steps when --steps/--epochs bound it (reproducible),
+        else by the --time budget."""
+        total = self._total_steps()
+        if total:
+            return self.progress.step / total
+        return self.progress.elapsed / self.cfg.time_budget if self.cfg.time_budget else 0.0
 
     def _unbounded(self) -> bool:
         cfg = self.cfg

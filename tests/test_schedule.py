@@ -1,0 +1,40 @@
+"""Learning-rate schedules: the cosine factor and a cosine run through the CLI."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from charlm.cli import app
+from charlm.schedule import cosine_factor
+from conftest import TINY
+
+
+def test_cosine_factor_warms_up_then_decays_to_the_floor():
+    assert cosine_factor(0.0) == pytest.approx(1.0)
+    assert cosine_factor(0.5) == pytest.approx(0.5)
+    assert cosine_factor(1.0) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_factor(1.0, floor=0.1) == pytest.approx(0.1)
+    assert cosine_factor(0.05, warmup=0.1) == pytest.approx(0.5)
+    assert cosine_factor(0.1, warmup=0.1) == pytest.approx(1.0)
+    values = [cosine_factor(i / 100, warmup=0.1) for i in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_cosine_run_lowers_the_rate_towards_zero(corpus_file, tmp_path):
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(app, ["train", str(corpus_file), "-o", str(out), *TINY, "--steps", "40",
+                                      "--schedule", "cosine", "--lr", "0.01", "--valid-every", "20"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "m.metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in rows if r["event"] == "step"]
+    assert lrs[0] == pytest.approx(0.01 * cosine_factor(9 / 40), rel=1e-6)  # the rate step 10 used
+    assert lrs[-1] == pytest.approx(0.01 * cosine_factor(39 / 40), rel=1e-6) and lrs[-1] < 1e-4
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_cosine_without_a_run_length_is_a_usage_error(corpus_file, tmp_path):
+    result = CliRunner().invoke(app, ["train", str(corpus_file), "-o", str(tmp_path / "m.safetensors"),
+                                      *TINY, "--schedule", "cosine"])
+    assert result.exit_code == 2
+    assert "--steps, --epochs or --time" in result.stderr
