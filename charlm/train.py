@@ -92,7 +92,9 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
         self.hidden = model.zero_state(cfg.batch)
         self.progress = Progress()
-        self.valid_every = cfg.valid_every or min(100, max(10, self.stream.windows_per_epoch // 2))
+        # Automatic: twice an epoch, between 10 and 250 steps apart. A validation costs about as
+        # much as 15-20 training steps (forward only over the validation text, 10% of the corpus).
+        self.valid_every = cfg.valid_every or min(250, max(10, self.stream.windows_per_epoch // 2))
         self._stop_reason: str | None = None
         self._losses: list[float] = []  # train losses since the last log line
         self._last_norm = 0.0
