@@ -22,10 +22,11 @@ from .activations import dsigmoid, dtanh, sigmoid, tanh
 
 @njit(**JIT_OPTIONS)
 def gru_forward(xw, w_hh_t, b_hh, h0, hs, ghn, gh, keep):
-    """xw (T,B,3H): input projection; overwritten with the activations (r,z,n) when keep.
+    """xw (T,B,3H): input projection; overwritten with the activations (r,z,n), which the
+    backward uses when keep (xw is consumed either way).
     w_hh_t (H,3H) = W_hh^T contiguous; b_hh (3H,); h0 (B,H).
     hs (T,B,H): out, h of every step. ghn (T,B,H): out, gh_n = h_{t-1} W_hn^T + b_hn of every step
-    (only written when keep; may then be (1,B,H)). gh (B,3H): scratch."""
+    (when not keep, (1,B,H) scratch rewritten every step). gh (B,3H): scratch."""
     T, B, G = xw.shape
     H = G // 3
     for t in range(T):
@@ -46,11 +47,10 @@ def gru_forward(xw, w_hh_t, b_hh, h0, hs, ghn, gh, keep):
                 hn = gb[2 * H + k] + b_hh[2 * H + k]
                 n = tanh(xb[2 * H + k] + r * hn)
                 ho[k] = n + z * (hp[k] - n)
-                if keep:
-                    xb[k] = r
-                    xb[H + k] = z
-                    xb[2 * H + k] = n
-                    gnb[k] = hn
+                xb[k] = r  # stored unconditionally: a branch here stops the loop vectorizing
+                xb[H + k] = z
+                xb[2 * H + k] = n
+                gnb[k] = hn
 
 
 @njit(**JIT_OPTIONS)

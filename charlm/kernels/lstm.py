@@ -20,7 +20,8 @@ from .activations import dsigmoid, dtanh, sigmoid, tanh
 
 @njit(**JIT_OPTIONS)
 def lstm_forward(xw, w_hh_t, b_hh, h0, c0, hs, cs, gh, keep):
-    """xw (T,B,4H): input projection; overwritten with the activations (i,f,g,o) when keep.
+    """xw (T,B,4H): input projection; overwritten with the activations (i,f,g,o), which the
+    backward uses when keep (xw is consumed either way).
     w_hh_t (H,4H) = W_hh^T contiguous; b_hh (4H,); h0, c0 (B,H).
     hs (T,B,H): out, h of every step. cs: out, c of every step (T,B,H) if keep, else (1,B,H)
     holding the last c. gh (B,4H): scratch for h_{t-1} W_hh^T."""
@@ -51,11 +52,10 @@ def lstm_forward(xw, w_hh_t, b_hh, h0, c0, hs, cs, gh, keep):
                 c = f * cp[k] + i * g
                 co[k] = c
                 ho[k] = o * tanh(c)
-                if keep:
-                    xb[k] = i
-                    xb[H + k] = f
-                    xb[2 * H + k] = g
-                    xb[3 * H + k] = o
+                xb[k] = i  # stored unconditionally: a branch here stops the loop vectorizing
+                xb[H + k] = f
+                xb[2 * H + k] = g
+                xb[3 * H + k] = o
 
 
 @njit(**JIT_OPTIONS)
