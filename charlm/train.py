@@ -1,7 +1,8 @@
 """The training loop: truncated BPTT over parallel streams, clipping, an optimizer step,
 periodic validation with learning-rate decay on plateaus, best-model and resumable-state saves.
 
-`Trainer.run()` is a generator of events (charlm.events); it never prints.
+`Trainer.run()` is a generator of events (charlm.events); it never prints. The run's
+persistent state (Progress, the rollback snapshot, the --resume file) is charlm.train_state.
 """
 
 from __future__ import annotations
@@ -10,20 +11,20 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import events
-from .checkpoint import save_model, save_training_state
+from .checkpoint import save_model
 from .config import TrainConfig, to_dict
 from .data import BatchStream
-from .errors import DivergenceError, ModelFileError
+from .errors import DivergenceError
 from .evaluate import bits_per_char, evaluate_loss, perplexity
 from .model import Model
 from .optim import Optimizer, clip_gradients
 from .schedule import cosine_factor
 from .tokenizer import Tokenizer
+from .train_state import Progress, _Snapshot, restore_state, save_state
 
 # A NaN/inf loss, gradient or validation loss rolls training back to the last good state
 # (the last finite validation, or the start) and halves the learning rate. Training stops
@@ -32,51 +33,6 @@ from .tokenizer import Tokenizer
 MAX_DIVERGENCES = 4
 MAX_TOTAL_DIVERGENCES = 12
 EARLY_STOP_DECAYS = 3  # plateaus without improvement before early stopping
-
-
-@dataclass
-class Progress:
-    """Everything about the run's position that --resume restores (JSON-able)."""
-
-    step: int = 0
-    tokens: int = 0
-    elapsed: float = 0.0
-    best_loss: float | None = None  # the model file's: the best of every validation
-    best_step: int | None = None
-    # The best of the scheduled validations (every valid_every steps) only: it drives the
-    # plateau schedule, so the extra validation when a run stops (say at step k, for
-    # --resume) cannot change the learning rate of the steps after k.
-    schedule_loss: float | None = None
-    bad_validations: int = 0
-    plateaus_since_best: int = 0
-    divergences: int = 0  # rollbacks since the last good validation
-    total_divergences: int = 0
-    lr_scale: float = 1.0  # halved by each rollback; multiplies the cosine schedule
-    last_valid_step: int = -1
-
-
-@dataclass
-class _Snapshot:
-    """The last good state, in memory, that a divergence rolls back to: the weights, the
-    optimizer's moments and step count (Adam's bias correction), tagged with the step."""
-
-    step: int
-    params: dict[str, np.ndarray]
-    opt_state: dict[str, np.ndarray]
-    opt_t: int
-
-    @classmethod
-    def take(cls, trainer: "Trainer") -> "_Snapshot":
-        model, opt = trainer.model, trainer.optimizer
-        return cls(trainer.progress.step,
-                   {n: model.params[n].copy() for n in model.trainable_names()},
-                   {k: v.copy() for k, v in opt.state.items()}, opt.t)
-
-    def restore(self, trainer: "Trainer") -> None:
-        for name, saved in self.params.items():
-            np.copyto(trainer.model.params[name], saved)  # in place: a tied decoder stays tied
-        trainer.optimizer.state = {k: v.copy() for k, v in self.opt_state.items()}
-        trainer.optimizer.t = self.opt_t
 
 
 class Trainer:
@@ -294,97 +250,12 @@ class Trainer:
         return {"train": to_dict(self.cfg), "summary": summary, **self.extra_header}
 
     def _save_state(self) -> None:
-        arrays = {"hidden": self.hidden}
-        opt_arrays, opt_info = self.optimizer.state_dict()
-        arrays.update({f"opt.{k}": v for k, v in opt_arrays.items()})
-        snap = self._snapshot
-        snap_info = {"step": snap.step, "t": snap.opt_t, "stored": not self._snapshot_is_current}
-        if snap_info["stored"]:  # a stop between validations: --resume needs the rollback point
-            arrays.update({f"snap.param.{k}": v for k, v in snap.params.items()})
-            arrays.update({f"snap.opt.{k}": v for k, v in snap.opt_state.items()})
-        info = {
-            "progress": vars(self.progress).copy(),
-            "optimizer": opt_info,
-            "stream": self.stream.state(),
-            "rng": self.rng.bit_generator.state,
-            "train": to_dict(self.cfg),
-            "header": self._header(),
-            "snapshot": snap_info,
-        }
-        save_training_state(self.state_path, self.model, self.tokenizer, arrays, info)
+        save_state(self)  # charlm.train_state
 
     def restore(self, arrays: dict, info: dict) -> None:
         """Continue exactly where a saved state left off. Raises ModelFileError when the state
         does not fit this model and configuration (a damaged or hand-edited file)."""
-        try:
-            self._restore(arrays, info)
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, ZeroDivisionError) as exc:
-            raise ModelFileError(
-                f"{self.state_path} holds a damaged training state ({type(exc).__name__}: {exc}): "
-                "start a new run without --resume"
-            ) from None
-
-    def _restore(self, arrays: dict, info: dict) -> None:
-        def check(ok: bool, what: str) -> None:
-            if not ok:
-                raise ValueError(what)
-
-        saved = info["progress"]
-        fields = {f.name: f for f in dataclasses.fields(Progress)}
-        check(isinstance(saved, dict) and set(saved) <= set(fields), "unknown progress fields")
-        for name, value in saved.items():
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            check(number and math.isfinite(value) or (value is None and "None" in fields[name].type),
-                  f"progress.{name} = {value!r}")
-        progress = Progress(**{"schedule_loss": saved.get("best_loss"), **saved})
-        for name in ("step", "tokens", "bad_validations", "plateaus_since_best", "divergences",
-                     "total_divergences"):
-            check(isinstance(getattr(progress, name), int) and getattr(progress, name) >= 0,
-                  f"progress.{name}")
-        opt_info = info["optimizer"]
-        check(isinstance(opt_info.get("t"), int) and opt_info["t"] >= 0, "optimizer.t")
-        check(isinstance(opt_info.get("lr"), (int, float)) and 0 < opt_info["lr"] < math.inf, "optimizer.lr")
-        check(opt_info.get("kind") == self.cfg.optimizer, "optimizer.kind")
-        opt = self._checked_opt_arrays(arrays, "opt.")
-        stream = info["stream"]
-        check(all(isinstance(stream.get(k), int) and stream[k] >= (1 if k in ("batch", "seq_len") else 0)
-                  for k in ("position", "epoch", "batch", "seq_len", "n_tokens")), "stream")
-        hidden = arrays["hidden"]
-        expected = self.model.zero_state(self.cfg.batch)
-        check(hidden.shape == expected.shape and hidden.dtype == expected.dtype, "hidden state shape")
-
-        self.progress = progress
-        self.optimizer.load_state_dict(opt, opt_info)
-        self.stream.load_state(stream)
-        self.rng.bit_generator.state = info["rng"]
-        self.hidden = np.ascontiguousarray(hidden, dtype=np.float32)
-        snap = info.get("snapshot")  # absent in states written before rollbacks existed
-        if snap is None or not snap.get("stored"):
-            self._take_snapshot()
-            if snap is not None:
-                self._snapshot.step = int(snap["step"])
-            return
-        names = self.model.trainable_names()
-        params = {n: arrays[f"snap.param.{n}"] for n in names}
-        check(all(params[n].shape == self.model.params[n].shape for n in names), "snapshot shapes")
-        check(isinstance(snap.get("t"), int) and snap["t"] >= 0, "snapshot.t")
-        self._snapshot = _Snapshot(int(snap["step"]), {n: np.array(p, np.float32) for n, p in params.items()},
-                                   self._checked_opt_arrays(arrays, "snap.opt."), snap["t"])
-        self._snapshot_is_current = False
-
-    def _checked_opt_arrays(self, arrays: dict, prefix: str) -> dict[str, np.ndarray]:
-        """Optimizer moments "m.<param>"/"v.<param>" whose shapes match the parameters."""
-        out = {}
-        for key, value in arrays.items():
-            if not key.startswith(prefix):
-                continue
-            name = key[len(prefix):]
-            kind, _, param = name.partition(".")
-            p = self.model.params.get(param)
-            if kind not in ("m", "v") or p is None or value.shape != p.shape or value.dtype != p.dtype:
-                raise ValueError(f"optimizer array {key}")
-            out[name] = value
-        return out
+        restore_state(self, arrays, info)
 
     def _finished(self, reason: str) -> events.Finished:
         pr = self.progress
