@@ -18,6 +18,7 @@ from .checkpoint import default_model_path, load_model, load_training_state, sid
 from .config import CELLS, CLIP_MODES, LEVELS, OPTIMIZERS, ModelConfig, TokenizerConfig, TrainConfig
 from .data import Corpus, split_train_valid
 from .errors import CorpusError, OptionError
+from .initializers import INITS
 from .model import Model
 from .schedule import SCHEDULES
 from .tokenizer import Tokenizer
@@ -48,6 +49,7 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
     """Raise OptionError naming the bad value and the accepted range."""
     checks = [
         (model_cfg.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}"),
+        (model_cfg.init in INITS, f"--init must be one of {', '.join(INITS)}"),
         (tok_cfg.level in LEVELS, f"--level must be one of {', '.join(LEVELS)}"),
         (model_cfg.hidden >= 1, "--hidden must be at least 1"),
         (model_cfg.layers >= 1, "--layers must be at least 1"),

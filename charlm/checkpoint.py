@@ -25,6 +25,7 @@ from .config import CELLS, CLIP_MODES, OPTIMIZERS, ModelConfig, TrainConfig, fro
 from .errors import ModelFileError
 from .model import Model
 from .tensorfile import load_tensors, save_tensors
+from .initializers import INITS
 from .schedule import SCHEDULES
 from .tokenizer import Tokenizer
 
@@ -141,6 +142,7 @@ def _check_config(path, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
         and isinstance(cfg.tie, bool)
         and isinstance(cfg.dropout, (int, float)) and 0.0 <= cfg.dropout < 1.0
         and cfg.cell in CELLS
+        and cfg.init in INITS
         and cfg.layers >= 1
         and cfg.hidden >= 1
         and cfg.embed >= 0

@@ -35,6 +35,7 @@ def train(
     embed: Annotated[Optional[int], Opt(help="Embedding size, 0 for one-hot. [default: 64 char, 200 word]")] = None,
     dropout: Annotated[float, Opt(help="Dropout on the embedding, between layers and before the output.")] = 0.2,
     tie: Annotated[bool, Opt(help="Tie the embedding and output weights (needs --embed = --hidden).")] = False,
+    init: Annotated[str, Opt(help="Initial weights: uniform (PyTorch's default) or orthogonal (with LSTM forget-gate bias 1).")] = "uniform",
     batch: Annotated[Optional[int], Opt(help="Parallel streams. [default: 32 char, 20 word]")] = None,
     seq_len: Annotated[Optional[int], Opt(help="Tokens per BPTT window. [default: 100 char, 35 word]")] = None,
     optimizer: Annotated[str, Opt(help="adam or sgd.")] = "adam",
@@ -77,7 +78,7 @@ def train(
                                           encoding_errors=encoding_errors)
         else:
             model_cfg = ModelConfig(cell=cell, embed=defaults["embed"], hidden=defaults["hidden"],
-                                    layers=defaults["layers"], dropout=dropout, tie=tie)
+                                    layers=defaults["layers"], dropout=dropout, tie=tie, init=init)
             tok_cfg = TokenizerConfig(level=level, max_vocab=max_vocab, min_count=min_count)
             cfg = TrainConfig(batch=defaults["batch"], seq_len=defaults["seq_len"], optimizer=optimizer,
                               lr=lr, clip=clip, clip_mode=clip_mode, schedule=schedule, warmup=warmup, patience=patience,

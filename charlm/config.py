@@ -23,6 +23,7 @@ class ModelConfig:
     layers: int = 2
     dropout: float = 0.2  # on the embedding output, between layers and before the decoder
     tie: bool = False  # decoder.weight is embedding.weight (needs embed == hidden)
+    init: str = "uniform"  # initial weights: see charlm.initializers.INITS
 
     @property
     def gates(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 
@@ -230,8 +231,14 @@ def test_create(cell, variant):
     for name in model.params:
         np.testing.assert_array_equal(again.params[name], model.params[name])
     assert any(not np.array_equal(other.params[n], model.params[n]) for n in model.params)
-    # recurrent weights: one orthogonal (H, H) block per gate
+    # init "uniform" (the default): PyTorch's U(-1/sqrt(H), 1/sqrt(H)) for recurrent weights and biases
     Hn = cfg.hidden
+    for layer in range(cfg.layers):
+        for kind in ("weight_hh", "bias_ih", "bias_hh"):
+            p = model.params[f"rnn.{kind}_l{layer}"]
+            assert np.abs(p).max() <= 1 / np.sqrt(Hn) and p.std() > 0.2 / np.sqrt(Hn), kind
+    # init "orthogonal": one orthogonal (H, H) block per gate, LSTM forget-gate bias 1
+    model = Model.create(dataclasses.replace(cfg, init="orthogonal"), seed=4)
     for layer in range(cfg.layers):
         w_hh = model.params[f"rnn.weight_hh_l{layer}"].astype(np.float64)
         for gate in range(cfg.gates):
