@@ -75,3 +75,17 @@ def test_generate_streams_text_stops_at_eos_and_repeats_with_a_seed():
     assert all(len(p) == 1 for p in pieces)
     long = list(generate(model, tok, length=150, temp=1.0, rng=np.random.default_rng(1)))
     assert len(long) == 150 and "\ufffd" not in "".join(long)
+
+
+def test_fast_shifted_exp_is_accurate_and_zero_for_minus_infinity():
+    from charlm.kernels.sampling import _exp_shifted_
+
+    x = np.linspace(-200.0, 0.0, 200_001).astype(np.float32)
+    x[::1000] = -np.inf
+    out = x.copy()
+    total = _exp_shifted_(out, np.float32(0.0), 1.0, np.empty(len(x), np.int32))
+    exact = np.where(np.isneginf(x), 0.0, np.exp(x.astype(np.float64)))
+    assert (out[np.isneginf(x)] == 0).all()
+    big = exact > 1e-30
+    assert (np.abs(out[big] - exact[big]) / exact[big]).max() < 5e-6
+    assert total == pytest.approx(exact.sum(), rel=1e-5)
