@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 from contextlib import contextmanager
 from typing import Annotated, Optional
@@ -73,6 +74,10 @@ def train(
             raise OptionError("--encoding-errors must be strict, replace or ignore")
         notes: list[str] = []
         if resume:
+            ignored = _ignored_on_resume(locals())
+            if ignored:
+                notes.append("--resume continues the saved run with its own settings; ignored: "
+                             + ", ".join(ignored))
             given = {k: v for k, v in limits.items() if v is not None}
             trainer = api.resume_training(corpus, output=output, valid=valid, limits=given,
                                           encoding_errors=encoding_errors)
@@ -102,6 +107,19 @@ def train(
             err.print(escape(f"interrupted: continue with `charlm train {corpus} --resume"
                              f"{'' if output is None else ' -o ' + output}`"), soft_wrap=True)
             raise typer.Exit(EXIT_ON_SIGNAL[caught[0]])
+
+
+# Options fixed by the run that --resume continues (the limits --steps/--epochs/--time are not).
+_RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "layers", "hidden", "embed",
+                 "dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr", "clip", "clip_mode",
+                 "schedule", "warmup", "patience", "valid_every", "seed")
+
+
+def _ignored_on_resume(given: dict) -> list[str]:
+    """The run settings given on the command line with a value other than their default."""
+    defaults = inspect.signature(train).parameters
+    return [f"--{name.replace('_', '-')} {given[name]}" for name in _RUN_SETTINGS
+            if given[name] != defaults[name].default]
 
 
 @contextmanager

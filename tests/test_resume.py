@@ -143,3 +143,15 @@ def test_request_stop_mid_run_resumes_exactly(corpus_file, dirs):
         pass
     assert resumed.progress.step == 12
     assert_same_state(a / "m.state.safetensors", b / "m.state.safetensors")
+
+
+def test_resume_says_which_run_settings_it_ignores(corpus_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = CliRunner().invoke(app, ["train", str(corpus_file), *TINY, "--steps", "3"])
+    assert first.exit_code == 0, first.output
+    resumed = CliRunner().invoke(app, ["train", str(corpus_file), "--resume", "--steps", "5",
+                                       "--hidden", "99", "--lr", "0.5"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "ignored: --hidden 99, --lr 0.5" in resumed.stderr
+    quiet = CliRunner().invoke(app, ["train", str(corpus_file), "--resume", "--steps", "6"])
+    assert quiet.exit_code == 0 and "ignored" not in quiet.stderr
