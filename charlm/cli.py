@@ -51,7 +51,7 @@ err = _Console(stderr=True, highlight=False)
 ModelOpt = Annotated[
     Optional[str],
     typer.Option("-m", "--model", envvar=MODEL_ENVVAR, show_envvar=True,
-                 help="Model file. [default: ./charlm.safetensors]"),
+                 help="Model file. \\[default: ./charlm.safetensors]"),
 ]
 
 
@@ -122,7 +122,7 @@ def sample(
     length: Annotated[int, typer.Option("--length", "-n", help="Tokens to generate per sample.")] = 1000,
     prime: Annotated[str, typer.Option(help="Text to condition on; printed first.")] = "",
     seed: Annotated[Optional[int], typer.Option(help="Random seed (default: different each run).")] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k most likely tokens. [default: all]")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k most likely tokens. \\[default: all]")] = None,
     num: Annotated[int, typer.Option(help="Number of samples.")] = 1,
     until_eos: Annotated[bool, typer.Option(help="End each sample at the end of a line.")] = False,
 ) -> None:
