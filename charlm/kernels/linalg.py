@@ -3,8 +3,9 @@
 numpy and SciPy each ship their own OpenBLAS, each with its own thread pool. Numba's np.dot
 calls SciPy's. When numpy's GEMMs and the kernels' np.dot calls alternate, the two pools'
 threads spin against each other on a 2-core machine and a training step becomes 10-50x slower
-(measured: 2.7 s vs 0.05 s for a 2x64 LSTM window). So every product of the training and
-scoring paths goes through here, into SciPy's OpenBLAS, and numpy's pool stays asleep.
+(measured with a test run busy beside it: 2.7 s vs 0.05 s for a 2x64 LSTM window). So every
+product of the training and scoring paths goes through here, into SciPy's OpenBLAS, and
+numpy's pool stays asleep.
 """
 
 from __future__ import annotations
