@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .losses import target_logprobs
 from .model import Model
 
 QUICK_MAX_TOKENS = 256  # up to this many steps the numpy loop beats Numba's start-up
@@ -56,8 +57,5 @@ def quick_logprobs(model: Model, tokens: np.ndarray, targets: np.ndarray, state:
             new_state[layer, 1] = c
         x = hs
     logits = x.reshape(T * B, -1) @ p["decoder.weight"].T + p["decoder.bias"]
-    logits = logits.astype(np.float64)
-    logits -= logits.max(axis=1, keepdims=True)
-    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    picked = logp[np.arange(T * B), np.asarray(targets).reshape(-1)]
-    return picked.reshape(T, B), new_state
+    logp = target_logprobs(logits, np.asarray(targets).reshape(-1))
+    return logp.reshape(T, B), new_state
