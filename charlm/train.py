@@ -64,8 +64,7 @@ class Trainer:
 
     @property
     def epoch(self) -> float:
-        s = self.stream
-        return s.epoch + s.position / s.windows_per_epoch
+        return self.stream.epochs_done
 
     # ---- the loop -----------------------------------------------------------------------
     def run(self):
