@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -195,7 +194,7 @@ def score(
             totals.add(s)
             print(_format_score(s, json_lines, show_text=file is None), flush=True)
         if not quiet:
-            _print_totals(totals, tokenizer.level)
+            _print_totals(totals)
 
 
 def _format_score(s, json_lines: bool, show_text: bool) -> str:
@@ -207,7 +206,7 @@ def _format_score(s, json_lines: bool, show_text: bool) -> str:
     return f"{s.logprob:.6f}\t{s.tokens}\t{s.unk}\t{s.ppl:.4f}"
 
 
-def _print_totals(t, level: str) -> None:
+def _print_totals(t) -> None:
     err.print(
         f"{t.lines} lines, {t.tokens} tokens ({t.unk} unk): logprob {t.logprob:.4f} (natural log), "
         f"ppl {t.ppl:.4f}, ppl without unk {t.ppl_without_unk:.4f}, "

@@ -65,8 +65,9 @@ def generate(model: Model, tokenizer: Tokenizer, *, length: int, temp: float = 1
     rng = rng or np.random.default_rng()
     w = _SamplerWeights(model)
     context = np.concatenate([[tokenizer.eos_id], tokenizer.encode(prime)]).astype(np.int32)
-    _, state, _ = model.forward(context[:-1].reshape(-1, 1), model.zero_state(1)) if len(context) > 1 \
-        else (None, model.zero_state(1), None)
+    state = model.zero_state(1)
+    if len(context) > 1:  # condition on everything but the last token, which the loop feeds
+        _, state, _ = model.forward(context[:-1].reshape(-1, 1), state)
     token = int(context[-1])
     prev = token if prime else None
     out = np.empty(CHUNK, np.int64)

@@ -38,7 +38,7 @@ class Score:
                 "unk": self.unk, "ppl": self.ppl}
 
 
-def _score_ids(model: Model, tokenizer: Tokenizer, ids: np.ndarray, state):
+def _score_ids(model: Model, ids: np.ndarray, state):
     """Log-probabilities of ids[1:] given ids[:-1], in chunks: (logp (n,), state)."""
     if len(ids) - 1 <= QUICK_MAX_TOKENS:  # short: numpy alone, no Numba start-up
         logp, state = quick_logprobs(model, ids[:-1, None], ids[1:, None], state)
@@ -57,7 +57,7 @@ def score_text(model: Model, tokenizer: Tokenizer, text: str, *, as_line: bool =
     body = tokenizer.encode_line(text) if as_line else tokenizer.encode(text)
     tail = [eos] if as_line or not text.endswith(("\n", "\r")) else []
     ids = np.concatenate([[eos], body, tail]).astype(np.int32)
-    logp, _ = _score_ids(model, tokenizer, ids, model.zero_state(1))
+    logp, _ = _score_ids(model, ids, model.zero_state(1))
     is_unk = ids[1:] == tokenizer.unk_id
     chars = len(tokenizer.decode(ids[1:]))
     return Score(text, float(logp.sum()), len(logp), int(is_unk.sum()), float(logp[is_unk].sum()), chars)
