@@ -12,10 +12,11 @@ from .model import Model
 
 def evaluate_loss(model: Model, ids: np.ndarray, batch: int, seq_len: int) -> float:
     """Mean negative log-likelihood, nats/token, of every predicted token of `ids`."""
-    batch = max(1, min(batch, (len(ids) - 1) // 2))
-    state = model.zero_state(batch)
+    state = None  # sized by the first window: eval_windows may lower the batch for short text
     total, count = 0.0, 0
     for x, y in eval_windows(ids, batch, seq_len):
+        if state is None:
+            state = model.zero_state(x.shape[0])
         logp, state = model.target_logprobs(x.T, y.T, state)
         total -= float(logp.sum())
         count += logp.size
