@@ -71,35 +71,76 @@ class Model:
         Returns (top (N, H), new_state, trace). Dropout is applied only when dropout_rng is
         given (training). keep=True stores what backward needs in the trace.
         """
-        from .recurrent import recurrent_forward
+        from .recurrent import recurrent_start, recurrent_steps
+        from .stack import chunk_bounds, run_wavefront
 
         cfg = self.config
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         T, B = tokens.shape
+        L, H = cfg.layers, cfg.hidden
         trace = _Trace(tokens)
-        new_state = np.empty_like(state)
         x = None
         if cfg.embed > 0:
-            x = self.params["embedding.weight"][tokens]  # (T, B, E)
-            x = self._dropout(x, dropout_rng, trace)
+            x = self._dropout(self.params["embedding.weight"][tokens], dropout_rng, trace)
         else:
             trace.masks.append(None)
-        for layer in range(cfg.layers):
-            xw = self._input_projection(layer, x, tokens)
+        for _ in range(L):  # masks of each layer's output, drawn in layer order
+            trace.masks.append(self._dropout_mask((T, B, H), dropout_rng))
+        # Layer 0's input projection is one GEMM over all rows; the upper layers' are made chunk
+        # by chunk inside the wavefront, as their input appears.
+        # layer l's input after dropout (a buffer), or None when it is the layer below's output
+        inputs = [x] + [None if trace.masks[layer] is None else np.empty((T, B, H), state.dtype)
+                        for layer in range(1, L)]
+        caches = []
+        for layer in range(L):
+            xw = (self._input_projection(0, x, tokens) if layer == 0
+                  else np.empty((T, B, cfg.gates * H), state.dtype))
             c0 = state[layer, 1] if self.state_slots == 2 else None
-            hs, cache = recurrent_forward(
-                cfg.cell, xw, self._p("weight_hh", layer), self._p("bias_hh", layer),
-                state[layer, 0], c0, keep=keep,
-            )
-            new_state[layer, 0] = hs[-1]
+            caches.append(recurrent_start(cfg.cell, xw, self._p("weight_hh", layer),
+                                          self._p("bias_hh", layer), state[layer, 0], c0, keep))
+        chunks = chunk_bounds(T)
+
+        def project(layer: int, a: int, b: int) -> None:
+            self._upper_projection(layer, caches[layer - 1].hs, trace.masks[layer],
+                                   inputs[layer], caches[layer].xw, a, b)
+
+        def task(layer: int, chunk: int) -> None:
+            # A chunk's projection into `layer` is made by the task of the layer below on even
+            # chunks and by the layer's own on odd ones, so that the parallel tasks are balanced.
+            a, b = chunks[chunk]
+            if layer > 0 and chunk % 2 == 1:
+                project(layer, a, b)
+            recurrent_steps(caches[layer], a, b)
+            if layer + 1 < L and chunk % 2 == 0:
+                project(layer + 1, a, b)
+
+        run_wavefront(L, len(chunks), task)
+        new_state = np.empty_like(state)
+        for layer, cache in enumerate(caches):
+            new_state[layer, 0] = cache.h_last
             if self.state_slots == 2:
                 new_state[layer, 1] = cache.c_last
-            if keep:
-                trace.inputs.append(x)
-                trace.caches.append(cache)
-            x = self._dropout(hs, dropout_rng, trace)
-        trace.top = x.reshape(T * B, cfg.hidden)
+        if keep:
+            trace.inputs = [inputs[0]] + [
+                inputs[layer] if inputs[layer] is not None else caches[layer - 1].hs
+                for layer in range(1, L)
+            ]
+            trace.caches = caches
+        top = _apply_mask(caches[-1].hs, trace.masks[L])
+        trace.top = top.reshape(T * B, H)
         return trace.top, new_state, trace
+
+    def _upper_projection(self, layer, below_hs, mask, x_buf, xw, a, b) -> None:
+        """xw[a:b] = dropout(below_hs[a:b]) W_ih^T + b_ih, for a layer above the first."""
+        from .kernels.linalg import matmul
+
+        x = below_hs[a:b]
+        if mask is not None:
+            np.multiply(x, mask[a:b], out=x_buf[a:b])
+            x = x_buf[a:b]
+        out = xw[a:b].reshape(-1, xw.shape[2])
+        matmul(x.reshape(-1, x.shape[2]), self._p("weight_ih", layer).T, out=out)
+        out += self._p("bias_ih", layer)
 
     def _input_projection(self, layer: int, x, tokens) -> np.ndarray:
         """xw = x W_ih^T + b_ih, (T, B, G*H); a row gather for one-hot input."""
@@ -114,14 +155,19 @@ class Model:
         return xw.reshape(T, B, -1)
 
     def _dropout(self, x: np.ndarray, rng, trace: _Trace) -> np.ndarray:
+        mask = self._dropout_mask(x.shape, rng)
+        trace.masks.append(mask)
+        return _apply_mask(x, mask)
+
+    def _dropout_mask(self, shape: tuple, rng) -> np.ndarray | None:
+        """Inverted dropout mask (0 or 1/(1-p)), or None when not training or p = 0."""
         p = self.config.dropout
         if rng is None or p <= 0.0:
-            trace.masks.append(None)
-            return x
-        mask = (rng.random(x.shape, dtype=np.float32) >= p).astype(x.dtype)
+            return None
+        dtype = self.params["decoder.bias"].dtype
+        mask = (rng.random(shape, dtype=np.float32) >= p).astype(dtype)
         mask *= 1.0 / (1.0 - p)  # inverted dropout: nothing to rescale at evaluation
-        trace.masks.append(mask)
-        return x * mask
+        return mask
 
     def logits(self, top: np.ndarray) -> np.ndarray:
         """Decoder: (N, H) -> (N, V)."""
@@ -148,31 +194,60 @@ class Model:
         """Backpropagation through the decoder, the layers (through time) and the embedding."""
         from .kernels.embedding import _scatter_add_rows
         from .kernels.linalg import matmul
-        from .recurrent import recurrent_backward
+        from .recurrent import (recurrent_backward_finish, recurrent_backward_start,
+                                recurrent_backward_steps)
+        from .stack import chunk_bounds, run_wavefront
 
         cfg, p = self.config, self.params
         T, B = trace.tokens.shape
+        L, H = cfg.layers, cfg.hidden
         grads = {
             "decoder.weight": matmul(dlogits.T, trace.top),  # (V, H)
             "decoder.bias": dlogits.sum(axis=0),
         }
-        dx = matmul(dlogits, p["decoder.weight"]).reshape(T, B, cfg.hidden)
-        for layer in reversed(range(cfg.layers)):
-            dhs = _apply_mask(dx, trace.masks[layer + 1])
-            g = recurrent_backward(trace.caches[layer], dhs)
+        dx_top = matmul(dlogits, p["decoder.weight"]).reshape(T, B, H)
+        # dhs[l] (T,B,H): dLoss/d(output of layer l); the layers above the first fill the one
+        # below chunk by chunk inside the wavefront.
+        dhs = [np.empty((T, B, H), dlogits.dtype) for _ in range(L - 1)]
+        dhs.append(_apply_mask(dx_top, trace.masks[L]))
+        for cache in trace.caches:
+            recurrent_backward_start(cache)
+        chunks = chunk_bounds(T)
+
+        def send_down(layer: int, a: int, b: int) -> None:
+            """dLoss/d(input of layer) of steps [a, b), through dropout, into dhs[layer - 1]."""
+            dxw = trace.caches[layer].gates[a:b]
+            out = dhs[layer - 1][a:b].reshape(-1, H)
+            matmul(dxw.reshape(-1, dxw.shape[2]), self._p("weight_ih", layer), out=out)
+            mask = trace.masks[layer]
+            if mask is not None:
+                out *= mask[a:b].reshape(-1, H)
+
+        def task(layer: int, chunk: int) -> None:  # balanced as in forward()
+            a, b = chunks[chunk]
+            if layer + 1 < L and chunk % 2 == 1:
+                send_down(layer + 1, a, b)
+            recurrent_backward_steps(trace.caches[layer], dhs[layer], a, b)
+            if layer > 0 and chunk % 2 == 0:
+                send_down(layer, a, b)
+
+        run_wavefront(L, len(chunks), task, reverse=True)
+        dx = None
+        for layer in reversed(range(L)):
+            g = recurrent_backward_finish(trace.caches[layer])
             dxw = g.dxw.reshape(T * B, -1)
             grads[f"rnn.weight_hh_l{layer}"] = g.dw_hh
             grads[f"rnn.bias_hh_l{layer}"] = g.db_hh
             grads[f"rnn.bias_ih_l{layer}"] = dxw.sum(axis=0)
             x = trace.inputs[layer]
-            if x is None:  # one-hot input: dW_ih^T gathers rows by token
+            if x is None:  # one-hot input (layer 0): dW_ih^T gathers rows by token
                 dw_t = np.zeros((cfg.vocab_size, dxw.shape[1]), dxw.dtype)
                 _scatter_add_rows(dw_t, trace.tokens.reshape(-1), dxw)
                 grads[f"rnn.weight_ih_l{layer}"] = np.ascontiguousarray(dw_t.T)
-                dx = None
             else:
                 grads[f"rnn.weight_ih_l{layer}"] = matmul(dxw.T, x.reshape(T * B, -1))
-                dx = matmul(dxw, self._p("weight_ih", layer)).reshape(T, B, -1)
+                if layer == 0:
+                    dx = matmul(dxw, self._p("weight_ih", 0)).reshape(T, B, -1)
         if cfg.embed > 0:
             demb = _apply_mask(dx, trace.masks[0]).reshape(T * B, cfg.embed)
             dE = grads.pop("decoder.weight") if cfg.tie else np.zeros_like(p["embedding.weight"])

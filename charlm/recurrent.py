@@ -23,6 +23,14 @@ Memory contract (the kernels work in place to save memory and bandwidth):
 - The cache holds references to ``hs``, ``h0``, ``c0`` and ``w_hh``: do not modify them in place
   between the forward and the backward.
 
+Time chunks: a layer can also run in consecutive slices of its T steps, so that charlm.stack can
+interleave the layers of a stack (layer l runs steps [a, b) while layer l+1 runs the slice
+before). ``recurrent_start`` checks and allocates, ``recurrent_steps(cache, a, b)`` runs the
+forward over steps [a, b) in increasing order; ``recurrent_backward_start``,
+``recurrent_backward_steps(cache, dhs, a, b)`` (in decreasing order, ending at 0) and
+``recurrent_backward_finish`` do the same for the backward. Each step computes exactly what the
+whole-sequence call computes, so any slicing gives the same bits.
+
 Errors raised here are ValueError: they are programmer errors (wrong dtype, shape, layout), not
 user errors.
 """
@@ -40,7 +48,11 @@ from .kernels.threads import sequential_blas
 from .kernels.lstm import lstm_backward, lstm_forward
 from .kernels.rnn import rnn_backward, rnn_forward
 
-__all__ = ["RecurrentCache", "RecurrentGrads", "recurrent_forward", "recurrent_backward"]
+__all__ = [
+    "RecurrentCache", "RecurrentGrads", "recurrent_forward", "recurrent_backward",
+    "recurrent_start", "recurrent_steps", "recurrent_backward_start", "recurrent_backward_steps",
+    "recurrent_backward_finish",
+]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -64,10 +76,21 @@ class RecurrentCache:
     cs: np.ndarray | None = None  # (T,B,H) LSTM cell states (keep only)
     ghn: np.ndarray | None = None  # (T,B,H) GRU h W_hn^T + b_hn (keep only)
     used: bool = False  # set by the backward, which consumes the cache
+    xw: np.ndarray | None = None  # (T,B,G*H) the input projection buffer, consumed by the forward
+    b_hh: np.ndarray | None = None  # (G*H,)
+    w_hh_t: np.ndarray | None = None  # (H,G*H) F-contiguous view of w_hh
+    scratch: tuple = ()  # per-layer work buffers of the kernels
+    done: int = 0  # forward: steps run so far; backward: first step not yet backpropagated
+    dh: np.ndarray | None = None  # (B,H) backward: gradient flowing into h of step `done` - 1
+    dc: np.ndarray | None = None  # (B,H) LSTM backward: the same for c
 
     @property
     def h_last(self) -> np.ndarray:
         return self.hs[-1]
+
+    @property
+    def steps(self) -> int:
+        return self.hs.shape[0]
 
 
 @dataclass
@@ -118,6 +141,16 @@ def recurrent_forward(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True):
     Returns (hs, cache): hs (T,B,H) the output of every step (a new array). The final state is
     hs[-1] (= cache.h_last) and, for LSTM, cache.c_last.
     """
+    cache = recurrent_start(cell, xw, w_hh, b_hh, h0, c0, keep)
+    recurrent_steps(cache, 0, cache.steps)
+    return cache.hs, cache
+
+
+def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True) -> RecurrentCache:
+    """Check the arguments of recurrent_forward and allocate its outputs; run no step.
+
+    xw may still be unfilled: each slice [a, b) must hold its input projection when
+    recurrent_steps(cache, a, b) runs."""
     G = _check_cell(cell)
     if not isinstance(xw, np.ndarray) or xw.ndim != 3:
         raise ValueError("xw must be a 3-D numpy array (T, B, G*H)")
@@ -144,32 +177,49 @@ def recurrent_forward(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True):
         raise ValueError(f"c0 is only for lstm; pass None for {cell}")
 
     keep = bool(keep)
-    w_hh_t = w_hh.T  # Fortran-contiguous (H, G*H) view: BLAS takes it as is, no copy
-    hs = np.empty((T, B, H), dtype)
-    cache = RecurrentCache(cell=cell, keep=keep, hs=hs, h0=h0, c0=c0, c_last=None)
+    cache = RecurrentCache(
+        cell=cell, keep=keep, hs=np.empty((T, B, H), dtype), h0=h0, c0=c0, c_last=None,
+        xw=xw, b_hh=b_hh,
+        w_hh_t=w_hh.T,  # Fortran-contiguous (H, G*H) view: BLAS takes it as is, no copy
+    )
     if keep:
         cache.w_hh = w_hh
         cache.gates = xw
-
+    gh = np.empty((B, G * H), dtype)  # h_{t-1} W_hh^T of one step
     if cell == "lstm":
-        cs = np.empty((T if keep else 1, B, H), dtype)
-        gh = np.empty((B, G * H), dtype)
-        with sequential_blas():
-            lstm_forward(xw, w_hh_t, b_hh, h0, c0, hs, cs, gh, keep)
-        cache.c_last = cs[-1].copy()
-        if keep:
-            cache.cs = cs
+        cache.cs = np.empty((T if keep else 1, B, H), dtype)
+        cache.scratch = (gh,)
     elif cell == "gru":
-        ghn = np.empty((T if keep else 1, B, H), dtype)
-        gh = np.empty((B, G * H), dtype)
-        with sequential_blas():
-            gru_forward(xw, w_hh_t, b_hh, h0, hs, ghn, gh, keep)
-        if keep:
-            cache.ghn = ghn
-    else:
-        with sequential_blas():
-            rnn_forward(xw, w_hh_t, b_hh, h0, hs)
-    return hs, cache
+        cache.ghn = np.empty((T if keep else 1, B, H), dtype)
+        cache.scratch = (gh,)
+    return cache
+
+
+def recurrent_steps(cache: RecurrentCache, a: int, b: int) -> None:
+    """Run the forward over steps [a, b); slices must come in order, starting at 0."""
+    if not (a == cache.done and a < b <= cache.steps):
+        raise ValueError(f"forward steps [{a}, {b}) out of order: next step is {cache.done} "
+                         f"of {cache.steps}")
+    cell, keep, hs = cache.cell, cache.keep, cache.hs
+    h_prev = cache.h0 if a == 0 else hs[a - 1]
+    with sequential_blas():
+        if cell == "lstm":
+            cs = cache.cs
+            if keep:
+                c_prev, c_out = (cache.c0 if a == 0 else cs[a - 1]), cs[a:b]
+            else:  # cs holds only the running c, updated in place
+                c_prev, c_out = (cache.c0 if a == 0 else cs[0].copy()), cs
+            lstm_forward(cache.xw[a:b], cache.w_hh_t, cache.b_hh, h_prev, c_prev, hs[a:b], c_out,
+                         cache.scratch[0], keep)
+        elif cell == "gru":
+            ghn = cache.ghn[a:b] if keep else cache.ghn
+            gru_forward(cache.xw[a:b], cache.w_hh_t, cache.b_hh, h_prev, hs[a:b], ghn,
+                        cache.scratch[0], keep)
+        else:
+            rnn_forward(cache.xw[a:b], cache.w_hh_t, cache.b_hh, h_prev, hs[a:b])
+    cache.done = b
+    if b == cache.steps and cell == "lstm":
+        cache.c_last = cache.cs[-1].copy()
 
 
 # --- backward --------------------------------------------------------------------------------
@@ -193,18 +243,26 @@ def recurrent_backward(cache: RecurrentCache, dhs, dh_last=None, dc_last=None) -
     Returns RecurrentGrads(dxw, dw_hh, db_hh, dh0, dc0); dxw is written into the forward's xw
     buffer. The cache is consumed: a second backward raises ValueError.
     """
+    if isinstance(cache, RecurrentCache):  # a bad dhs must not consume the cache
+        _check_array("dhs", dhs, cache.hs.shape, cache.hs.dtype)
+    recurrent_backward_start(cache, dh_last, dc_last)
+    recurrent_backward_steps(cache, dhs, 0, cache.steps)
+    return recurrent_backward_finish(cache)
+
+
+def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None) -> None:
+    """Check the cache and the gradients into the final state; allocate the backward's buffers."""
     if not isinstance(cache, RecurrentCache):
         raise ValueError("cache must be the RecurrentCache returned by recurrent_forward")
     if not cache.keep:
         raise ValueError("this forward ran with keep=False: no backward is possible")
     if cache.used:
         raise ValueError("recurrent_backward was already called on this cache (it is consumed)")
+    if cache.done != cache.steps:
+        raise ValueError(f"the forward ran {cache.done} of {cache.steps} steps")
     cell = cache.cell
-    hs = cache.hs
-    T, B, H = hs.shape
-    dtype = hs.dtype
-    _check_array("dhs", dhs, (T, B, H), dtype)
-
+    T, B, H = cache.hs.shape
+    dtype = cache.hs.dtype
     if dh_last is None:
         dh = np.zeros((B, H), dtype)
     else:
@@ -219,36 +277,61 @@ def recurrent_backward(cache: RecurrentCache, dhs, dh_last=None, dc_last=None) -
             dc = dc_last.copy()
     elif dc_last is not None:
         raise ValueError(f"dc_last is only for lstm; pass None for {cell}")
-
     cache.used = True
-    w_hh = cache.w_hh
-    dxw = cache.gates
-    GH = w_hh.shape[0]
-    dw_hh = np.empty((GH, H), dtype)
+    cache.dh, cache.dc = dh, dc
+    if cell == "gru":
+        cache.scratch = (np.empty((B, 3 * H), dtype), np.empty((B, H), dtype))  # dg, dhz
+    else:
+        cache.scratch = ()
 
-    if cell == "lstm":
-        with sequential_blas():
-            lstm_backward(dxw, cache.cs, cache.c0, w_hh, dhs, dh, dc)
-        _hidden_weight_grad(dxw, cache.h0, hs, dw_hh)
-        db_hh = dxw.sum(axis=(0, 1))
-    elif cell == "gru":
-        dg = np.empty((B, GH), dtype)
-        dhz = np.empty((B, H), dtype)
+
+def recurrent_backward_steps(cache: RecurrentCache, dhs, a: int, b: int) -> None:
+    """Backpropagate through steps b-1 down to a; slices come from the end down to step 0.
+
+    dhs (T,B,H) is the whole sequence's dLoss/dhs; only its slice [a, b) is read (and must be
+    filled by now)."""
+    if not cache.used or cache.dh is None:
+        raise ValueError("call recurrent_backward_start first")
+    if not (b == cache.done and 0 <= a < b):
+        raise ValueError(f"backward steps [{a}, {b}) out of order: next slice ends at {cache.done}")
+    hs = cache.hs
+    _check_array("dhs", dhs, hs.shape, hs.dtype)
+    h_prev = cache.h0 if a == 0 else hs[a - 1]
+    with sequential_blas():
+        if cache.cell == "lstm":
+            c_prev = cache.c0 if a == 0 else cache.cs[a - 1]
+            lstm_backward(cache.gates[a:b], cache.cs[a:b], c_prev, cache.w_hh, dhs[a:b],
+                          cache.dh, cache.dc)
+        elif cache.cell == "gru":
+            dg, dhz = cache.scratch
+            gru_backward(cache.gates[a:b], cache.ghn[a:b], hs[a:b], h_prev, cache.w_hh, dhs[a:b],
+                         cache.dh, dg, dhz)
+        else:
+            rnn_backward(hs[a:b], cache.w_hh, dhs[a:b], cache.gates[a:b], cache.dh)
+    cache.done = a
+
+
+def recurrent_backward_finish(cache: RecurrentCache) -> RecurrentGrads:
+    """The hidden-side weight gradients (GEMMs over all T*B rows) once every step is done."""
+    if not cache.used or cache.dh is None or cache.done != 0:
+        raise ValueError("the backward has not reached step 0")
+    cell, hs, dxw = cache.cell, cache.hs, cache.gates
+    GH, H = cache.w_hh.shape
+    dtype = hs.dtype
+    dw_hh = np.empty((GH, H), dtype)
+    if cell == "gru":
         dghn = cache.ghn
-        with sequential_blas():
-            gru_backward(dxw, dghn, hs, cache.h0, w_hh, dhs, dh, dg, dhz)
         _hidden_weight_grad(dxw[:, :, : 2 * H], cache.h0, hs, dw_hh[: 2 * H])
         _hidden_weight_grad(dghn, cache.h0, hs, dw_hh[2 * H :])
         db_hh = np.empty(GH, dtype)
         db_hh[: 2 * H] = dxw[:, :, : 2 * H].sum(axis=(0, 1))
         db_hh[2 * H :] = dghn.sum(axis=(0, 1))
     else:
-        with sequential_blas():
-            rnn_backward(hs, w_hh, dhs, dxw, dh)
         _hidden_weight_grad(dxw, cache.h0, hs, dw_hh)
         db_hh = dxw.sum(axis=(0, 1))
-
+    grads = RecurrentGrads(dxw=dxw, dw_hh=dw_hh, db_hh=db_hh, dh0=cache.dh, dc0=cache.dc)
     # Drop the large buffers the caller no longer needs through the cache.
-    cache.cs = None
-    cache.ghn = None
-    return RecurrentGrads(dxw=dxw, dw_hh=dw_hh, db_hh=db_hh, dh0=dh, dc0=dc)
+    cache.cs = cache.ghn = cache.xw = None
+    cache.dh = cache.dc = None
+    cache.scratch = ()
+    return grads

@@ -59,3 +59,18 @@ def tiny_model(tmp_path_factory, corpus_file) -> Path:
     assert result.exit_code == 0, result.output
     assert out.exists()
     return out
+
+
+@pytest.fixture(params=["whole", "chunks-of-1-on-2-workers"])
+def chunking(request, monkeypatch):
+    """Run the stacked layers as one time chunk, or as a wavefront of 1-step chunks on two
+    workers (charlm.stack): every result must hold for both."""
+    import charlm.stack as stack
+
+    if request.param == "whole":
+        monkeypatch.setattr(stack, "MIN_CHUNK", 10**9)
+    else:
+        monkeypatch.setattr(stack, "MIN_CHUNK", 1)
+        monkeypatch.setattr(stack, "TARGET_CHUNKS", 10**9)
+        monkeypatch.setattr(stack, "available_workers", lambda: 2)
+    return request.param

@@ -75,7 +75,7 @@ def rel_error(a, n):
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("cell", CELLS)
-def test_finite_differences(cell, variant):
+def test_finite_differences(cell, variant, chunking):
     model = make_model(cell, variant)
     tokens, targets, state = make_data(model)
     state_before = state.copy()
@@ -150,7 +150,7 @@ def _torch():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("variant", TORCH_VARIANTS)
 @pytest.mark.parametrize("cell", CELLS)
-def test_matches_pytorch(cell, variant, dtype):
+def test_matches_pytorch(cell, variant, dtype, chunking):
     torch, tref = _torch()
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
     model = make_model(cell, variant, dtype=dtype, seed=3, scale=0.3)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 
 
 @functools.cache
@@ -32,19 +33,29 @@ def kernel_blas():
     return libs[0] if len(libs) == 1 else None
 
 
+_held = 0  # how many sequential_blas blocks are open (in any thread)
+_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def sequential_blas():
-    """BLAS on one thread inside the block (the per-step GEMMs of the recurrent loops)."""
+    """BLAS on one thread inside the block (the per-step GEMMs of the recurrent loops).
+
+    Blocks nest, also across threads (charlm.stack's workers run inside the caller's block):
+    only the outermost one sets and restores the library's thread count. Querying it through
+    threadpoolctl costs ~0.5 ms, too much to do for every time chunk."""
+    global _held
     lib = kernel_blas()
-    if lib is None:
-        yield
-        return
-    previous = lib.num_threads
-    if previous == 1:
-        yield
-        return
-    lib.set_num_threads(1)
+    with _lock:
+        outermost = _held == 0
+        _held += 1
+    previous = lib.num_threads if lib is not None and outermost else 1
     try:
+        if previous != 1:
+            lib.set_num_threads(1)
         yield
     finally:
-        lib.set_num_threads(previous)
+        if previous != 1:
+            lib.set_num_threads(previous)
+        with _lock:
+            _held -= 1

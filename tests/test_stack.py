@@ -1,0 +1,150 @@
+"""The wavefront over layers and time chunks (charlm.stack) and the chunked recurrent steps."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import charlm.stack as stack
+from charlm.config import ModelConfig
+from charlm.model import Model
+from charlm.recurrent import (recurrent_backward, recurrent_backward_finish,
+                              recurrent_backward_start, recurrent_backward_steps,
+                              recurrent_forward, recurrent_start, recurrent_steps)
+from charlm.stack import chunk_bounds, run_wavefront
+
+
+@pytest.mark.parametrize("steps", [1, 3, 4, 35, 100, 257])
+def test_chunk_bounds_cover_the_steps_in_order(steps):
+    bounds = chunk_bounds(steps)
+    assert bounds[0][0] == 0 and bounds[-1][1] == steps
+    assert all(a < b for a, b in bounds)
+    assert all(b == a2 for (_, b), (a2, _) in zip(bounds, bounds[1:]))
+    assert len(bounds) <= max(stack.TARGET_CHUNKS, 1)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("layers,chunks", [(1, 1), (1, 5), (2, 1), (2, 6), (3, 4), (4, 2)])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_every_task_runs_once_after_its_dependencies(monkeypatch, workers, layers, chunks, reverse):
+    monkeypatch.setattr(stack, "available_workers", lambda: workers)
+    done, lock, threads = set(), threading.Lock(), set()
+    step = -1 if reverse else 1
+
+    def task(layer, chunk):
+        time.sleep(0.001)  # let parallel tasks overlap
+        with lock:
+            for dep in ((layer - step, chunk), (layer, chunk - step)):
+                if 0 <= dep[0] < layers and 0 <= dep[1] < chunks:
+                    assert dep in done, f"{(layer, chunk)} ran before {dep}"
+            assert (layer, chunk) not in done
+            done.add((layer, chunk))
+            threads.add(threading.get_ident())
+
+    run_wavefront(layers, chunks, task, reverse=reverse)
+    assert done == {(l, k) for l in range(layers) for k in range(chunks)}
+    if workers > 1 and layers > 1 and chunks > 1:
+        assert len(threads) > 1  # the wavefront did run in parallel
+
+
+def test_an_error_in_a_task_is_raised_after_the_phase_ends(monkeypatch):
+    monkeypatch.setattr(stack, "available_workers", lambda: 2)
+    finished = []
+
+    def task(layer, chunk):
+        if (layer, chunk) == (0, 1):
+            raise RuntimeError("boom")
+        time.sleep(0.05)
+        finished.append((layer, chunk))
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run_wavefront(2, 3, task)
+    # phase 1 ran (0, 1) and (1, 0) together: (1, 0) finished before the error came out,
+    # and nothing of a later phase started
+    assert finished == [(0, 0), (1, 0)]
+
+
+# --- chunked recurrent steps ---------------------------------------------------------------------
+
+
+def _layer_problem(cell, T=9, B=3, H=5, seed=0):
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    rng = np.random.default_rng(seed)
+    f = lambda *s: rng.standard_normal(s) * 0.5  # noqa: E731
+    return dict(xw=f(T, B, G * H), w_hh=f(G * H, H), b_hh=f(G * H), h0=f(B, H),
+                c0=f(B, H) if cell == "lstm" else None, dhs=f(T, B, H))
+
+
+@pytest.mark.parametrize("keep", [True, False])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_steps_in_slices_give_the_same_bits_as_one_call(cell, keep):
+    p = _layer_problem(cell)
+    hs, whole = recurrent_forward(cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"],
+                                  keep=keep)
+    cache = recurrent_start(cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"], keep)
+    for a, b in [(0, 1), (1, 4), (4, 5), (5, 9)]:
+        recurrent_steps(cache, a, b)
+    assert np.array_equal(cache.hs, hs)
+    if cell == "lstm":
+        assert np.array_equal(cache.c_last, whole.c_last)
+    if not keep:
+        return
+    g_whole = recurrent_backward(whole, p["dhs"])
+    recurrent_backward_start(cache)
+    for a, b in [(6, 9), (5, 6), (1, 5), (0, 1)]:
+        recurrent_backward_steps(cache, p["dhs"], a, b)
+    g = recurrent_backward_finish(cache)
+    for name in ("dxw", "dw_hh", "db_hh", "dh0", "dc0"):
+        x, y = getattr(g, name), getattr(g_whole, name)
+        assert (x is None and y is None) or np.array_equal(x, y), name
+
+
+def test_steps_out_of_order_are_refused():
+    p = _layer_problem("lstm")
+    cache = recurrent_start("lstm", p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"])
+    with pytest.raises(ValueError, match="out of order"):
+        recurrent_steps(cache, 1, 3)
+    recurrent_steps(cache, 0, 4)
+    with pytest.raises(ValueError, match="4 of 9"):
+        recurrent_backward_start(cache)
+    recurrent_steps(cache, 4, 9)
+    recurrent_backward_start(cache)
+    with pytest.raises(ValueError, match="out of order"):
+        recurrent_backward_steps(cache, p["dhs"], 0, 4)
+    recurrent_backward_steps(cache, p["dhs"], 3, 9)
+    with pytest.raises(ValueError, match="not reached step 0"):
+        recurrent_backward_finish(cache)
+
+
+# --- the model on one or two workers -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell,layers,embed,dropout", [
+    ("lstm", 2, 16, 0.2), ("gru", 3, 16, 0.3), ("rnn", 2, 0, 0.0), ("lstm", 3, 0, 0.5),
+])
+def test_two_workers_give_the_same_bits_as_one(monkeypatch, cell, layers, embed, dropout):
+    """float32 at a size where chunks hold several steps: the schedule must not change a bit."""
+    cfg = ModelConfig(cell=cell, vocab_size=30, embed=embed, hidden=48, layers=layers,
+                      dropout=dropout)
+    model = Model.create(cfg, seed=1)
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(0, 30, (37, 6)).astype(np.int32)
+    targets = rng.integers(0, 30, (37, 6)).astype(np.int32)
+    state = model.zero_state(6) + np.float32(0.1)
+    assert len(chunk_bounds(37)) > 2
+    results = []
+    for workers in (1, 2):
+        monkeypatch.setattr(stack, "available_workers", lambda w=workers: w)
+        loss, grads, new_state = model.loss_and_grads(tokens, targets, state,
+                                                      np.random.default_rng(3))
+        logp, eval_state = model.target_logprobs(tokens, targets, state)
+        results.append((loss, grads, new_state, logp, eval_state))
+    (l1, g1, s1, p1, e1), (l2, g2, s2, p2, e2) = results
+    assert l1 == l2
+    assert np.array_equal(s1, s2) and np.array_equal(p1, p2) and np.array_equal(e1, e2)
+    assert g1.keys() == g2.keys()
+    for name in g1:
+        assert np.array_equal(g1[name], g2[name]), name
