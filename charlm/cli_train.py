@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from .config import ModelConfig, TokenizerConfig, TrainConfig
+from .presets import PRESETS
 
 # Model and window sizes by level, when not given: a 2x512 LSTM for characters (char-rnn's
 # recipe), PyTorch word_language_model's small shapes for words.
@@ -23,6 +24,7 @@ Opt = typer.Option
 
 
 def train(
+    ctx: typer.Context,
     corpus: Annotated[str, typer.Argument(help="UTF-8 text file, or - for stdin.")],
     output: Annotated[Optional[str], Opt("-o", "--output", help="Model file to write. \\[default: ./charlm.safetensors]")] = None,
     valid: Annotated[Optional[str], Opt(help="Validation text file (default: the end of the corpus).")] = None,
@@ -48,7 +50,9 @@ def train(
     epochs: Annotated[Optional[float], Opt(help="Stop after this many epochs.")] = None,
     steps: Annotated[Optional[int], Opt(help="Stop after this many steps.")] = None,
     time: Annotated[Optional[str], Opt("--time", help="Stop after this wall-clock time, e.g. 90s, 10m, 1h.")] = None,
-    patience: Annotated[int, Opt(help="Validations without improvement before the learning rate is halved.")] = 2,
+    patience: Annotated[int, Opt(help="Validations without improvement before the learning rate decays.")] = 2,
+    lr_decay: Annotated[float, Opt(help="Plateau: factor applied to the learning rate when validation stalls.")] = 0.5,
+    preset: Annotated[Optional[str], Opt(help=f"A named recipe (docs/RESULTS.md); options given here override it: {', '.join(PRESETS)}.")] = None,
     valid_every: Annotated[int, Opt(help="Steps between validations (0: automatic).")] = 0,
     seed: Annotated[int, Opt(help="Random seed: same seed, same machine, same model.")] = 0,
     resume: Annotated[bool, Opt(help="Continue the interrupted run saved beside --output.")] = False,
@@ -65,14 +69,16 @@ def train(
     from .render import TrainingView
 
     with user_errors():
-        sizes = {k: v for k, v in dict(embed=embed, hidden=hidden, layers=layers, batch=batch,
-                                       seq_len=seq_len).items() if v is not None}
-        defaults = {**LEVEL_DEFAULTS.get(level, LEVEL_DEFAULTS["char"]), **sizes}
-        limits = dict(epochs=epochs, steps=steps, time_budget=parse_duration(time))
+        a = {name: value for name, value in locals().items() if name in _OPTIONS}
+        notes: list[str] = []
+        if preset is not None:
+            _apply_preset(ctx, preset, a, notes)
+        sizes = {k: a[k] for k in ("embed", "hidden", "layers", "batch", "seq_len") if a[k] is not None}
+        defaults = {**LEVEL_DEFAULTS.get(a["level"], LEVEL_DEFAULTS["char"]), **sizes}
+        limits = dict(epochs=a["epochs"], steps=a["steps"], time_budget=parse_duration(a["time"]))
         if encoding_errors not in ("strict", "replace", "ignore"):
             from .errors import OptionError
             raise OptionError("--encoding-errors must be strict, replace or ignore")
-        notes: list[str] = []
         if resume:
             ignored = _ignored_on_resume(locals())
             if ignored:
@@ -82,12 +88,16 @@ def train(
             trainer = api.resume_training(corpus, output=output, valid=valid, limits=given,
                                           encoding_errors=encoding_errors)
         else:
-            model_cfg = ModelConfig(cell=cell, embed=defaults["embed"], hidden=defaults["hidden"],
-                                    layers=defaults["layers"], dropout=dropout, tie=tie, init=init)
-            tok_cfg = TokenizerConfig(level=level, max_vocab=max_vocab, min_count=min_count)
-            cfg = TrainConfig(batch=defaults["batch"], seq_len=defaults["seq_len"], optimizer=optimizer,
-                              lr=lr, clip=clip, clip_mode=clip_mode, schedule=schedule, warmup=warmup, patience=patience,
-                              valid_every=valid_every, valid_frac=valid_frac, seed=seed, **limits)
+            model_cfg = ModelConfig(cell=a["cell"], embed=defaults["embed"], hidden=defaults["hidden"],
+                                    layers=defaults["layers"], dropout=a["dropout"], tie=a["tie"],
+                                    init=a["init"])
+            tok_cfg = TokenizerConfig(level=a["level"], max_vocab=a["max_vocab"], min_count=a["min_count"])
+            cfg = TrainConfig(batch=defaults["batch"], seq_len=defaults["seq_len"],
+                              optimizer=a["optimizer"], lr=a["lr"], clip=a["clip"],
+                              clip_mode=a["clip_mode"], schedule=a["schedule"], warmup=a["warmup"],
+                              patience=a["patience"], lr_decay=a["lr_decay"],
+                              valid_every=a["valid_every"], valid_frac=a["valid_frac"],
+                              seed=a["seed"], **limits)
             trainer = api.prepare_training(corpus, model_cfg=model_cfg, tok_cfg=tok_cfg, cfg=cfg,
                                            valid=valid, output=output,
                                            encoding_errors=encoding_errors, notes=notes)
@@ -112,7 +122,20 @@ def train(
 # Options fixed by the run that --resume continues (the limits --steps/--epochs/--time are not).
 _RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "layers", "hidden", "embed",
                  "dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr", "clip", "clip_mode",
-                 "schedule", "warmup", "patience", "valid_every", "seed")
+                 "schedule", "warmup", "patience", "lr_decay", "valid_every", "seed", "preset")
+_LIMITS = ("epochs", "steps", "time")
+_OPTIONS = _RUN_SETTINGS + _LIMITS
+
+
+def _apply_preset(ctx: typer.Context, name: str, a: dict, notes: list[str]) -> None:
+    """Fill the options the command line left at their defaults from the named preset."""
+    from .presets import describe, get_preset
+
+    chosen = get_preset(name).options
+    used = {k: v for k, v in chosen.items()
+            if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") == "DEFAULT"}
+    a.update(used)
+    notes.append(f"preset {name}: {describe(used)}")
 
 
 def _ignored_on_resume(given: dict) -> list[str]:
