@@ -20,7 +20,7 @@ from .data import Corpus, split_train_valid
 from .errors import CorpusError, OptionError
 from .initializers import INITS
 from .model import Model
-from .schedule import SCHEDULES
+from .schedule import BUDGET_SCHEDULES, SCHEDULES
 from .tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -64,8 +64,9 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
         (cfg.clip_mode in CLIP_MODES, f"--clip-mode must be one of {', '.join(CLIP_MODES)}"),
         (cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (cfg.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
-        (cfg.schedule != "cosine" or not (cfg.steps is None and cfg.epochs is None and cfg.time_budget is None),
-         "--schedule cosine needs the length of the run: give --steps, --epochs or --time"),
+        (cfg.schedule not in BUDGET_SCHEDULES
+         or not (cfg.steps is None and cfg.epochs is None and cfg.time_budget is None),
+         f"--schedule {cfg.schedule} needs the length of the run: give --steps, --epochs or --time"),
         (0.0 <= cfg.warmup < 1.0, "--warmup must be in [0, 1), a fraction of the run"),
         (0.0 <= cfg.valid_frac < 1.0, "--valid-frac must be in [0, 1), e.g. 0.1"),
         (cfg.steps is None or cfg.steps >= 1, "--steps must be at least 1"),

@@ -60,8 +60,8 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     weight_decay: float = 0.0
-    schedule: str = "plateau"  # "plateau": decay on validation plateaus; "cosine": over the run
-    warmup: float = 0.0  # cosine: fraction of the run spent warming up linearly
+    schedule: str = "plateau"  # "plateau": decay on validation plateaus; "cosine", "wsd": over the run
+    warmup: float = 0.0  # cosine, wsd: fraction of the run spent warming up linearly
 
 
 def to_dict(cfg) -> dict:

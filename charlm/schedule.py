@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-SCHEDULES = ("plateau", "cosine")
+SCHEDULES = ("plateau", "cosine", "wsd")
+BUDGET_SCHEDULES = ("cosine", "wsd")  # set the rate from how far the run is: need its length
+WSD_DECAY = 0.2  # wsd: the last fifth of the run decays the rate linearly to zero
 
 
 def cosine_factor(fraction: float, warmup: float = 0.0, floor: float = 0.0) -> float:
@@ -18,3 +20,23 @@ def cosine_factor(fraction: float, warmup: float = 0.0, floor: float = 0.0) -> f
         return max(fraction / warmup, 1e-3)
     span = (fraction - warmup) / (1.0 - warmup) if warmup < 1 else 1.0
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * span))
+
+
+def wsd_factor(fraction: float, warmup: float = 0.0, decay: float = WSD_DECAY) -> float:
+    """Warm-up, stable, decay (Hu et al. 2024, MiniCPM): linear warm-up over the first `warmup`
+    fraction, the full rate until the last `decay` fraction, then linearly down to zero.
+
+    A short budget leaves a model far from converged: the full rate for most of it learns
+    faster than a cosine that starts lowering the rate at once, and the final decay still
+    gives the annealing gain."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    if warmup > 0 and fraction < warmup:
+        return max(fraction / warmup, 1e-3)
+    if fraction <= 1.0 - decay:
+        return 1.0
+    return (1.0 - fraction) / decay
+
+
+def budget_factor(schedule: str, fraction: float, warmup: float = 0.0) -> float:
+    """Multiplier of the base rate for a schedule of BUDGET_SCHEDULES."""
+    return cosine_factor(fraction, warmup) if schedule == "cosine" else wsd_factor(fraction, warmup)

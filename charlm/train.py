@@ -22,7 +22,7 @@ from .errors import DivergenceError
 from .evaluate import bits_per_char, evaluate_loss, perplexity
 from .model import Model
 from .optim import Optimizer, clip_gradients
-from .schedule import cosine_factor
+from .schedule import BUDGET_SCHEDULES, budget_factor
 from .tokenizer import Tokenizer
 from .train_state import Progress, _Snapshot, restore_state, save_state
 
@@ -122,8 +122,9 @@ class Trainer:
         if not (math.isfinite(loss) and math.isfinite(norm)):
             what = "loss" if not math.isfinite(loss) else "gradient"
             return self._roll_back(f"step {pr.step + 1}: the {what} is {loss if what == 'loss' else norm}")
-        if cfg.schedule == "cosine":
-            self.optimizer.lr = cfg.lr * pr.lr_scale * cosine_factor(self._run_fraction(), cfg.warmup)
+        if cfg.schedule in BUDGET_SCHEDULES:
+            fraction = self._run_fraction()
+            self.optimizer.lr = cfg.lr * pr.lr_scale * budget_factor(cfg.schedule, fraction, cfg.warmup)
         with _quiet_overflow():  # an overflow to inf shows as a NaN/inf loss at the next step
             self.optimizer.step(self.model.params, grads)
         self._snapshot_is_current = False

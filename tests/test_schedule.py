@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from charlm.cli import app
-from charlm.schedule import cosine_factor
+from charlm.schedule import cosine_factor, wsd_factor
 from conftest import TINY
 
 
@@ -38,3 +38,24 @@ def test_cosine_without_a_run_length_is_a_usage_error(corpus_file, tmp_path):
                                       *TINY, "--schedule", "cosine"])
     assert result.exit_code == 2
     assert "--steps, --epochs or --time" in result.stderr
+
+
+def test_wsd_factor_warms_up_holds_then_decays_linearly_to_zero():
+    assert wsd_factor(0.05, warmup=0.1) == pytest.approx(0.5)
+    assert wsd_factor(0.1, warmup=0.1) == 1.0
+    assert wsd_factor(0.8) == 1.0
+    assert wsd_factor(0.9) == pytest.approx(0.5)
+    assert wsd_factor(1.0) == 0.0
+    values = [wsd_factor(i / 100) for i in range(80, 101)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+
+
+def test_wsd_run_holds_the_rate_then_lowers_it(corpus_file, tmp_path):
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(app, ["train", str(corpus_file), "-o", str(out), *TINY, "--steps", "50",
+                                      "--schedule", "wsd", "--lr", "0.01", "--valid-every", "25"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "m.metrics.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in rows if r["event"] == "step"}
+    assert lrs[10] == lrs[40] == 0.01  # the rate steps 10..40 used: stable
+    assert lrs[50] == pytest.approx(0.01 * wsd_factor(49 / 50), rel=1e-6) == pytest.approx(1e-3)
