@@ -54,6 +54,9 @@ class Trainer:
         self._stop_reason: str | None = None
         self._losses: list[float] = []  # train losses since the last log line
         self._last_norm = 0.0
+        # --time includes the closing validation: seconds of the last step and validation
+        self._step_seconds = 0.0
+        self._valid_seconds: float | None = None
         self._snapshot: _Snapshot | None = None  # taken when run() starts, unless restored
         self._snapshot_is_current = False  # no optimizer step since it was taken or restored
 
@@ -96,7 +99,9 @@ class Trainer:
         interval = _Interval(time.perf_counter(), pr.tokens)
         reason = self._stop_reason or self._limit_reached()  # e.g. --resume of a finished run
         while reason is None:
+            t0 = time.perf_counter()
             notice = self._train_step()
+            self._step_seconds = time.perf_counter() - t0
             pr.elapsed = time.perf_counter() - start
             if notice:
                 yield events.Notice(notice)
@@ -176,8 +181,10 @@ class Trainer:
         """Validate, save the model if it is the best so far; a scheduled validation also
         drives the plateau schedule (learning-rate decay, early stopping)."""
         cfg, pr = self.cfg, self.progress
+        t0 = time.perf_counter()
         with _quiet_overflow():
             loss = evaluate_loss(self.model, self.valid_ids, cfg.batch, cfg.seq_len)
+        self._valid_seconds = time.perf_counter() - t0
         if not (math.isfinite(loss) and self._params_finite()):
             problem = f"the loss is {loss}" if not math.isfinite(loss) else "the weights hold NaN or inf"
             yield events.Notice(self._roll_back(f"the validation of step {pr.step}: {problem}"))
@@ -212,7 +219,8 @@ class Trainer:
             return f"reached --steps {cfg.steps}"
         if cfg.epochs is not None and self.epoch >= cfg.epochs:
             return f"reached --epochs {cfg.epochs:g}"
-        if cfg.time_budget is not None and pr.elapsed >= cfg.time_budget:
+        if cfg.time_budget is not None and (
+                pr.elapsed + self._step_seconds + self._closing_reserve() > cfg.time_budget):
             return f"reached --time {cfg.time_budget:g}s"
         if self._unbounded() and pr.plateaus_since_best >= EARLY_STOP_DECAYS:
             return "validation loss stopped improving (early stopping)"
@@ -224,7 +232,20 @@ class Trainer:
         total = self._total_steps()
         if total:
             return self.progress.step / total
-        return self.progress.elapsed / self.cfg.time_budget if self.cfg.time_budget else 0.0
+        if not self.cfg.time_budget:
+            return 0.0
+        return self.progress.elapsed / max(self.cfg.time_budget - self._closing_reserve(), 1e-9)
+
+    def _closing_reserve(self) -> float:
+        """Seconds kept at the end of a --time budget for the closing validation: the last one's
+        duration, or before any, a guess from the training rate (a validation token costs
+        about a third of a training token: forward only)."""
+        if self._valid_seconds is not None:
+            return self._valid_seconds
+        pr = self.progress
+        if pr.tokens == 0 or pr.elapsed <= 0:
+            return 0.0
+        return len(self.valid_ids) / (3.0 * pr.tokens / pr.elapsed)
 
     def _unbounded(self) -> bool:
         cfg = self.cfg

@@ -59,3 +59,37 @@ def test_wsd_run_holds_the_rate_then_lowers_it(corpus_file, tmp_path):
     lrs = {r["step"]: r["lr"] for r in rows if r["event"] == "step"}
     assert lrs[10] == lrs[40] == 0.01  # the rate steps 10..40 used: stable
     assert lrs[50] == pytest.approx(0.01 * wsd_factor(49 / 50), rel=1e-6) == pytest.approx(1e-3)
+
+
+# --- a --time budget keeps room for the closing validation -------------------------------------
+
+
+def _timed_trainer(corpus_file, tmp_path, budget=100.0):
+    from charlm import api
+    from charlm.config import ModelConfig, TrainConfig
+
+    return api.prepare_training(
+        str(corpus_file), output=str(tmp_path / "m.safetensors"),
+        model_cfg=ModelConfig(embed=8, hidden=16, layers=1),
+        cfg=TrainConfig(batch=4, seq_len=16, time_budget=budget, schedule="wsd"))
+
+
+def test_time_budget_stops_before_a_step_and_the_validation_would_overrun(corpus_file, tmp_path):
+    trainer = _timed_trainer(corpus_file, tmp_path)
+    pr = trainer.progress
+    pr.elapsed, pr.tokens = 90.0, 9000
+    trainer._step_seconds, trainer._valid_seconds = 2.0, 5.0
+    assert trainer._limit_reached() is None  # 90 + 2 + 5 <= 100: one more step fits
+    pr.elapsed = 93.5
+    assert trainer._limit_reached() == "reached --time 100s"  # 93.5 + 2 + 5 > 100
+    # the schedule runs over the time left for training: it ends where training ends
+    pr.elapsed = 95.0
+    assert trainer._run_fraction() == pytest.approx(1.0)
+
+
+def test_before_any_validation_the_reserve_is_guessed_from_the_training_rate(corpus_file, tmp_path):
+    trainer = _timed_trainer(corpus_file, tmp_path)
+    pr = trainer.progress
+    assert trainer._closing_reserve() == 0.0  # nothing measured yet
+    pr.elapsed, pr.tokens = 10.0, 3000  # 300 tokens/s for training
+    assert trainer._closing_reserve() == pytest.approx(len(trainer.valid_ids) / 900)
