@@ -253,6 +253,13 @@ def test_create(cell, variant):
         bound = 1 / np.sqrt(Hn)
         assert np.abs(model.params[f"rnn.weight_ih_l{layer}"]).max() <= bound
     np.testing.assert_array_equal(model.params["decoder.bias"], 0.0)
+    # the embedding: N(0, 1), but uniform(-0.1, 0.1) when it is also the decoder (tied)
+    if cfg.embed > 0:
+        emb = model.params["embedding.weight"]
+        if cfg.tie:
+            assert np.abs(emb).max() <= 0.1 and emb.std() > 0.04
+        else:
+            assert np.abs(emb).max() > 1.0 and 0.7 < emb.std() < 1.3
     # state
     s = model.zero_state(3)
     assert s.shape == (cfg.layers, 2 if cell == "lstm" else 1, 3, cfg.hidden)
