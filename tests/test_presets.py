@@ -59,7 +59,7 @@ def test_command_line_overrides_the_preset_even_with_the_default_value(corpus): 
     h = header("charlm.safetensors")
     assert h["train"]["lr"] == 0.002 and h["model"]["dropout"] == 0.3
     note = next(line for line in result.stderr.splitlines() if "preset" in line)
-    assert "--lr" not in note and "--dropout" not in note and "--schedule cosine" in note
+    assert "--lr" not in note and "--dropout" not in note and "--schedule wsd" in note
 
 
 def test_unknown_preset_is_a_usage_error(corpus):  # noqa: F811
