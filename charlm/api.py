@@ -63,7 +63,7 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
         (cfg.clip >= 0, "--clip must be 0 (off) or positive"),
         (cfg.clip_mode in CLIP_MODES, f"--clip-mode must be one of {', '.join(CLIP_MODES)}"),
         (cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
-        (cfg.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+        (cfg.schedule in SCHEDULES, f"--schedule must be one of auto, {', '.join(SCHEDULES)}"),
         (cfg.schedule not in BUDGET_SCHEDULES
          or not (cfg.steps is None and cfg.epochs is None and cfg.time_budget is None),
          f"--schedule {cfg.schedule} needs the length of the run: give --steps, --epochs or --time"),

@@ -7,6 +7,9 @@ import math
 SCHEDULES = ("plateau", "cosine", "wsd")
 BUDGET_SCHEDULES = ("cosine", "wsd")  # set the rate from how far the run is: need its length
 WSD_DECAY = 0.2  # wsd: the last fifth of the run decays the rate linearly to zero
+# Schedules that also lower the rate on a validation plateau: plateau, and wsd during its stable
+# part, where a long budget may otherwise hold a rate the model has outgrown.
+PLATEAU_DECAYS = ("plateau", "wsd")
 
 
 def cosine_factor(fraction: float, warmup: float = 0.0, floor: float = 0.0) -> float:

@@ -22,7 +22,7 @@ from .errors import DivergenceError
 from .evaluate import bits_per_char, evaluate_loss, perplexity
 from .model import Model
 from .optim import Optimizer, clip_gradients
-from .schedule import BUDGET_SCHEDULES, budget_factor
+from .schedule import BUDGET_SCHEDULES, PLATEAU_DECAYS, budget_factor
 from .tokenizer import Tokenizer
 from .train_state import Progress, _Snapshot, restore_state, save_state
 
@@ -203,10 +203,11 @@ class Trainer:
             pr.bad_validations = pr.plateaus_since_best = 0
         elif scheduled:
             pr.bad_validations += 1
-            if pr.bad_validations >= cfg.patience and cfg.schedule == "plateau":
+            if pr.bad_validations >= cfg.patience and cfg.schedule in PLATEAU_DECAYS:
                 pr.bad_validations = 0
                 pr.plateaus_since_best += 1
                 self.optimizer.lr *= cfg.lr_decay
+                pr.lr_scale *= cfg.lr_decay  # wsd: the schedule's rate is lowered from now on
                 yield events.Notice(f"validation plateau: learning rate lowered to {self.optimizer.lr:.3g}")
         pr.elapsed = time.perf_counter() - start
         bpc = bits_per_char(loss) if self.tokenizer.level == "char" else None

@@ -38,7 +38,7 @@ class Progress:
     plateaus_since_best: int = 0
     divergences: int = 0  # rollbacks since the last good validation
     total_divergences: int = 0
-    lr_scale: float = 1.0  # halved by each rollback; multiplies the cosine/wsd schedule
+    lr_scale: float = 1.0  # lowered by rollbacks (and wsd plateaus); multiplies the cosine/wsd schedule
     last_valid_step: int = -1
 
 

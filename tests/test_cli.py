@@ -744,7 +744,9 @@ def test_kill_9_at_any_moment_leaves_a_complete_model(corpus_file, tmp_path):
 
 
 def test_sigint_saves_a_resumable_state(corpus_file, tmp_path):
-    proc = subprocess.Popen(_cli("train", corpus_file, *TINY, "--steps", "1000000", "--seed", "2"),
+    # plateau: the resume below changes --steps, which would reshape a wsd schedule
+    proc = subprocess.Popen(_cli("train", corpus_file, *TINY, "--steps", "1000000", "--seed", "2",
+                                 "--schedule", "plateau"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, text=True)
     assert proc.stderr.readline().startswith("training ")
     time.sleep(0.5)
@@ -763,7 +765,8 @@ def test_sigint_saves_a_resumable_state(corpus_file, tmp_path):
                              cwd=tmp_path, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     (tmp_path / "b").mkdir()
-    whole = subprocess.run(_cli("train", corpus_file, *TINY, "--steps", end, "--seed", "2"),
+    whole = subprocess.run(_cli("train", corpus_file, *TINY, "--steps", end, "--seed", "2",
+                                "--schedule", "plateau"),
                            cwd=tmp_path / "b", capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr
     a, b = model_tensors(state), model_tensors(tmp_path / "b" / "charlm.state.safetensors")

@@ -1,11 +1,13 @@
-"""Learning-rate schedules: the cosine factor and a cosine run through the CLI."""
+"""Learning-rate schedules: cosine, wsd, plateau decay, the default (auto), and --time budgets."""
 
+import dataclasses
 import json
 
 import pytest
 from typer.testing import CliRunner
 
 from charlm.cli import app
+from charlm import events
 from charlm.schedule import cosine_factor, wsd_factor
 from conftest import TINY
 
@@ -93,3 +95,38 @@ def test_before_any_validation_the_reserve_is_guessed_from_the_training_rate(cor
     assert trainer._closing_reserve() == 0.0  # nothing measured yet
     pr.elapsed, pr.tokens = 10.0, 3000  # 300 tokens/s for training
     assert trainer._closing_reserve() == pytest.approx(len(trainer.valid_ids) / 900)
+
+
+def test_wsd_also_lowers_the_rate_on_a_validation_plateau(corpus_file, tmp_path, monkeypatch):
+    """wsd keeps the plateau decay during its stable part: the lowered scale carries into the
+    schedule's rate from then on."""
+    import charlm.train as train_module
+
+    trainer = _timed_trainer(corpus_file, tmp_path, budget=1e6)
+    trainer.cfg = dataclasses.replace(trainer.cfg, patience=1, lr=0.01)
+    losses = iter([2.0, 2.5, 2.6])  # one improvement, then two plateaus
+    monkeypatch.setattr(train_module, "evaluate_loss", lambda *a, **k: next(losses))
+    notices = []
+    for _ in range(3):
+        notices += [e for e in trainer._validate(0.0) if isinstance(e, events.Notice)]
+    assert len(notices) == 2 and "plateau" in notices[0].message
+    assert trainer.progress.lr_scale == pytest.approx(0.25)
+    trainer._train_step()  # one step: the schedule sets the rate
+    assert trainer.optimizer.lr == pytest.approx(0.01 * 0.25)
+
+
+def test_schedule_auto_is_wsd_for_a_run_with_a_length_and_plateau_without(corpus_file, tmp_path):
+    from charlm.tensorfile import load_tensors
+
+    def header(args):
+        out = tmp_path / "m.safetensors"
+        result = CliRunner().invoke(app, ["train", str(corpus_file), "-o", str(out), *TINY, *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(load_tensors(str(out))[1]["charlm"])["train"]
+
+    h = header(["--steps", "3"])
+    assert h["schedule"] == "wsd" and h["lr"] == 3e-3  # char level: Adam 3e-3
+    h = header(["--lr", "1e-9", "--patience", "1", "--valid-every", "2"])  # early stopping
+    assert h["schedule"] == "plateau"
+    h = header(["--steps", "3", "--level", "word", "--schedule", "cosine"])
+    assert h["schedule"] == "cosine" and h["lr"] == 2e-3  # word level: Adam 2e-3
