@@ -29,12 +29,12 @@ def read_validations(path: str) -> list[dict]:
     return out
 
 
-def table(runs: dict[str, list[dict]], metric: str) -> str:
-    rows = [f"| run | minutes | step | {metric} | ppl |", "|---|---|---|---|---|"]
+def table(runs: dict[str, list[dict]]) -> str:
+    rows = ["| run | minutes | step | loss | ppl |", "|---|---|---|---|---|"]
     for label, events in runs.items():
         for e in events:
             rows.append(f"| {label} | {e['elapsed'] / 60:.2f} | {e['step']} | "
-                        f"{e[metric]:.4f} | {e['ppl']:.2f} |")
+                        f"{e['loss']:.4f} | {e['ppl']:.2f} |")
     return "\n".join(rows)
 
 
@@ -102,7 +102,7 @@ def main() -> None:
     for item in args.runs:
         label, _, path = item.partition("=")
         runs[label] = read_validations(path)
-    print(table(runs, args.metric))
+    print(table(runs))
     if args.svg:
         Path(args.svg).write_text(svg(runs, args.metric, args.target, args.title), encoding="utf-8")
 
