@@ -72,11 +72,12 @@ class RecurrentCache:
     c0: np.ndarray | None  # (B,H) LSTM, else None
     c_last: np.ndarray | None  # (B,H) LSTM, else None
     w_hh: np.ndarray | None = None  # (G*H,H), C-contiguous (keep only)
-    gates: np.ndarray | None = None  # (T,B,G*H) the xw buffer: activations (LSTM, GRU) (keep only)
     cs: np.ndarray | None = None  # (T,B,H) LSTM cell states (keep only)
     ghn: np.ndarray | None = None  # (T,B,H) GRU h W_hn^T + b_hn (keep only)
     used: bool = False  # set by the backward, which consumes the cache
-    xw: np.ndarray | None = None  # (T,B,G*H) the input projection buffer, consumed by the forward
+    # (T,B,G*H) the input projection buffer, consumed: the forward overwrites it with the gate
+    # activations (LSTM, GRU; keep only), the backward with dL/dxw
+    xw: np.ndarray | None = None
     b_hh: np.ndarray | None = None  # (G*H,)
     w_hh_t: np.ndarray | None = None  # (H,G*H) F-contiguous view of w_hh
     scratch: tuple = ()  # per-layer work buffers of the kernels
@@ -184,7 +185,6 @@ def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True) -> Recurr
     )
     if keep:
         cache.w_hh = w_hh
-        cache.gates = xw
     gh = np.empty((B, G * H), dtype)  # h_{t-1} W_hh^T of one step
     if cell == "lstm":
         cache.cs = np.empty((T if keep else 1, B, H), dtype)
@@ -300,14 +300,14 @@ def recurrent_backward_steps(cache: RecurrentCache, dhs, a: int, b: int) -> None
     with sequential_blas():
         if cache.cell == "lstm":
             c_prev = cache.c0 if a == 0 else cache.cs[a - 1]
-            lstm_backward(cache.gates[a:b], cache.cs[a:b], c_prev, cache.w_hh, dhs[a:b],
+            lstm_backward(cache.xw[a:b], cache.cs[a:b], c_prev, cache.w_hh, dhs[a:b],
                           cache.dh, cache.dc)
         elif cache.cell == "gru":
             dg, dhz = cache.scratch
-            gru_backward(cache.gates[a:b], cache.ghn[a:b], hs[a:b], h_prev, cache.w_hh, dhs[a:b],
+            gru_backward(cache.xw[a:b], cache.ghn[a:b], hs[a:b], h_prev, cache.w_hh, dhs[a:b],
                          cache.dh, dg, dhz)
         else:
-            rnn_backward(hs[a:b], cache.w_hh, dhs[a:b], cache.gates[a:b], cache.dh)
+            rnn_backward(hs[a:b], cache.w_hh, dhs[a:b], cache.xw[a:b], cache.dh)
     cache.done = a
 
 
@@ -315,7 +315,7 @@ def recurrent_backward_finish(cache: RecurrentCache) -> RecurrentGrads:
     """The hidden-side weight gradients (GEMMs over all T*B rows) once every step is done."""
     if not cache.used or cache.dh is None or cache.done != 0:
         raise ValueError("the backward has not reached step 0")
-    cell, hs, dxw = cache.cell, cache.hs, cache.gates
+    cell, hs, dxw = cache.cell, cache.hs, cache.xw
     GH, H = cache.w_hh.shape
     dtype = hs.dtype
     dw_hh = np.empty((GH, H), dtype)
