@@ -105,13 +105,11 @@ class Model:
                                    inputs[layer], caches[layer].xw, a, b)
 
         def task(layer: int, chunk: int) -> None:
-            # A chunk's projection into `layer` is made by the task of the layer below on even
-            # chunks and by the layer's own on odd ones, so that the parallel tasks are balanced.
             a, b = chunks[chunk]
-            if layer > 0 and chunk % 2 == 1:
+            if layer > 0 and not _sender_hands_off(chunk):
                 project(layer, a, b)
             recurrent_steps(caches[layer], a, b)
-            if layer + 1 < L and chunk % 2 == 0:
+            if layer + 1 < L and _sender_hands_off(chunk):
                 project(layer + 1, a, b)
 
         run_wavefront(L, len(chunks), task)
@@ -216,19 +214,19 @@ class Model:
 
         def send_down(layer: int, a: int, b: int) -> None:
             """dLoss/d(input of layer) of steps [a, b), through dropout, into dhs[layer - 1]."""
-            dxw = trace.caches[layer].gates[a:b]
+            dxw = trace.caches[layer].xw[a:b]  # dL/dxw by now
             out = dhs[layer - 1][a:b].reshape(-1, H)
             matmul(dxw.reshape(-1, dxw.shape[2]), self._p("weight_ih", layer), out=out)
             mask = trace.masks[layer]
             if mask is not None:
                 out *= mask[a:b].reshape(-1, H)
 
-        def task(layer: int, chunk: int) -> None:  # balanced as in forward()
+        def task(layer: int, chunk: int) -> None:
             a, b = chunks[chunk]
-            if layer + 1 < L and chunk % 2 == 1:
+            if layer + 1 < L and not _sender_hands_off(chunk):
                 send_down(layer + 1, a, b)
             recurrent_backward_steps(trace.caches[layer], dhs[layer], a, b)
-            if layer > 0 and chunk % 2 == 0:
+            if layer > 0 and _sender_hands_off(chunk):
                 send_down(layer, a, b)
 
         run_wavefront(L, len(chunks), task, reverse=True)
@@ -265,6 +263,14 @@ class Model:
         targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
         logp = target_logprobs(self.logits(top), targets)
         return logp.reshape(np.shape(tokens)), new_state
+
+
+def _sender_hands_off(chunk: int) -> bool:
+    """Between two layers in the wavefront, which task makes a chunk's hand-off GEMM (forward:
+    the projection into the upper layer; backward: the gradient sent down): the sending
+    layer's task (the one that runs first) on even chunks, the receiving layer's on odd ones,
+    so that the two tasks running side by side carry equal work."""
+    return chunk % 2 == 0
 
 
 def _apply_mask(dx: np.ndarray, mask) -> np.ndarray:
