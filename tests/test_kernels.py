@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from charlm.config import GATES
-from charlm.kernels.activations import sigmoid_array, tanh_array
+from charlm.kernels.activations import exp_array, sigmoid_array, tanh_array
 from charlm.recurrent import RecurrentGrads, recurrent_backward, recurrent_forward
 
 try:
@@ -86,6 +86,22 @@ def test_float64_activations_exact():
     x = np.linspace(-30.0, 30.0, 100_001)
     np.testing.assert_allclose(tanh_array(x), np.tanh(x), rtol=1e-15, atol=0)
     np.testing.assert_allclose(sigmoid_array(x), 1.0 / (1.0 + np.exp(-x)), rtol=1e-15, atol=1e-300)
+    np.testing.assert_allclose(exp_array(x), np.exp(x), rtol=1e-15, atol=0)
+
+
+def test_float32_exp_accuracy():
+    """Dense grid over float32's normal range: relative error vs float64 numpy (documented in
+    charlm/kernels/activations.py: 3.0e-7)."""
+    x = np.linspace(-87.0, 88.0, 4_000_001).astype(np.float32)
+    e = exp_array(x)
+    assert e.dtype == np.float32
+    rel = np.abs(e / np.exp(x.astype(np.float64)) - 1.0).max()
+    assert rel < 4e-7, rel
+    assert np.all(np.diff(e) >= 0)  # monotone: a softmax keeps the order of its logits
+    special = exp_array(np.array([np.nan, np.inf, -np.inf, 0.0, -1000.0, 1.0], np.float32))
+    assert np.isnan(special[0]) and special[1] == np.inf  # NaN and overflow stay visible
+    assert 0.0 <= special[2] < 1e-37 and special[4] < 1e-37  # the clamp: 1.2e-38, not 0
+    assert special[3] == 1.0 and abs(special[5] - np.float32(np.e)) <= 1e-6
 
 
 # --- kernels vs reference ------------------------------------------------------------------------

@@ -17,6 +17,13 @@ Inside a Numba-compiled kernel, ``tanh(x)`` and ``sigmoid(x)`` resolve at compil
   a few float32 ulps of 1). tanh is exactly odd, |tanh| <= 1, sigmoid in [0, 1], NaN propagates;
   +-inf gives +-0.99999976 (the value at the clamp).
 
+``exp(x)`` (for the softmax kernels): float64 ``math.exp``; float32 Cephes' expf (range reduction
+x = n ln2 + r, |r| <= ln2/2, a degree-7 polynomial in r, 2^n built from its exponent bits),
+which LLVM vectorizes (0.55 ns a value against numpy's 2.3 ns, measured here). Input clamped to
+[-87.3, 88.7]: exp of a very negative x is 1.2e-38 rather than 0, above 88.38 it is inf (float32
+overflows at 88.72), NaN propagates. Max relative error 3.0e-7 over [-87, 88]
+(tests/test_kernels.py::test_float32_exp_accuracy).
+
 ``dtanh(y)`` and ``dsigmoid(y)`` are the derivatives from the *outputs* (1 - y^2, y (1 - y)), as
 the backward kernels compute them from stored activations.
 
@@ -38,12 +45,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from ._numba import FASTMATH, JIT_OPTIONS
 
-__all__ = ["tanh", "sigmoid", "dtanh", "dsigmoid", "tanh_array", "sigmoid_array"]
+__all__ = ["tanh", "sigmoid", "exp", "dtanh", "dsigmoid", "tanh_array", "sigmoid_array", "exp_array"]
 
 _OVERLOAD_OPTIONS = dict(
     jit_options=dict(fastmath=set(FASTMATH), nogil=True, error_model="numpy"), inline="never"
@@ -66,6 +74,19 @@ _B6 = _F(1.19825839466702e-06)
 _HALF32 = _F(0.5)
 _ONE32 = _F(1.0)
 
+# float32 exp (Cephes expf): clamp, x = n ln2 + r with ln2 split in two for an exact product.
+_EXP_HI = _F(88.7)
+_EXP_LO = _F(-87.3)
+_LOG2E = _F(1.44269504088896341)
+_LN2_HI = _F(0.693359375)
+_LN2_LO = _F(-2.12194440e-4)
+_P0 = _F(1.9875691500e-4)
+_P1 = _F(1.3981999507e-3)
+_P2 = _F(8.3334519073e-3)
+_P3 = _F(4.1665795894e-2)
+_P4 = _F(1.6666665459e-1)
+_P5 = _F(5.0000001201e-1)
+
 
 # --- Python-level definitions (exact) --------------------------------------------------------
 
@@ -78,6 +99,11 @@ def tanh(x):
 def sigmoid(x):
     """1 / (1 + exp(-x)); in a float32 Numba kernel, 0.5 * tanh_approx(0.5 x) + 0.5."""
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def exp(x):
+    """exp(x); in a float32 Numba kernel, Cephes' expf (see module docstring)."""
+    return np.exp(x)
 
 
 def dtanh(y):
@@ -113,6 +139,34 @@ def _tanh32(x):
     return p / q
 
 
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE-754 bit pattern is the low 32 bits of the integer `bits`."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        low = builder.trunc(args[0], ir.IntType(32)) if bits.bitwidth > 32 else args[0]
+        return builder.bitcast(low, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+def _exp32(x):
+    x = _EXP_HI if x > _EXP_HI else x  # selects, not min/max: NaN propagates
+    x = _EXP_LO if x < _EXP_LO else x
+    n = np.floor(x * _LOG2E + _HALF32)
+    r = x - n * _LN2_HI - n * _LN2_LO
+    p = _P0
+    p = p * r + _P1
+    p = p * r + _P2
+    p = p * r + _P3
+    p = p * r + _P4
+    p = p * r + _P5
+    p = p * r * r + r + _ONE32
+    return p * _float32_from_bits((np.int32(n) + 127) << 23)  # p * 2^n, n in [-126, 128]
+
+
 @overload(tanh, **_OVERLOAD_OPTIONS)
 def _ov_tanh(x):
     if x == types.float32:
@@ -132,6 +186,15 @@ def _ov_sigmoid(x):
         return impl
     if x == types.float64:
         return lambda x: 1.0 / (1.0 + math.exp(-x))
+    return None
+
+
+@overload(exp, **_OVERLOAD_OPTIONS)
+def _ov_exp(x):
+    if x == types.float32:
+        return _exp32
+    if x == types.float64:
+        return lambda x: math.exp(x)
     return None
 
 
@@ -168,6 +231,12 @@ def _sigmoid_into(x, out):
         out[i] = sigmoid(x[i])
 
 
+@njit(**JIT_OPTIONS)
+def _exp_into(x, out):
+    for i in range(x.size):
+        out[i] = exp(x[i])
+
+
 def tanh_array(x: np.ndarray) -> np.ndarray:
     """tanh of a 1-D float32/float64 array, exactly as the kernels compute it for that dtype."""
     x = np.ascontiguousarray(x).ravel()
@@ -181,4 +250,12 @@ def sigmoid_array(x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x).ravel()
     out = np.empty_like(x)
     _sigmoid_into(x, out)
+    return out
+
+
+def exp_array(x: np.ndarray) -> np.ndarray:
+    """exp of a 1-D float32/float64 array, exactly as the kernels compute it for that dtype."""
+    x = np.ascontiguousarray(x).ravel()
+    out = np.empty_like(x)
+    _exp_into(x, out)
     return out
