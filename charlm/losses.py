@@ -1,4 +1,10 @@
-"""Softmax output with cross-entropy, computed in place on the logits to save memory."""
+"""Softmax output with cross-entropy, computed in place on the logits to save memory.
+
+Two implementations with one meaning: numpy's (log_softmax_, target_logprobs, softmax_xent_),
+the reference and what charlm.quick uses without Numba; and the fused Numba kernels of
+charlm.kernels.softmax, split by rows between cores (fused_softmax_xent_, fused_target_logprobs),
+what training and scoring use.
+"""
 
 from __future__ import annotations
 
@@ -32,3 +38,63 @@ def softmax_xent_(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.nd
     probs[rows, targets] -= 1.0
     probs *= 1.0 / n
     return loss, probs
+
+
+# Rows go to a fixed number of parts whatever the core count, so that the decoder-bias gradient
+# (a sum over the parts) has the same bits on one core or several. A part is at least MIN_PART_ROWS.
+ROW_PARTS = 4
+MIN_PART_ROWS = 32
+
+
+def _row_parts(n: int) -> list[tuple[int, int]]:
+    parts = max(1, min(ROW_PARTS, n // MIN_PART_ROWS))
+    return [(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
+
+
+def _check(logits: np.ndarray, targets: np.ndarray) -> None:
+    if logits.ndim != 2 or not logits.flags.c_contiguous or logits.dtype not in (np.float32, np.float64):
+        raise TypeError(f"logits must be a C-contiguous (N, V) float32/64 array, got {logits.dtype} {logits.shape}")
+    if targets.shape != (logits.shape[0],):
+        raise ValueError(f"targets {targets.shape} do not match logits {logits.shape}")
+    # The kernels index rows by target without bounds checks: an id outside [0, V) would read
+    # (and write) outside the row.
+    if len(targets) and (targets.min() < 0 or targets.max() >= logits.shape[1]):
+        raise ValueError(f"targets must lie in [0, {logits.shape[1]}), got [{targets.min()}, {targets.max()}]")
+
+
+def fused_softmax_xent_(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """softmax_xent_ with the fused kernel; also returns the decoder-bias gradient.
+
+    logits (N, V) float32/64, C-contiguous, overwritten by dlogits = (softmax - onehot) / N;
+    targets (N,) int. Returns (mean loss, dlogits, dbias (V,) = dlogits.sum(axis=0)).
+    """
+    from .kernels.softmax import _xent_rows
+    from .stack import run_row_parts
+
+    _check(logits, targets)
+    n, V = logits.shape
+    parts = _row_parts(n)
+    losses = np.empty(n, np.float64)
+    dbias_parts = np.zeros((len(parts), V), logits.dtype)
+    starts = {lo: k for k, (lo, _) in enumerate(parts)}
+
+    def task(lo: int, hi: int) -> None:
+        _xent_rows(logits, targets, 1.0 / n, lo, hi, losses, dbias_parts[starts[lo]])
+
+    run_row_parts(parts, task)
+    dbias = dbias_parts[0]
+    for extra in dbias_parts[1:]:
+        dbias += extra
+    return float(losses.sum()) / n, logits, dbias
+
+
+def fused_target_logprobs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """target_logprobs with the fused kernel: logits (N, V) (left as they are), targets (N,)
+    -> (N,) float64."""
+    from .kernels.softmax import _logprob_rows
+    from .stack import run_row_parts
+
+    _check(logits, targets)
+    out = np.empty(logits.shape[0], np.float64)
+    run_row_parts(_row_parts(len(out)), lambda lo, hi: _logprob_rows(logits, targets, lo, hi, out))
+    return out

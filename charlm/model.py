@@ -18,7 +18,7 @@ import numpy as np
 
 from .config import ModelConfig
 from .initializers import init_params
-from .losses import softmax_xent_, target_logprobs
+from .losses import fused_softmax_xent_, fused_target_logprobs
 
 # The Numba kernels are imported where they are first used, not here: loading a model to score
 # a short line (charlm.quick) then never pays Numba's start-up.
@@ -184,12 +184,14 @@ class Model:
         """
         top, new_state, trace = self.forward(tokens, state, dropout_rng, keep=True)
         targets = np.ascontiguousarray(targets, dtype=np.int32).reshape(-1)
-        loss, dlogits = softmax_xent_(self.logits(top), targets)
-        grads = self.backward(dlogits, trace)
+        loss, dlogits, dbias = fused_softmax_xent_(self.logits(top), targets)
+        grads = self.backward(dlogits, trace, dbias)
         return loss, grads, new_state
 
-    def backward(self, dlogits: np.ndarray, trace: _Trace) -> dict[str, np.ndarray]:
-        """Backpropagation through the decoder, the layers (through time) and the embedding."""
+    def backward(self, dlogits: np.ndarray, trace: _Trace, dbias=None) -> dict[str, np.ndarray]:
+        """Backpropagation through the decoder, the layers (through time) and the embedding.
+
+        dbias: dlogits.sum(axis=0) when the loss already computed it."""
         from .kernels.embedding import _scatter_add_rows
         from .kernels.linalg import matmul
         from .recurrent import (recurrent_backward_finish, recurrent_backward_start,
@@ -201,7 +203,7 @@ class Model:
         L, H = cfg.layers, cfg.hidden
         grads = {
             "decoder.weight": matmul(dlogits.T, trace.top),  # (V, H)
-            "decoder.bias": dlogits.sum(axis=0),
+            "decoder.bias": dlogits.sum(axis=0) if dbias is None else dbias,
         }
         dx_top = matmul(dlogits, p["decoder.weight"]).reshape(T, B, H)
         # dhs[l] (T,B,H): dLoss/d(output of layer l); the layers above the first fill the one
@@ -261,7 +263,7 @@ class Model:
         """
         top, new_state, _ = self.forward(tokens, state)
         targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
-        logp = target_logprobs(self.logits(top), targets)
+        logp = fused_target_logprobs(self.logits(top), targets)
         return logp.reshape(np.shape(tokens)), new_state
 
 
