@@ -18,46 +18,54 @@ class Preset:
 
 
 PRESETS = {
-    # 3 minutes is about one epoch for a 2x256 LSTM on a 2-core CPU: it trains 1.9x faster
-    # than a 2x512 and learns more in the time (measured: 1.98 at 99 s against the 2x512's
-    # 1.96 at 169 s). No dropout: one epoch does not overfit. lr 4e-3: 6e-3 stalled a 2x512
-    # at the unigram loss, 4e-3 reached 1.96 at step 157 where 2e-3 reached 2.01.
+    # 3 minutes is about 1.8 epochs of a 2x256 LSTM at batch 64 on a 2-core CPU. A 2x256 trains
+    # 1.9x faster than a 2x512 and learns more in the time (1.98 at 99 s against the 2x512's
+    # 1.96 at 169 s); batch 64 runs 1.5x the tokens/s of batch 32 (11.5k against 7.8k) and
+    # takes a higher rate: batch 32 with lr 4e-3 reached 1.7982, batch 64 with 5e-3 1.6304.
+    # No dropout: two epochs do not overfit.
     "shakespeare-3m": Preset(
-        "tiny-shakespeare, characters, 3 minutes: a 2x256 LSTM, no dropout, lr 4e-3 held "
-        "then decayed to 0 over the last 20% (wsd)",
+        "tiny-shakespeare, characters, 3 minutes: a 2x256 LSTM, no dropout, batch 64, lr 5e-3 "
+        "held then decayed to 0 over the last 20% (wsd)",
         dict(level="char", cell="lstm", layers=2, hidden=256, embed=64, dropout=0.0,
-             batch=32, seq_len=100, lr=4e-3, schedule="wsd", warmup=0.02, time="3m"),
+             batch=64, seq_len=100, lr=5e-3, schedule="wsd", warmup=0.02, time="3m"),
     ),
-    # 10 minutes is about 1.5 epochs of the default 2x512: the defaults, which anneal over a
-    # --time budget (wsd). A first recipe without dropout and with lr 4e-3 reached 1.7555; with
-    # dropout 0.2 and lr 3e-3 the 30-minute run was at 1.64 by step 400 (about 9 minutes).
+    # 10 minutes: a 2x384 at batch 64 (6.25k tokens/s, about 2.3 epochs) with light dropout.
+    # It was at 1.5772 at 352 s where the defaults (2x512, batch 32) were at 1.6488 at 367 s.
     "shakespeare-10m": Preset(
-        "tiny-shakespeare, characters, 10 minutes: the default 2x512 LSTM (dropout 0.2, "
-        "Adam 3e-3), wsd",
-        dict(level="char", cell="lstm", layers=2, hidden=512, embed=64, dropout=0.2,
-             batch=32, seq_len=100, lr=3e-3, schedule="wsd", warmup=0.0, time="10m"),
+        "tiny-shakespeare, characters, 10 minutes: a 2x384 LSTM, dropout 0.1, batch 64, "
+        "Adam 4e-3, wsd",
+        dict(level="char", cell="lstm", layers=2, hidden=384, embed=64, dropout=0.1,
+             batch=64, seq_len=100, lr=4e-3, schedule="wsd", warmup=0.01, time="10m"),
     ),
-    # 30 minutes is about 5 epochs of a 2x512, where it starts to overfit: dropout 0.2.
+    # 30 minutes: a 2x512 at batch 64 (about 4k tokens/s, 7 epochs), where it would overfit
+    # without dropout: 0.25 (0.2 with batch 32 and lr 3e-3 reached 1.4393 in 4.1 epochs).
     "shakespeare-30m": Preset(
-        "tiny-shakespeare, characters, 30 minutes: a 2x512 LSTM, dropout 0.2, lr 3e-3, wsd",
-        dict(level="char", cell="lstm", layers=2, hidden=512, embed=64, dropout=0.2,
-             batch=32, seq_len=100, lr=3e-3, schedule="wsd", warmup=0.01, time="30m"),
+        "tiny-shakespeare, characters, 30 minutes: a 2x512 LSTM, dropout 0.25, batch 64, "
+        "lr 4e-3, wsd",
+        dict(level="char", cell="lstm", layers=2, hidden=512, embed=64, dropout=0.25,
+             batch=64, seq_len=100, lr=4e-3, schedule="wsd", warmup=0.01, time="30m",
+             valid_every=150),
     ),
+    # PyTorch word_language_model's model and SGD, with the rate annealed to 0 over the last
+    # 20% of the budget (wsd; a plateau still divides it by 4). About 3 epochs in 10 minutes
+    # (4.8k tokens/s): the plateau schedule alone never lowered the rate in that time (175.1).
+    # Validations every 800 steps (about 2 minutes): each costs about 7 s of the budget.
     "ptb-small": Preset(
         "Penn Treebank, words, 10 minutes: PyTorch word_language_model's tied 2x200 LSTM, "
-        "dropout 0.2, SGD lr 20 divided by 4 on a validation plateau, clip 0.25",
+        "dropout 0.2, SGD lr 20 divided by 4 on a validation plateau and annealed to 0 over "
+        "the last 20% (wsd), clip 0.25",
         dict(level="word", cell="lstm", layers=2, hidden=200, embed=200, tie=True, dropout=0.2,
-             batch=20, seq_len=35, optimizer="sgd", lr=20.0, clip=0.25, schedule="plateau",
-             lr_decay=0.25, patience=1, time="10m"),
+             batch=20, seq_len=35, optimizer="sgd", lr=20.0, clip=0.25, schedule="wsd",
+             warmup=0.0, lr_decay=0.25, patience=1, time="10m", valid_every=800),
     ),
-    # Not measured yet (docs/RESULTS.md): a 2x400 sees about 6 epochs in an hour on 2 cores,
-    # where Zaremba's medium 2x650 would see 3 of the 39 it needs.
+    # A tied 2x400 sees about 8 epochs in an hour on 2 cores (Zaremba's medium 2x650 would see
+    # 3 of the 39 it needs); dropout 0.3 for 8 epochs.
     "ptb-60m": Preset(
-        "Penn Treebank, words, 60 minutes: a tied 2x400 LSTM, dropout 0.4, SGD lr 20 "
-        "divided by 4 on a validation plateau, clip 0.25",
-        dict(level="word", cell="lstm", layers=2, hidden=400, embed=400, tie=True, dropout=0.4,
-             batch=20, seq_len=35, optimizer="sgd", lr=20.0, clip=0.25, schedule="plateau",
-             lr_decay=0.25, patience=1, time="60m"),
+        "Penn Treebank, words, 60 minutes: a tied 2x400 LSTM, dropout 0.3, SGD lr 20 "
+        "divided by 4 on a validation plateau and annealed to 0 over the last 20% (wsd), clip 0.25",
+        dict(level="word", cell="lstm", layers=2, hidden=400, embed=400, tie=True, dropout=0.3,
+             batch=20, seq_len=35, optimizer="sgd", lr=20.0, clip=0.25, schedule="wsd",
+             warmup=0.0, lr_decay=0.25, patience=1, time="60m", valid_every=1000),
     ),
 }
 
