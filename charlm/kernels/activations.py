@@ -237,25 +237,24 @@ def _exp_into(x, out):
         out[i] = exp(x[i])
 
 
-def tanh_array(x: np.ndarray) -> np.ndarray:
-    """tanh of a 1-D float32/float64 array, exactly as the kernels compute it for that dtype."""
+def _elementwise(into, x: np.ndarray) -> np.ndarray:
+    """Run an `_*_into(x, out)` kernel on x flattened to a contiguous 1-D array."""
     x = np.ascontiguousarray(x).ravel()
     out = np.empty_like(x)
-    _tanh_into(x, out)
+    into(x, out)
     return out
+
+
+def tanh_array(x: np.ndarray) -> np.ndarray:
+    """tanh of a 1-D float32/float64 array, exactly as the kernels compute it for that dtype."""
+    return _elementwise(_tanh_into, x)
 
 
 def sigmoid_array(x: np.ndarray) -> np.ndarray:
     """sigmoid of a 1-D float32/float64 array, exactly as the kernels compute it for that dtype."""
-    x = np.ascontiguousarray(x).ravel()
-    out = np.empty_like(x)
-    _sigmoid_into(x, out)
-    return out
+    return _elementwise(_sigmoid_into, x)
 
 
 def exp_array(x: np.ndarray) -> np.ndarray:
     """exp of a 1-D float32/float64 array, exactly as the kernels compute it for that dtype."""
-    x = np.ascontiguousarray(x).ravel()
-    out = np.empty_like(x)
-    _exp_into(x, out)
-    return out
+    return _elementwise(_exp_into, x)
