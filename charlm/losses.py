@@ -8,6 +8,8 @@ what training and scoring use.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 
@@ -69,19 +71,15 @@ def fused_softmax_xent_(logits: np.ndarray, targets: np.ndarray) -> tuple[float,
     targets (N,) int. Returns (mean loss, dlogits, dbias (V,) = dlogits.sum(axis=0)).
     """
     from .kernels.softmax import _xent_rows
-    from .stack import run_row_parts
+    from .stack import run_parts
 
     _check(logits, targets)
     n, V = logits.shape
     parts = _row_parts(n)
     losses = np.empty(n, np.float64)
     dbias_parts = np.zeros((len(parts), V), logits.dtype)
-    starts = {lo: k for k, (lo, _) in enumerate(parts)}
-
-    def task(lo: int, hi: int) -> None:
-        _xent_rows(logits, targets, 1.0 / n, lo, hi, losses, dbias_parts[starts[lo]])
-
-    run_row_parts(parts, task)
+    run_parts([partial(_xent_rows, logits, targets, 1.0 / n, lo, hi, losses, dbias_parts[k])
+               for k, (lo, hi) in enumerate(parts)])
     dbias = dbias_parts[0]
     for extra in dbias_parts[1:]:
         dbias += extra
@@ -92,9 +90,9 @@ def fused_target_logprobs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray
     """target_logprobs with the fused kernel: logits (N, V) (left as they are), targets (N,)
     -> (N,) float64."""
     from .kernels.softmax import _logprob_rows
-    from .stack import run_row_parts
+    from .stack import run_parts
 
     _check(logits, targets)
     out = np.empty(logits.shape[0], np.float64)
-    run_row_parts(_row_parts(len(out)), lambda lo, hi: _logprob_rows(logits, targets, lo, hi, out))
+    run_parts([partial(_logprob_rows, logits, targets, lo, hi, out) for lo, hi in _row_parts(len(out))])
     return out

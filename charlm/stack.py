@@ -22,7 +22,7 @@ from typing import Callable
 
 from .kernels.threads import sequential_blas
 
-__all__ = ["chunk_bounds", "run_wavefront", "run_row_parts", "available_workers"]
+__all__ = ["chunk_bounds", "run_wavefront", "run_parts", "available_workers"]
 
 # Chunks of about T/16 steps, at least 4: with L=2 the wavefront takes K+1 phases for 2K chunk
 # tasks (1.9x ideal for K=16), while a phase's hand-off (~0.1 ms) stays small beside a chunk's
@@ -74,15 +74,15 @@ def run_wavefront(layers: int, chunks: int, task: Callable[[int, int], None],
                 _run_phase(pool, task, cells)
 
 
-def run_row_parts(parts: list[tuple[int, int]], task: Callable[[int, int], None]) -> None:
-    """Call task(lo, hi) for each row range, in parallel on the cores there are (all of them
-    on pool threads, so that 4 parts on 2 cores split 2 and 2). Return when all have ended."""
-    workers = min(len(parts), available_workers())
+def run_parts(calls: list[Callable[[], None]]) -> None:
+    """Run independent calls in parallel on the cores there are (all of them on pool threads,
+    so that 4 calls on 2 cores split 2 and 2). Return when all have ended, raising the first error."""
+    workers = min(len(calls), available_workers())
     if workers <= 1:
-        for lo, hi in parts:
-            task(lo, hi)
+        for call in calls:
+            call()
         return
-    pending = [_pool(workers).submit(task, lo, hi) for lo, hi in parts]
+    pending = [_pool(workers).submit(call) for call in calls]
     futures.wait(pending)
     for f in pending:
         f.result()
