@@ -46,8 +46,9 @@ def train(
     lr: Annotated[Optional[float], Opt(help="Learning rate. \\[default: 0.003 char, 0.002 word]")] = None,
     clip: Annotated[float, Opt(help="Gradient clipping threshold (0: off).")] = 5.0,
     clip_mode: Annotated[str, Opt(help="norm (global L2 norm) or value (element-wise).")] = "norm",
-    schedule: Annotated[str, Opt(help="Learning rate: plateau (decay when validation stalls), or over the run (needs --steps, --epochs or --time): cosine, or wsd (plateau decay, then linear to 0 over the last 20%); auto: wsd when the run has a length, else plateau.")] = "auto",
+    schedule: Annotated[str, Opt(help="Learning rate: plateau (decay when validation stalls), or over the run (needs --steps, --epochs or --time): cosine, or wsd (plateau decay, then linear to 0 over the last --decay of the run); auto: wsd when the run has a length, else plateau.")] = "auto",
     warmup: Annotated[float, Opt(help="cosine, wsd: fraction of the run with a linear warm-up.")] = 0.0,
+    decay: Annotated[float, Opt(help="wsd: fraction at the end of the run over which the rate falls linearly to 0.")] = TrainConfig.decay,
     epochs: Annotated[Optional[float], Opt(help="Stop after this many epochs.")] = None,
     steps: Annotated[Optional[int], Opt(help="Stop after this many steps.")] = None,
     time: Annotated[Optional[str], Opt("--time", help="Stop after this wall-clock time, e.g. 90s, 10m, 1h.")] = None,
@@ -96,7 +97,7 @@ def train(
             cfg = TrainConfig(batch=defaults["batch"], seq_len=defaults["seq_len"],
                               optimizer=a["optimizer"], lr=defaults["lr"], clip=a["clip"],
                               clip_mode=a["clip_mode"], schedule=_schedule(a["schedule"], limits),
-                              warmup=a["warmup"],
+                              warmup=a["warmup"], decay=a["decay"],
                               patience=a["patience"], lr_decay=a["lr_decay"],
                               valid_every=a["valid_every"], valid_frac=a["valid_frac"],
                               seed=a["seed"], **limits)
@@ -124,7 +125,7 @@ def train(
 # Options fixed by the run that --resume continues (the limits --steps/--epochs/--time are not).
 _RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "layers", "hidden", "embed",
                  "dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr", "clip", "clip_mode",
-                 "schedule", "warmup", "patience", "lr_decay", "valid_every", "seed", "preset")
+                 "schedule", "warmup", "decay", "patience", "lr_decay", "valid_every", "seed", "preset")
 _LIMITS = ("epochs", "steps", "time")
 _OPTIONS = _RUN_SETTINGS + _LIMITS
 

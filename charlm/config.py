@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .schedule import WSD_DECAY
+
 CELLS = ("lstm", "gru", "rnn")
 OPTIMIZERS = ("adam", "sgd")
 CLIP_MODES = ("norm", "value")
@@ -62,6 +64,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "plateau"  # "plateau": decay on validation plateaus; "cosine", "wsd": over the run
     warmup: float = 0.0  # cosine, wsd: fraction of the run spent warming up linearly
+    decay: float = WSD_DECAY  # wsd: the last fraction of the run, where the rate falls linearly to 0
 
 
 def to_dict(cfg) -> dict:

@@ -6,7 +6,7 @@ import math
 
 SCHEDULES = ("plateau", "cosine", "wsd")
 BUDGET_SCHEDULES = ("cosine", "wsd")  # set the rate from how far the run is: need its length
-WSD_DECAY = 0.2  # wsd: the last fifth of the run decays the rate linearly to zero
+WSD_DECAY = 0.2  # wsd: by default the last fifth of the run decays the rate linearly to zero
 # Schedules that also lower the rate on a validation plateau: plateau, and wsd during its stable
 # part, where a long budget may otherwise hold a rate the model has outgrown.
 PLATEAU_DECAYS = ("plateau", "wsd")
@@ -40,6 +40,8 @@ def wsd_factor(fraction: float, warmup: float = 0.0, decay: float = WSD_DECAY) -
     return (1.0 - fraction) / decay
 
 
-def budget_factor(schedule: str, fraction: float, warmup: float = 0.0) -> float:
-    """Multiplier of the base rate for a schedule of BUDGET_SCHEDULES."""
-    return cosine_factor(fraction, warmup) if schedule == "cosine" else wsd_factor(fraction, warmup)
+def budget_factor(schedule: str, fraction: float, warmup: float = 0.0, decay: float = WSD_DECAY) -> float:
+    """Multiplier of the base rate for a schedule of BUDGET_SCHEDULES (`decay`: wsd only)."""
+    if schedule == "cosine":
+        return cosine_factor(fraction, warmup)
+    return wsd_factor(fraction, warmup, decay)

@@ -129,7 +129,8 @@ class Trainer:
             return self._roll_back(f"step {pr.step + 1}: the {what} is {loss if what == 'loss' else norm}")
         if cfg.schedule in BUDGET_SCHEDULES:
             fraction = self._run_fraction()
-            self.optimizer.lr = cfg.lr * pr.lr_scale * budget_factor(cfg.schedule, fraction, cfg.warmup)
+            factor = budget_factor(cfg.schedule, fraction, cfg.warmup, cfg.decay)
+            self.optimizer.lr = cfg.lr * pr.lr_scale * factor
         with _quiet_overflow():  # an overflow to inf shows as a NaN/inf loss at the next step
             self.optimizer.step(self.model.params, grads)
         self._snapshot_is_current = False

@@ -247,6 +247,9 @@ BAD_TRAIN_OPTIONS = [
     (["--encoding-errors", "loose"], "--encoding-errors"),
     (["--max-vocab", "2", "--level", "word"], "--max-vocab"),
     (["--min-count", "0"], "--min-count"),
+    (["--decay", "0"], "--decay"),
+    (["--decay", "1.5"], "--decay"),
+    (["--warmup", "0.5", "--decay", "0.6"], "--warmup and --decay"),
 ]
 
 

@@ -52,6 +52,25 @@ def test_wsd_factor_warms_up_holds_then_decays_linearly_to_zero():
     assert all(a > b for a, b in zip(values, values[1:]))
 
 
+def test_wsd_factor_decays_over_the_given_fraction():
+    assert wsd_factor(0.6, decay=0.4) == 1.0
+    assert wsd_factor(0.7, decay=0.4) == pytest.approx(0.75)
+    assert wsd_factor(0.8, decay=0.4) == pytest.approx(0.5)
+    assert wsd_factor(0.5, decay=1.0) == pytest.approx(0.5)  # the whole run is a linear decay
+    assert wsd_factor(0.05, warmup=0.1, decay=0.9) == pytest.approx(0.5)
+
+
+def test_wsd_run_decays_over_the_decay_option(corpus_file, tmp_path):
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(app, ["train", str(corpus_file), "-o", str(out), *TINY, "--steps", "40",
+                                      "--schedule", "wsd", "--decay", "0.5", "--lr", "0.01"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "m.metrics.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in rows if r["event"] == "step"}
+    assert lrs[20] == 0.01  # step 20 used fraction 19/40: still stable
+    assert lrs[30] == pytest.approx(0.01 * (1 - 29 / 40) / 0.5, rel=1e-6)
+
+
 def test_wsd_run_holds_the_rate_then_lowers_it(corpus_file, tmp_path):
     out = tmp_path / "m.safetensors"
     result = CliRunner().invoke(app, ["train", str(corpus_file), "-o", str(out), *TINY, "--steps", "50",
