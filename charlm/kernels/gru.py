@@ -36,21 +36,26 @@ def gru_forward(xw, w_hh_t, b_hh, h0, hs, ghn, gh, keep):
         h_out = hs[t]
         ghn_t = ghn[t] if keep else ghn[0]
         for b in range(B):
-            xb = x_t[b]
-            gb = gh[b]
-            hp = h_prev[b]
-            ho = h_out[b]
-            gnb = ghn_t[b]
-            for k in range(H):
-                r = sigmoid(xb[k] + gb[k] + b_hh[k])
-                z = sigmoid(xb[H + k] + gb[H + k] + b_hh[H + k])
-                hn = gb[2 * H + k] + b_hh[2 * H + k]
-                n = tanh(xb[2 * H + k] + r * hn)
-                ho[k] = n + z * (hp[k] - n)
-                xb[k] = r  # stored unconditionally: a branch here stops the loop vectorizing
-                xb[H + k] = z
-                xb[2 * H + k] = n
-                gnb[k] = hn
+            _cell_forward(x_t[b], gh[b], b_hh, h_prev[b], h_out[b], ghn_t[b])
+
+
+@njit(**JIT_OPTIONS)
+def _cell_forward(xb, gb, b_hh, hp, ho, gnb):
+    """One row of a step: xb (3H,) pre-activations from the input, overwritten with the
+    activations r,z,n; gb (3H,) h_{t-1} W_hh^T; hp (H,) h_{t-1}; ho (H,) out: h_t;
+    gnb (H,) out: gh_n. Its own function: LLVM vectorizes it there, not inline in the step loop
+    (see lstm._cell_forward)."""
+    H = hp.shape[0]
+    for k in range(H):
+        r = sigmoid(xb[k] + gb[k] + b_hh[k])
+        z = sigmoid(xb[H + k] + gb[H + k] + b_hh[H + k])
+        hn = gb[2 * H + k] + b_hh[2 * H + k]
+        n = tanh(xb[2 * H + k] + r * hn)
+        ho[k] = n + z * (hp[k] - n)
+        xb[k] = r  # stored unconditionally: a branch here stops the loop vectorizing
+        xb[H + k] = z
+        xb[2 * H + k] = n
+        gnb[k] = hn
 
 
 @njit(**JIT_OPTIONS)
@@ -68,33 +73,36 @@ def gru_backward(gates, ghn, hs, h0, w_hh, dhs, dh, dg, dhz):
         gn_t = ghn[t]
         dh_t = dhs[t]
         for b in range(B):
-            gb = g_t[b]
-            gnb = gn_t[b]
-            hp = h_prev[b]
-            dhb = dh_t[b]
-            dhr = dh[b]
-            dgb = dg[b]
-            dzb = dhz[b]
-            for k in range(H):
-                r = gb[k]
-                z = gb[H + k]
-                n = gb[2 * H + k]
-                dhv = dhb[k] + dhr[k]
-                dn_pre = (dhv - dhv * z) * dtanh(n)
-                dr_pre = dn_pre * gnb[k] * dsigmoid(r)
-                dz_pre = dhv * (hp[k] - n) * dsigmoid(z)
-                dgh_n = dn_pre * r
-                gb[k] = dr_pre
-                gb[H + k] = dz_pre
-                gb[2 * H + k] = dn_pre
-                gnb[k] = dgh_n
-                dgb[k] = dr_pre
-                dgb[H + k] = dz_pre
-                dgb[2 * H + k] = dgh_n
-                dzb[k] = dhv * z
+            _cell_backward(g_t[b], gn_t[b], h_prev[b], dh_t[b], dh[b], dg[b], dhz[b])
         np.dot(dg, w_hh, dh)
         for b in range(B):
             dhr = dh[b]
             dzb = dhz[b]
             for k in range(H):
                 dhr[k] += dzb[k]
+
+
+@njit(**JIT_OPTIONS)
+def _cell_backward(gb, gnb, hp, dhb, dhr, dgb, dzb):
+    """One row of a step backward: gb (3H,) activations r,z,n, overwritten with dL/dxw;
+    gnb (H,) gh_n, overwritten with dL/d(gh_n); hp (H,) h_{t-1}; dhb (H,) dL/dh_t from above;
+    dhr (H,) from step t+1; dgb (3H,) out: dL/d(h_{t-1} W_hh^T + b_hh); dzb (H,) out: the
+    direct part of dL/dh_{t-1} (through z)."""
+    H = hp.shape[0]
+    for k in range(H):
+        r = gb[k]
+        z = gb[H + k]
+        n = gb[2 * H + k]
+        dhv = dhb[k] + dhr[k]
+        dn_pre = (dhv - dhv * z) * dtanh(n)
+        dr_pre = dn_pre * gnb[k] * dsigmoid(r)
+        dz_pre = dhv * (hp[k] - n) * dsigmoid(z)
+        dgh_n = dn_pre * r
+        gb[k] = dr_pre
+        gb[H + k] = dz_pre
+        gb[2 * H + k] = dn_pre
+        gnb[k] = dgh_n
+        dgb[k] = dr_pre
+        dgb[H + k] = dz_pre
+        dgb[2 * H + k] = dgh_n
+        dzb[k] = dhv * z

@@ -39,23 +39,31 @@ def lstm_forward(xw, w_hh_t, b_hh, h0, c0, hs, cs, gh, keep):
         x_t = xw[t]
         h_out = hs[t]
         for b in range(B):
-            xb = x_t[b]
-            gb = gh[b]
-            cp = c_prev[b]
-            co = c_out[b]
-            ho = h_out[b]
-            for k in range(H):
-                i = sigmoid(xb[k] + gb[k] + b_hh[k])
-                f = sigmoid(xb[H + k] + gb[H + k] + b_hh[H + k])
-                g = tanh(xb[2 * H + k] + gb[2 * H + k] + b_hh[2 * H + k])
-                o = sigmoid(xb[3 * H + k] + gb[3 * H + k] + b_hh[3 * H + k])
-                c = f * cp[k] + i * g
-                co[k] = c
-                ho[k] = o * tanh(c)
-                xb[k] = i  # stored unconditionally: a branch here stops the loop vectorizing
-                xb[H + k] = f
-                xb[2 * H + k] = g
-                xb[3 * H + k] = o
+            _cell_forward(x_t[b], gh[b], b_hh, c_prev[b], c_out[b], h_out[b])
+
+
+@njit(**JIT_OPTIONS)
+def _cell_forward(xb, gb, b_hh, cp, co, ho):
+    """One row of a step: xb (4H,) pre-activations from the input, overwritten with the
+    activations i,f,g,o; gb (4H,) from h_{t-1}; cp (H,) c_{t-1}; co, ho (H,) out: c_t, h_t.
+
+    A function of its own, not a loop inside the step loop: written inline there, LLVM left
+    this loop several times slower (measured: 24 ns a cell against 4 ns for B=64, H=384;
+    the whole forward of 100 such steps 148 -> 93 ms, the backward 124 -> 101 ms, on one core).
+    The plain RNN row (one tanh) vectorizes inline and gained nothing from the same change."""
+    H = cp.shape[0]
+    for k in range(H):
+        i = sigmoid(xb[k] + gb[k] + b_hh[k])
+        f = sigmoid(xb[H + k] + gb[H + k] + b_hh[H + k])
+        g = tanh(xb[2 * H + k] + gb[2 * H + k] + b_hh[2 * H + k])
+        o = sigmoid(xb[3 * H + k] + gb[3 * H + k] + b_hh[3 * H + k])
+        c = f * cp[k] + i * g
+        co[k] = c
+        ho[k] = o * tanh(c)
+        xb[k] = i  # stored unconditionally: a branch here stops the loop vectorizing
+        xb[H + k] = f
+        xb[2 * H + k] = g
+        xb[3 * H + k] = o
 
 
 @njit(**JIT_OPTIONS)
@@ -72,23 +80,27 @@ def lstm_backward(gates, cs, c0, w_hh, dhs, dh, dc):
         c_t = cs[t]
         dh_t = dhs[t]
         for b in range(B):
-            gb = g_t[b]
-            cb = c_t[b]
-            cp = c_prev[b]
-            dhb = dh_t[b]
-            dhr = dh[b]
-            dcb = dc[b]
-            for k in range(H):
-                i = gb[k]
-                f = gb[H + k]
-                g = gb[2 * H + k]
-                o = gb[3 * H + k]
-                tc = tanh(cb[k])
-                dhv = dhb[k] + dhr[k]
-                dcv = dcb[k] + dhv * o * dtanh(tc)
-                dcb[k] = dcv * f
-                gb[k] = dcv * g * dsigmoid(i)
-                gb[H + k] = dcv * cp[k] * dsigmoid(f)
-                gb[2 * H + k] = dcv * i * dtanh(g)
-                gb[3 * H + k] = dhv * tc * dsigmoid(o)
+            _cell_backward(g_t[b], c_t[b], c_prev[b], dh_t[b], dh[b], dc[b])
         np.dot(g_t, w_hh, dh)
+
+
+@njit(**JIT_OPTIONS)
+def _cell_backward(gb, cb, cp, dhb, dhr, dcb):
+    """One row of a step backward: gb (4H,) activations i,f,g,o, overwritten with the gradients
+    of their pre-activations; cb, cp (H,) c_t and c_{t-1}; dhb (H,) dL/dh_t from above;
+    dhr, dcb (H,) in: gradient from step t+1 into h_t and c_t; dcb out: into c_{t-1}.
+    (Own function for the same reason as _cell_forward.)"""
+    H = cb.shape[0]
+    for k in range(H):
+        i = gb[k]
+        f = gb[H + k]
+        g = gb[2 * H + k]
+        o = gb[3 * H + k]
+        tc = tanh(cb[k])
+        dhv = dhb[k] + dhr[k]
+        dcv = dcb[k] + dhv * o * dtanh(tc)
+        dcb[k] = dcv * f
+        gb[k] = dcv * g * dsigmoid(i)
+        gb[H + k] = dcv * cp[k] * dsigmoid(f)
+        gb[2 * H + k] = dcv * i * dtanh(g)
+        gb[3 * H + k] = dhv * tc * dsigmoid(o)
