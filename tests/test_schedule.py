@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -9,6 +10,7 @@ from typer.testing import CliRunner
 from charlm.cli import app
 from charlm import events
 from charlm.schedule import cosine_factor, wsd_factor
+from charlm.train import VALIDATION_MARGIN
 from conftest import TINY
 
 
@@ -99,13 +101,28 @@ def test_time_budget_stops_before_a_step_and_the_validation_would_overrun(corpus
     trainer = _timed_trainer(corpus_file, tmp_path)
     pr = trainer.progress
     pr.elapsed, pr.tokens = 90.0, 9000
-    trainer._step_seconds, trainer._valid_seconds = 2.0, 5.0
+    trainer._step_seconds, trainer._valid_seconds = 2.0, 4.0
+    assert trainer._closing_reserve() == pytest.approx(4.0 * VALIDATION_MARGIN) == pytest.approx(5.0)
     assert trainer._limit_reached() is None  # 90 + 2 + 5 <= 100: one more step fits
     pr.elapsed = 93.5
     assert trainer._limit_reached() == "reached --time 100s"  # 93.5 + 2 + 5 > 100
     # the schedule runs over the time left for training: it ends where training ends
     pr.elapsed = 95.0
     assert trainer._run_fraction() == pytest.approx(1.0)
+
+
+def test_the_reserve_is_the_whole_last_validation_model_save_included(corpus_file, tmp_path, monkeypatch):
+    import charlm.train as train_module
+
+    trainer = _timed_trainer(corpus_file, tmp_path, budget=1e6)
+    monkeypatch.setattr(train_module, "evaluate_loss", lambda *a, **k: 2.0)
+
+    def slow_save(*args, **kwargs):
+        time.sleep(0.2)
+
+    monkeypatch.setattr(train_module, "save_model", slow_save)
+    list(trainer._validate(time.perf_counter()))  # improves: the model is saved
+    assert trainer._valid_seconds >= 0.2
 
 
 def test_before_any_validation_the_reserve_is_guessed_from_the_training_rate(corpus_file, tmp_path):
