@@ -45,6 +45,7 @@ def test_each_preset_trains_and_is_recorded(corpus, name):  # noqa: F811
     assert h["train"]["lr"] == options["lr"]
     assert h["train"]["optimizer"] == options.get("optimizer", "adam")
     assert h["train"]["schedule"] == options.get("schedule", "plateau")
+    assert h["train"]["decay"] == options.get("decay", 0.2)
     assert h["model"]["tie"] == options.get("tie", False)
     assert h["model"]["dropout"] == options["dropout"]
     # ... and the command line's where it speaks
