@@ -27,8 +27,7 @@ def gru_forward(xw, w_hh_t, b_hh, h0, hs, ghn, gh, keep):
     w_hh_t (H,3H) = W_hh^T contiguous; b_hh (3H,); h0 (B,H).
     hs (T,B,H): out, h of every step. ghn (T,B,H): out, gh_n = h_{t-1} W_hn^T + b_hn of every step
     (when not keep, (1,B,H) scratch rewritten every step). gh (B,3H): scratch."""
-    T, B, G = xw.shape
-    H = G // 3
+    T, B, _ = xw.shape
     for t in range(T):
         h_prev = h0 if t == 0 else hs[t - 1]
         np.dot(h_prev, w_hh_t, gh)

@@ -25,8 +25,7 @@ def lstm_forward(xw, w_hh_t, b_hh, h0, c0, hs, cs, gh, keep):
     w_hh_t (H,4H) = W_hh^T contiguous; b_hh (4H,); h0, c0 (B,H).
     hs (T,B,H): out, h of every step. cs: out, c of every step (T,B,H) if keep, else (1,B,H)
     holding the last c. gh (B,4H): scratch for h_{t-1} W_hh^T."""
-    T, B, G = xw.shape
-    H = G // 4
+    T, B, _ = xw.shape
     for t in range(T):
         h_prev = h0 if t == 0 else hs[t - 1]
         if keep:
@@ -72,8 +71,7 @@ def lstm_backward(gates, cs, c0, w_hh, dhs, dh, dc):
     gates), which is both dL/dxw and dL/d(h W_hh^T + b_hh).
     cs (T,B,H) c of every step; c0 (B,H); w_hh (4H,H) contiguous; dhs (T,B,H) read only.
     dh, dc (B,H): in: gradient into the final h and c; out: gradient w.r.t. h0 and c0."""
-    T, B, G = gates.shape
-    H = G // 4
+    T, B, _ = gates.shape
     for t in range(T - 1, -1, -1):
         c_prev = c0 if t == 0 else cs[t - 1]
         g_t = gates[t]
