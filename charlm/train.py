@@ -189,8 +189,8 @@ class Trainer:
         t0 = time.perf_counter()
         with _quiet_overflow():
             loss = evaluate_loss(self.model, self.valid_ids, cfg.batch, cfg.seq_len)
-        self._valid_seconds = time.perf_counter() - t0
         if not (math.isfinite(loss) and self._params_finite()):
+            self._valid_seconds = time.perf_counter() - t0
             problem = f"the loss is {loss}" if not math.isfinite(loss) else "the weights hold NaN or inf"
             yield events.Notice(self._roll_back(f"the validation of step {pr.step}: {problem}"))
             self._save_state()
@@ -214,7 +214,7 @@ class Trainer:
                 self.optimizer.lr *= cfg.lr_decay
                 pr.lr_scale *= cfg.lr_decay  # wsd: the schedule's rate is lowered from now on
                 yield events.Notice(f"validation plateau: learning rate lowered to {self.optimizer.lr:.3g}")
-        self._valid_seconds = time.perf_counter() - t0  # with the model save: the closing one has it too
+        self._valid_seconds = time.perf_counter() - t0  # model save included: the closing one has it too
         pr.elapsed = time.perf_counter() - start
         bpc = bits_per_char(loss) if self.tokenizer.level == "char" else None
         yield events.Validated(pr.step, self.epoch, loss, perplexity(loss), bpc, improved, pr.elapsed)
