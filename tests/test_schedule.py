@@ -25,13 +25,18 @@ def test_cosine_factor_warms_up_then_decays_to_the_floor():
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 
-def test_cosine_run_lowers_the_rate_towards_zero(corpus_file, tmp_path):
+def _step_rates(corpus_file, tmp_path, *options) -> dict[int, float]:
+    """Train TINY with the options; the learning rate of each logged step."""
     out = tmp_path / "m.safetensors"
-    result = CliRunner().invoke(app, ["train", str(corpus_file), "-o", str(out), *TINY, "--steps", "40",
-                                      "--schedule", "cosine", "--lr", "0.01", "--valid-every", "20"])
+    result = CliRunner().invoke(app, ["train", str(corpus_file), "-o", str(out), *TINY, *options])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (tmp_path / "m.metrics.jsonl").read_text().splitlines()]
-    lrs = [r["lr"] for r in rows if r["event"] == "step"]
+    return {r["step"]: r["lr"] for r in rows if r["event"] == "step"}
+
+
+def test_cosine_run_lowers_the_rate_towards_zero(corpus_file, tmp_path):
+    lrs = list(_step_rates(corpus_file, tmp_path, "--steps", "40", "--schedule", "cosine", "--lr", "0.01",
+                           "--valid-every", "20").values())  # in step order
     assert lrs[0] == pytest.approx(0.01 * cosine_factor(9 / 40), rel=1e-6)  # the rate step 10 used
     assert lrs[-1] == pytest.approx(0.01 * cosine_factor(39 / 40), rel=1e-6) and lrs[-1] < 1e-4
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
@@ -63,23 +68,15 @@ def test_wsd_factor_decays_over_the_given_fraction():
 
 
 def test_wsd_run_decays_over_the_decay_option(corpus_file, tmp_path):
-    out = tmp_path / "m.safetensors"
-    result = CliRunner().invoke(app, ["train", str(corpus_file), "-o", str(out), *TINY, "--steps", "40",
-                                      "--schedule", "wsd", "--decay", "0.5", "--lr", "0.01"])
-    assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in (tmp_path / "m.metrics.jsonl").read_text().splitlines()]
-    lrs = {r["step"]: r["lr"] for r in rows if r["event"] == "step"}
+    lrs = _step_rates(corpus_file, tmp_path, "--steps", "40", "--schedule", "wsd", "--decay", "0.5",
+                      "--lr", "0.01")
     assert lrs[20] == 0.01  # step 20 used fraction 19/40: still stable
     assert lrs[30] == pytest.approx(0.01 * (1 - 29 / 40) / 0.5, rel=1e-6)
 
 
 def test_wsd_run_holds_the_rate_then_lowers_it(corpus_file, tmp_path):
-    out = tmp_path / "m.safetensors"
-    result = CliRunner().invoke(app, ["train", str(corpus_file), "-o", str(out), *TINY, "--steps", "50",
-                                      "--schedule", "wsd", "--lr", "0.01", "--valid-every", "25"])
-    assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in (tmp_path / "m.metrics.jsonl").read_text().splitlines()]
-    lrs = {r["step"]: r["lr"] for r in rows if r["event"] == "step"}
+    lrs = _step_rates(corpus_file, tmp_path, "--steps", "50", "--schedule", "wsd", "--lr", "0.01",
+                      "--valid-every", "25")
     assert lrs[10] == lrs[40] == 0.01  # the rate steps 10..40 used: stable
     assert lrs[50] == pytest.approx(0.01 * wsd_factor(49 / 50), rel=1e-6) == pytest.approx(1e-3)
 
