@@ -208,7 +208,7 @@ _TRAIN_TYPES = {  # TrainConfig field -> (accepted JSON types, lowest value)
     "clip": (float, 0.0), "lr_decay": (float, 0.0), "valid_frac": (float, 0.0),
     "weight_decay": (float, 0.0), "epochs": (float, 0.0), "time_budget": (float, 0.0),
     "optimizer": (str, None), "clip_mode": (str, None), "schedule": (str, None),
-    "warmup": (float, 0.0), "decay": (float, 0.0),
+    "warmup": (float, 0.0), "decay": (float, 0.0), "beta2": (float, 0.0),
 }
 
 

@@ -44,6 +44,7 @@ def train(
     seq_len: Annotated[Optional[int], Opt(help="Tokens per BPTT window. \\[default: 100 char, 35 word]")] = None,
     optimizer: Annotated[str, Opt(help="adam or sgd.")] = "adam",
     lr: Annotated[Optional[float], Opt(help="Learning rate. \\[default: 0.003 char, 0.002 word]")] = None,
+    beta2: Annotated[float, Opt(help="Adam: decay of the average of squared gradients (PyTorch's betas[1]).")] = TrainConfig.beta2,
     clip: Annotated[float, Opt(help="Gradient clipping threshold (0: off).")] = 5.0,
     clip_mode: Annotated[str, Opt(help="norm (global L2 norm) or value (element-wise).")] = "norm",
     schedule: Annotated[str, Opt(help="Learning rate: plateau (decay when validation stalls), or over the run (needs --steps, --epochs or --time): cosine, or wsd (plateau decay, then linear to 0 over the last --decay of the run); auto: wsd when the run has a length, else plateau.")] = "auto",
@@ -95,7 +96,7 @@ def train(
                                     init=a["init"])
             tok_cfg = TokenizerConfig(level=a["level"], max_vocab=a["max_vocab"], min_count=a["min_count"])
             cfg = TrainConfig(batch=defaults["batch"], seq_len=defaults["seq_len"],
-                              optimizer=a["optimizer"], lr=defaults["lr"], clip=a["clip"],
+                              optimizer=a["optimizer"], lr=defaults["lr"], beta2=a["beta2"], clip=a["clip"],
                               clip_mode=a["clip_mode"], schedule=_schedule(a["schedule"], limits),
                               warmup=a["warmup"], decay=a["decay"],
                               patience=a["patience"], lr_decay=a["lr_decay"],
@@ -124,7 +125,7 @@ def train(
 
 # Options fixed by the run that --resume continues (the limits --steps/--epochs/--time are not).
 _RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "layers", "hidden", "embed",
-                 "dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr", "clip", "clip_mode",
+                 "dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr", "beta2", "clip", "clip_mode",
                  "schedule", "warmup", "decay", "patience", "lr_decay", "valid_every", "seed", "preset")
 _LIMITS = ("epochs", "steps", "time")
 _OPTIONS = _RUN_SETTINGS + _LIMITS

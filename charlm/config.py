@@ -65,6 +65,9 @@ class TrainConfig:
     schedule: str = "plateau"  # "plateau": decay on validation plateaus; "cosine", "wsd": over the run
     warmup: float = 0.0  # cosine, wsd: fraction of the run spent warming up linearly
     decay: float = WSD_DECAY  # wsd: the last fraction of the run, where the rate falls linearly to 0
+    # adam: decay of the running average of squared gradients (PyTorch's betas[1]). A short run's
+    # few hundred steps are fewer than 0.999's memory of ~1,000: 0.99 follows the shrinking gradients.
+    beta2: float = 0.999
 
 
 def to_dict(cfg) -> dict:

@@ -250,6 +250,8 @@ BAD_TRAIN_OPTIONS = [
     (["--decay", "0"], "--decay"),
     (["--decay", "1.5"], "--decay"),
     (["--warmup", "0.5", "--decay", "0.6"], "--warmup and --decay"),
+    (["--beta2", "1"], "--beta2"),
+    (["--beta2", "0"], "--beta2"),
 ]
 
 
@@ -258,6 +260,20 @@ def test_bad_train_option_is_usage_error(corpus, extra, words):
     result = run(["train", "corpus.txt", *TINY, "--steps", "2", *extra])
     assert_user_error(result, 2, words)
     assert not (corpus.parent / "charlm.safetensors").exists()
+
+
+def test_beta2_reaches_adam_and_the_model_file(corpus):
+    """--beta2 is Adam's betas[1] (tests/test_optim.py checks Adam's betas against PyTorch)."""
+    def weights_and_beta2(beta2):
+        result = run(["train", "corpus.txt", *TINY, "--steps", "4", "--lr", "0.01", "--beta2", beta2])
+        assert result.exit_code == 0, result.output
+        tensors, meta = load_tensors(str(corpus.parent / "charlm.safetensors"))
+        return tensors, json.loads(meta["charlm"])["train"]["beta2"]
+
+    default, b_default = weights_and_beta2("0.999")
+    faster, b_faster = weights_and_beta2("0.9")
+    assert (b_default, b_faster) == (0.999, 0.9)
+    assert not np.array_equal(default["rnn.weight_hh_l0"], faster["rnn.weight_hh_l0"])
 
 
 @given(data=st.one_of(st.binary(max_size=400), st.text(max_size=300).map(str.encode),
