@@ -37,6 +37,10 @@ EARLY_STOP_DECAYS = 3  # plateaus without improvement before early stopping
 # shared machine the same validation took 7.1 to 8.1 s in one PTB run, and the closing one ran
 # 2 s past the 600 s budget when the reserve was the last duration alone.
 VALIDATION_MARGIN = 1.25
+# Under --time, a scheduled validation is skipped when the closing one is due within this
+# fraction of the validation interval: it would score nearly the same weights twice (a PTB
+# 10-minute run validated at step 3,600 and closed at 3,620, 8 s spent twice).
+SKIP_BEFORE_CLOSE = 0.25
 
 
 class Trainer:
@@ -111,7 +115,7 @@ class Trainer:
                 yield events.Notice(notice)
             elif pr.step % cfg.log_every == 0:
                 yield interval.report(self, time.perf_counter())
-            if not notice and pr.step % self.valid_every == 0:
+            if not notice and pr.step % self.valid_every == 0 and not self._closing_is_near():
                 yield from self._validate(start)
             reason = self._stop_reason or self._limit_reached()
         if pr.last_valid_step != pr.step:
@@ -232,6 +236,15 @@ class Trainer:
         if self._unbounded() and pr.plateaus_since_best >= EARLY_STOP_DECAYS:
             return "validation loss stopped improving (early stopping)"
         return None
+
+    def _closing_is_near(self) -> bool:
+        """Under --time: does the budget end within SKIP_BEFORE_CLOSE of a validation interval
+        (in steps at the last step's pace), so the closing validation follows soon?"""
+        budget = self.cfg.time_budget
+        if budget is None or self._step_seconds <= 0:
+            return False
+        seconds_left = budget - self.progress.elapsed - self._closing_reserve()
+        return seconds_left < SKIP_BEFORE_CLOSE * self.valid_every * self._step_seconds
 
     def _run_fraction(self) -> float:
         """How far the run is, 0..1: by steps when --steps/--epochs bound it (reproducible),

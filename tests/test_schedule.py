@@ -108,6 +108,29 @@ def test_time_budget_stops_before_a_step_and_the_validation_would_overrun(corpus
     assert trainer._run_fraction() == pytest.approx(1.0)
 
 
+def test_a_scheduled_validation_just_before_the_closing_one_is_skipped(corpus_file, tmp_path):
+    trainer = _timed_trainer(corpus_file, tmp_path)
+    trainer.valid_every = 40
+    pr = trainer.progress
+    trainer._step_seconds, trainer._valid_seconds = 0.5, 4.0  # closing reserve 5 s
+    pr.elapsed = 84.0  # 11 s left for 22 steps: more than a quarter of the interval (10 steps)
+    assert not trainer._closing_is_near()
+    pr.elapsed = 90.5  # 4.5 s left for 9 steps: the closing validation comes soon
+    assert trainer._closing_is_near()
+    trainer.cfg = dataclasses.replace(trainer.cfg, time_budget=None)  # --steps/--epochs: never
+    assert not trainer._closing_is_near()
+
+
+@pytest.mark.parametrize("near,validated", [(False, [5, 10, 12]), (True, [12])])
+def test_the_loop_skips_scheduled_validations_when_the_closing_one_is_near(
+        corpus_file, tmp_path, near, validated):
+    trainer = _timed_trainer(corpus_file, tmp_path, budget=1e6)
+    trainer.cfg = dataclasses.replace(trainer.cfg, steps=12)
+    trainer.valid_every = 5
+    trainer._closing_is_near = lambda: near
+    assert [e.step for e in trainer.run() if isinstance(e, events.Validated)] == validated
+
+
 def test_the_reserve_is_the_whole_last_validation_model_save_included(corpus_file, tmp_path, monkeypatch):
     import charlm.train as train_module
 
