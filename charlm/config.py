@@ -65,8 +65,9 @@ class TrainConfig:
     schedule: str = "plateau"  # "plateau": decay on validation plateaus; "cosine", "wsd": over the run
     warmup: float = 0.0  # cosine, wsd: fraction of the run spent warming up linearly
     decay: float = WSD_DECAY  # wsd: the last fraction of the run, where the rate falls linearly to 0
-    # adam: decay of the running average of squared gradients (PyTorch's betas[1]). A short run's
-    # few hundred steps are fewer than 0.999's memory of ~1,000: 0.99 follows the shrinking gradients.
+    # adam: decay of the running average of squared gradients (PyTorch's betas[1]). Lower values
+    # take larger steps as the gradients shrink: shakespeare-3m reached 1.9369 (0.99) and 1.8998
+    # (0.95) at step 156 against 1.8152 with 0.999.
     beta2: float = 0.999
 
 
