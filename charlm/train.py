@@ -238,12 +238,13 @@ class Trainer:
         return None
 
     def _closing_is_near(self) -> bool:
-        """Under --time: does the budget end within SKIP_BEFORE_CLOSE of a validation interval
-        (in steps at the last step's pace), so the closing validation follows soon?"""
+        """Under --time: would a validation now leave less than SKIP_BEFORE_CLOSE of a validation
+        interval (in steps at the last step's pace) before the closing one?"""
         budget = self.cfg.time_budget
         if budget is None or self._step_seconds <= 0:
             return False
-        seconds_left = budget - self.progress.elapsed - self._closing_reserve()
+        this_validation = self._valid_seconds or 0.0
+        seconds_left = budget - self.progress.elapsed - this_validation - self._closing_reserve()
         return seconds_left < SKIP_BEFORE_CLOSE * self.valid_every * self._step_seconds
 
     def _run_fraction(self) -> float:

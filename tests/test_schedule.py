@@ -113,9 +113,9 @@ def test_a_scheduled_validation_just_before_the_closing_one_is_skipped(corpus_fi
     trainer.valid_every = 40
     pr = trainer.progress
     trainer._step_seconds, trainer._valid_seconds = 0.5, 4.0  # closing reserve 5 s
-    pr.elapsed = 84.0  # 11 s left for 22 steps: more than a quarter of the interval (10 steps)
+    pr.elapsed = 80.0  # after this validation 11 s for 22 steps: over a quarter interval (10 steps)
     assert not trainer._closing_is_near()
-    pr.elapsed = 90.5  # 4.5 s left for 9 steps: the closing validation comes soon
+    pr.elapsed = 86.5  # after it 4.5 s for 9 steps: the closing validation would follow too soon
     assert trainer._closing_is_near()
     trainer.cfg = dataclasses.replace(trainer.cfg, time_budget=None)  # --steps/--epochs: never
     assert not trainer._closing_is_near()
