@@ -37,9 +37,9 @@ EARLY_STOP_DECAYS = 3  # plateaus without improvement before early stopping
 # shared machine the same validation took 7.1 to 8.1 s in one PTB run, and the closing one ran
 # 2 s past the 600 s budget when the reserve was the last duration alone.
 VALIDATION_MARGIN = 1.25
-# Under --time, a scheduled validation is skipped when the closing one is due within this
-# fraction of the validation interval: it would score nearly the same weights twice (a PTB
-# 10-minute run validated at step 3,600 and closed at 3,620, 8 s spent twice).
+# Under --time, a scheduled validation is skipped when it would leave less than this fraction
+# of the validation interval before the closing one: it would score nearly the same weights
+# twice (a PTB 10-minute run validated at step 3,600 and closed at 3,620, 8 s spent twice).
 SKIP_BEFORE_CLOSE = 0.25
 
 

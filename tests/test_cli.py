@@ -271,9 +271,9 @@ def test_beta2_reaches_adam_and_the_model_file(corpus):
         return tensors, json.loads(meta["charlm"])["train"]["beta2"]
 
     default, b_default = weights_and_beta2("0.999")
-    faster, b_faster = weights_and_beta2("0.9")
-    assert (b_default, b_faster) == (0.999, 0.9)
-    assert not np.array_equal(default["rnn.weight_hh_l0"], faster["rnn.weight_hh_l0"])
+    short_memory, b_short = weights_and_beta2("0.9")
+    assert (b_default, b_short) == (0.999, 0.9)
+    assert not np.array_equal(default["rnn.weight_hh_l0"], short_memory["rnn.weight_hh_l0"])
 
 
 @given(data=st.one_of(st.binary(max_size=400), st.text(max_size=300).map(str.encode),
