@@ -230,8 +230,7 @@ class Trainer:
             return f"reached --steps {cfg.steps}"
         if cfg.epochs is not None and self.epoch >= cfg.epochs:
             return f"reached --epochs {cfg.epochs:g}"
-        if cfg.time_budget is not None and (
-                pr.elapsed + self._step_seconds + self._closing_reserve() > cfg.time_budget):
+        if cfg.time_budget is not None and self._seconds_for_training() < self._step_seconds:
             return f"reached --time {cfg.time_budget:g}s"
         if self._unbounded() and pr.plateaus_since_best >= EARLY_STOP_DECAYS:
             return "validation loss stopped improving (early stopping)"
@@ -240,12 +239,14 @@ class Trainer:
     def _closing_is_near(self) -> bool:
         """Under --time: would a validation now leave less than SKIP_BEFORE_CLOSE of a validation
         interval (in steps at the last step's pace) before the closing one?"""
-        budget = self.cfg.time_budget
-        if budget is None or self._step_seconds <= 0:
+        if self.cfg.time_budget is None or self._step_seconds <= 0:
             return False
-        this_validation = self._valid_seconds or 0.0
-        seconds_left = budget - self.progress.elapsed - this_validation - self._closing_reserve()
+        seconds_left = self._seconds_for_training() - (self._valid_seconds or 0.0)
         return seconds_left < SKIP_BEFORE_CLOSE * self.valid_every * self._step_seconds
+
+    def _seconds_for_training(self) -> float:
+        """What the --time budget has left once the closing validation's reserve is kept."""
+        return self.cfg.time_budget - self.progress.elapsed - self._closing_reserve()
 
     def _run_fraction(self) -> float:
         """How far the run is, 0..1: by steps when --steps/--epochs bound it (reproducible),
