@@ -37,8 +37,9 @@ def time_lstm(T: int, B: int, H: int, rng) -> tuple[float, float]:
     w_hh_t, b_hh = np.ascontiguousarray(w_hh.T), np.zeros(4 * H, np.float32)
     h0, c0 = np.zeros((B, H), np.float32), np.zeros((B, H), np.float32)
     hs, cs = np.empty((T, B, H), np.float32), np.empty((T, B, H), np.float32)
-    gh, xw = np.empty((B, 4 * H), np.float32), np.empty_like(xw0)
-    forward = best_ms(lambda: lstm_forward(xw, w_hh_t, b_hh, h0, c0, hs, cs, gh, True),
+    gh, gh_tr = np.empty((B, 4 * H), np.float32), np.empty((4 * H, B), np.float32)
+    xw = np.empty_like(xw0)
+    forward = best_ms(lambda: lstm_forward(xw, w_hh, b_hh, h0, c0, hs, cs, gh, gh_tr, True),
                       lambda: np.copyto(xw, xw0))
     gates = xw.copy()  # the activations the forward left
     dhs = rng.standard_normal((T, B, H)).astype(np.float32)
@@ -49,17 +50,19 @@ def time_lstm(T: int, B: int, H: int, rng) -> tuple[float, float]:
         dh.fill(0)
         dc.fill(0)
 
-    backward = best_ms(lambda: lstm_backward(xw, cs, c0, w_hh, dhs, dh, dc), reset)
+    dh_tr = np.empty((H, B), np.float32)
+    backward = best_ms(lambda: lstm_backward(xw, cs, c0, w_hh_t, dhs, dh, dc, dh_tr), reset)
     return forward, backward
 
 
 def time_gru_forward(T: int, B: int, H: int, rng) -> float:
     xw0 = rng.standard_normal((T, B, 3 * H)).astype(np.float32)
-    w_hh_t = (rng.standard_normal((H, 3 * H)) * 0.05).astype(np.float32)
+    w_hh = (rng.standard_normal((3 * H, H)) * 0.05).astype(np.float32)
     b_hh, h0 = np.zeros(3 * H, np.float32), np.zeros((B, H), np.float32)
     hs, ghn = np.empty((T, B, H), np.float32), np.empty((T, B, H), np.float32)
-    gh, xw = np.empty((B, 3 * H), np.float32), np.empty_like(xw0)
-    return best_ms(lambda: gru_forward(xw, w_hh_t, b_hh, h0, hs, ghn, gh, True),
+    gh, gh_tr = np.empty((B, 3 * H), np.float32), np.empty((3 * H, B), np.float32)
+    xw = np.empty_like(xw0)
+    return best_ms(lambda: gru_forward(xw, w_hh, b_hh, h0, hs, ghn, gh, gh_tr, True),
                    lambda: np.copyto(xw, xw0))
 
 

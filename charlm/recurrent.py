@@ -71,7 +71,7 @@ class RecurrentCache:
     h0: np.ndarray  # (B,H)
     c0: np.ndarray | None  # (B,H) LSTM, else None
     c_last: np.ndarray | None  # (B,H) LSTM, else None
-    w_hh: np.ndarray | None = None  # (G*H,H), C-contiguous (keep only)
+    w_hh: np.ndarray | None = None  # (G*H,H), C-contiguous
     cs: np.ndarray | None = None  # (T,B,H) LSTM cell states (keep only)
     ghn: np.ndarray | None = None  # (T,B,H) GRU h W_hn^T + b_hn (keep only)
     used: bool = False  # set by the backward, which consumes the cache
@@ -79,7 +79,7 @@ class RecurrentCache:
     # activations (LSTM, GRU; keep only), the backward with dL/dxw
     xw: np.ndarray | None = None
     b_hh: np.ndarray | None = None  # (G*H,)
-    w_hh_t: np.ndarray | None = None  # (H,G*H) F-contiguous view of w_hh
+    w_hh_t: np.ndarray | None = None  # (H,G*H) C-contiguous copy of W_hh^T (backward only)
     scratch: tuple = ()  # per-layer work buffers of the kernels
     done: int = 0  # forward: steps run so far; backward: first step not yet backpropagated
     dh: np.ndarray | None = None  # (B,H) backward: gradient flowing into h of step `done` - 1
@@ -180,18 +180,18 @@ def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True) -> Recurr
     keep = bool(keep)
     cache = RecurrentCache(
         cell=cell, keep=keep, hs=np.empty((T, B, H), dtype), h0=h0, c0=c0, c_last=None,
-        xw=xw, b_hh=b_hh,
-        w_hh_t=w_hh.T,  # Fortran-contiguous (H, G*H) view: BLAS takes it as is, no copy
+        xw=xw, b_hh=b_hh, w_hh=w_hh,
     )
-    if keep:
-        cache.w_hh = w_hh
-    gh = np.empty((B, G * H), dtype)  # h_{t-1} W_hh^T of one step
+    # h_{t-1} W_hh^T of one step, and the same transposed (see rows_times_transposed)
+    gh, gh_t = np.empty((B, G * H), dtype), np.empty((G * H, B), dtype)
     if cell == "lstm":
         cache.cs = np.empty((T if keep else 1, B, H), dtype)
-        cache.scratch = (gh,)
+        cache.scratch = (gh, gh_t)
     elif cell == "gru":
         cache.ghn = np.empty((T if keep else 1, B, H), dtype)
-        cache.scratch = (gh,)
+        cache.scratch = (gh, gh_t)
+    else:  # the RNN writes the product into hs[t]
+        cache.scratch = (gh_t,)
     return cache
 
 
@@ -209,14 +209,14 @@ def recurrent_steps(cache: RecurrentCache, a: int, b: int) -> None:
                 c_prev, c_out = (cache.c0 if a == 0 else cs[a - 1]), cs[a:b]
             else:  # cs holds only the running c, updated in place
                 c_prev, c_out = (cache.c0 if a == 0 else cs[0].copy()), cs
-            lstm_forward(cache.xw[a:b], cache.w_hh_t, cache.b_hh, h_prev, c_prev, hs[a:b], c_out,
-                         cache.scratch[0], keep)
+            lstm_forward(cache.xw[a:b], cache.w_hh, cache.b_hh, h_prev, c_prev, hs[a:b], c_out,
+                         *cache.scratch, keep)
         elif cell == "gru":
             ghn = cache.ghn[a:b] if keep else cache.ghn
-            gru_forward(cache.xw[a:b], cache.w_hh_t, cache.b_hh, h_prev, hs[a:b], ghn,
-                        cache.scratch[0], keep)
+            gru_forward(cache.xw[a:b], cache.w_hh, cache.b_hh, h_prev, hs[a:b], ghn,
+                        *cache.scratch, keep)
         else:
-            rnn_forward(cache.xw[a:b], cache.w_hh_t, cache.b_hh, h_prev, hs[a:b])
+            rnn_forward(cache.xw[a:b], cache.w_hh, cache.b_hh, h_prev, hs[a:b], *cache.scratch)
     cache.done = b
     if b == cache.steps and cell == "lstm":
         cache.c_last = cache.cs[-1].copy()
@@ -279,10 +279,12 @@ def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None) 
         raise ValueError(f"dc_last is only for lstm; pass None for {cell}")
     cache.used = True
     cache.dh, cache.dc = dh, dc
+    cache.w_hh_t = np.ascontiguousarray(cache.w_hh.T)  # dgates W_hh = dgates (W_hh^T)^T
+    dh_t = np.empty((H, B), dtype)  # dh transposed (see rows_times_transposed)
     if cell == "gru":
-        cache.scratch = (np.empty((B, 3 * H), dtype), np.empty((B, H), dtype))  # dg, dhz
+        cache.scratch = (np.empty((B, 3 * H), dtype), np.empty((B, H), dtype), dh_t)  # dg, dhz
     else:
-        cache.scratch = ()
+        cache.scratch = (dh_t,)
 
 
 def recurrent_backward_steps(cache: RecurrentCache, dhs, a: int, b: int) -> None:
@@ -300,14 +302,13 @@ def recurrent_backward_steps(cache: RecurrentCache, dhs, a: int, b: int) -> None
     with sequential_blas():
         if cache.cell == "lstm":
             c_prev = cache.c0 if a == 0 else cache.cs[a - 1]
-            lstm_backward(cache.xw[a:b], cache.cs[a:b], c_prev, cache.w_hh, dhs[a:b],
-                          cache.dh, cache.dc)
+            lstm_backward(cache.xw[a:b], cache.cs[a:b], c_prev, cache.w_hh_t, dhs[a:b],
+                          cache.dh, cache.dc, *cache.scratch)
         elif cache.cell == "gru":
-            dg, dhz = cache.scratch
-            gru_backward(cache.xw[a:b], cache.ghn[a:b], hs[a:b], h_prev, cache.w_hh, dhs[a:b],
-                         cache.dh, dg, dhz)
+            gru_backward(cache.xw[a:b], cache.ghn[a:b], hs[a:b], h_prev, cache.w_hh_t, dhs[a:b],
+                         cache.dh, *cache.scratch)
         else:
-            rnn_backward(hs[a:b], cache.w_hh, dhs[a:b], cache.xw[a:b], cache.dh)
+            rnn_backward(hs[a:b], cache.w_hh_t, dhs[a:b], cache.xw[a:b], cache.dh, *cache.scratch)
     cache.done = a
 
 
@@ -332,6 +333,6 @@ def recurrent_backward_finish(cache: RecurrentCache) -> RecurrentGrads:
     grads = RecurrentGrads(dxw=dxw, dw_hh=dw_hh, db_hh=db_hh, dh0=cache.dh, dc0=cache.dc)
     # Drop the large buffers the caller no longer needs through the cache.
     cache.cs = cache.ghn = cache.xw = None
-    cache.dh = cache.dc = None
+    cache.dh = cache.dc = cache.w_hh_t = None
     cache.scratch = ()
     return grads

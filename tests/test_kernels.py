@@ -7,6 +7,7 @@ import pytest
 
 from charlm.config import GATES
 from charlm.kernels.activations import exp_array, sigmoid_array, tanh_array
+from charlm.kernels.linalg import rows_times_transposed
 from charlm.recurrent import RecurrentGrads, recurrent_backward, recurrent_forward
 
 try:
@@ -104,10 +105,24 @@ def test_float32_exp_accuracy():
     assert special[3] == 1.0 and abs(special[5] - np.float32(np.e)) <= 1e-6
 
 
+# --- the per-step product -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("B, K, N", [(1, 5, 3), (17, 20, 80), (32, 16, 48), (3, 1, 33)])
+def test_rows_times_transposed(B, K, N):
+    rng = np.random.default_rng(B * K + N)
+    a = rng.standard_normal((B, K)).astype(np.float32)
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    out, out_t = np.full((B, N), np.nan, np.float32), np.empty((N, B), np.float32)
+    rows_times_transposed(a, w, out, out_t)
+    np.testing.assert_allclose(out, a @ w.T, rtol=1e-5, atol=1e-5)  # every element written
+
+
 # --- kernels vs reference ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", [(5, 3, 7), (1, 1, 4), (3, 2, 1)])
+# (4, 19, 21): the per-step product's transpose crosses its 16 x 16 tiles with partial ones
+@pytest.mark.parametrize("shape", [(5, 3, 7), (1, 1, 4), (3, 2, 1), (4, 19, 21)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("cell", CELLS)
 def test_matches_reference(cell, dtype, shape):

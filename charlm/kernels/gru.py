@@ -13,24 +13,24 @@ Private kernels: arrays in, arrays out, all preallocated by charlm.recurrent. Ti
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from ._numba import JIT_OPTIONS
 from .activations import dsigmoid, dtanh, sigmoid, tanh
+from .linalg import rows_times_transposed
 
 
 @njit(**JIT_OPTIONS)
-def gru_forward(xw, w_hh_t, b_hh, h0, hs, ghn, gh, keep):
+def gru_forward(xw, w_hh, b_hh, h0, hs, ghn, gh, gh_tr, keep):
     """xw (T,B,3H): input projection; overwritten with the activations (r,z,n), which the
     backward uses when keep (xw is consumed either way).
-    w_hh_t (H,3H) = W_hh^T contiguous; b_hh (3H,); h0 (B,H).
+    w_hh (3H,H) C-contiguous; b_hh (3H,); h0 (B,H).
     hs (T,B,H): out, h of every step. ghn (T,B,H): out, gh_n = h_{t-1} W_hn^T + b_hn of every step
-    (when not keep, (1,B,H) scratch rewritten every step). gh (B,3H): scratch."""
+    (when not keep, (1,B,H) scratch rewritten every step). gh (B,3H), gh_tr (3H,B): scratch."""
     T, B, _ = xw.shape
     for t in range(T):
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(h_prev, w_hh_t, gh)
+        rows_times_transposed(h_prev, w_hh, gh, gh_tr)
         x_t = xw[t]
         h_out = hs[t]
         ghn_t = ghn[t] if keep else ghn[0]
@@ -58,12 +58,12 @@ def _cell_forward(xb, gb, b_hh, hp, ho, gnb):
 
 
 @njit(**JIT_OPTIONS)
-def gru_backward(gates, ghn, hs, h0, w_hh, dhs, dh, dg, dhz):
+def gru_backward(gates, ghn, hs, h0, w_hh_t, dhs, dh, dg, dhz, dh_tr):
     """gates (T,B,3H): activations stored by the forward; overwritten with dL/dxw.
     ghn (T,B,H): gh_n stored by the forward; overwritten with dL/d(gh_n) = dn_pre * r.
-    hs (T,B,H), h0 (B,H): the states (h_{t-1} is needed for dz). w_hh (3H,H) contiguous.
-    dhs (T,B,H) read only. dh (B,H): in: gradient into the final h; out: gradient w.r.t. h0.
-    dg (B,3H), dhz (B,H): scratch."""
+    hs (T,B,H), h0 (B,H): the states (h_{t-1} is needed for dz). w_hh_t (H,3H) = W_hh^T
+    C-contiguous. dhs (T,B,H) read only. dh (B,H): in: gradient into the final h; out: gradient
+    w.r.t. h0. dg (B,3H), dhz (B,H), dh_tr (H,B): scratch."""
     T, B, G = gates.shape
     H = G // 3
     for t in range(T - 1, -1, -1):
@@ -73,7 +73,7 @@ def gru_backward(gates, ghn, hs, h0, w_hh, dhs, dh, dg, dhz):
         dh_t = dhs[t]
         for b in range(B):
             _cell_backward(g_t[b], gn_t[b], h_prev[b], dh_t[b], dh[b], dg[b], dhz[b])
-        np.dot(dg, w_hh, dh)
+        rows_times_transposed(dg, w_hh_t, dh, dh_tr)
         for b in range(B):
             dhr = dh[b]
             dzb = dhz[b]

@@ -11,20 +11,20 @@ No division anywhere (Numba's Python error model would put a zero check in the l
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from ._numba import JIT_OPTIONS
 from .activations import dsigmoid, dtanh, sigmoid, tanh
+from .linalg import rows_times_transposed
 
 
 @njit(**JIT_OPTIONS)
-def lstm_forward(xw, w_hh_t, b_hh, h0, c0, hs, cs, gh, keep):
+def lstm_forward(xw, w_hh, b_hh, h0, c0, hs, cs, gh, gh_tr, keep):
     """xw (T,B,4H): input projection; overwritten with the activations (i,f,g,o), which the
     backward uses when keep (xw is consumed either way).
-    w_hh_t (H,4H) = W_hh^T contiguous; b_hh (4H,); h0, c0 (B,H).
+    w_hh (4H,H) C-contiguous; b_hh (4H,); h0, c0 (B,H).
     hs (T,B,H): out, h of every step. cs: out, c of every step (T,B,H) if keep, else (1,B,H)
-    holding the last c. gh (B,4H): scratch for h_{t-1} W_hh^T."""
+    holding the last c. gh (B,4H), gh_tr (4H,B): scratch for h_{t-1} W_hh^T."""
     T, B, _ = xw.shape
     for t in range(T):
         h_prev = h0 if t == 0 else hs[t - 1]
@@ -34,7 +34,7 @@ def lstm_forward(xw, w_hh_t, b_hh, h0, c0, hs, cs, gh, keep):
         else:
             c_prev = c0 if t == 0 else cs[0]
             c_out = cs[0]
-        np.dot(h_prev, w_hh_t, gh)
+        rows_times_transposed(h_prev, w_hh, gh, gh_tr)
         x_t = xw[t]
         h_out = hs[t]
         for b in range(B):
@@ -66,11 +66,12 @@ def _cell_forward(xb, gb, b_hh, cp, co, ho):
 
 
 @njit(**JIT_OPTIONS)
-def lstm_backward(gates, cs, c0, w_hh, dhs, dh, dc):
+def lstm_backward(gates, cs, c0, w_hh_t, dhs, dh, dc, dh_tr):
     """gates (T,B,4H): the activations stored by the forward; overwritten with dL/d(pre-activation
     gates), which is both dL/dxw and dL/d(h W_hh^T + b_hh).
-    cs (T,B,H) c of every step; c0 (B,H); w_hh (4H,H) contiguous; dhs (T,B,H) read only.
-    dh, dc (B,H): in: gradient into the final h and c; out: gradient w.r.t. h0 and c0."""
+    cs (T,B,H) c of every step; c0 (B,H); w_hh_t (H,4H) = W_hh^T C-contiguous; dhs (T,B,H) read
+    only. dh, dc (B,H): in: gradient into the final h and c; out: gradient w.r.t. h0 and c0.
+    dh_tr (H,B): scratch."""
     T, B, _ = gates.shape
     for t in range(T - 1, -1, -1):
         c_prev = c0 if t == 0 else cs[t - 1]
@@ -79,7 +80,7 @@ def lstm_backward(gates, cs, c0, w_hh, dhs, dh, dc):
         dh_t = dhs[t]
         for b in range(B):
             _cell_backward(g_t[b], c_t[b], c_prev[b], dh_t[b], dh[b], dc[b])
-        np.dot(g_t, w_hh, dh)
+        rows_times_transposed(g_t, w_hh_t, dh, dh_tr)
 
 
 @njit(**JIT_OPTIONS)
