@@ -183,15 +183,15 @@ def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True) -> Recurr
         xw=xw, b_hh=b_hh, w_hh=w_hh,
     )
     # h_{t-1} W_hh^T of one step, and the same transposed (see rows_times_transposed)
-    gh, gh_t = np.empty((B, G * H), dtype), np.empty((G * H, B), dtype)
+    gh, gh_tr = np.empty((B, G * H), dtype), np.empty((G * H, B), dtype)
     if cell == "lstm":
         cache.cs = np.empty((T if keep else 1, B, H), dtype)
-        cache.scratch = (gh, gh_t)
+        cache.scratch = (gh, gh_tr)
     elif cell == "gru":
         cache.ghn = np.empty((T if keep else 1, B, H), dtype)
-        cache.scratch = (gh, gh_t)
+        cache.scratch = (gh, gh_tr)
     else:  # the RNN writes the product into hs[t]
-        cache.scratch = (gh_t,)
+        cache.scratch = (gh_tr,)
     return cache
 
 
@@ -280,11 +280,11 @@ def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None) 
     cache.used = True
     cache.dh, cache.dc = dh, dc
     cache.w_hh_t = np.ascontiguousarray(cache.w_hh.T)  # dgates W_hh = dgates (W_hh^T)^T
-    dh_t = np.empty((H, B), dtype)  # dh transposed (see rows_times_transposed)
+    dh_tr = np.empty((H, B), dtype)  # dh transposed (see rows_times_transposed)
     if cell == "gru":
-        cache.scratch = (np.empty((B, 3 * H), dtype), np.empty((B, H), dtype), dh_t)  # dg, dhz
+        cache.scratch = (np.empty((B, 3 * H), dtype), np.empty((B, H), dtype), dh_tr)  # dg, dhz
     else:
-        cache.scratch = (dh_t,)
+        cache.scratch = (dh_tr,)
 
 
 def recurrent_backward_steps(cache: RecurrentCache, dhs, a: int, b: int) -> None:

@@ -1,8 +1,9 @@
 """Token-by-token generation in one compiled loop: no Python per token.
 
 Each step embeds the previous token, runs every layer one step (the one-row product h W_hh^T
-here, then the cells' row functions), applies the decoder, shapes the distribution (banned token removed,
-top-k, temperature) and draws the next token by inverse CDF from a given uniform number.
+here, then the cells' row functions), applies the decoder, shapes the distribution (banned
+token removed, top-k, temperature) and draws the next token by inverse CDF from a given
+uniform number.
 """
 
 from __future__ import annotations
