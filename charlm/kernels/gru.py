@@ -35,15 +35,15 @@ def gru_forward(xw, w_hh, b_hh, h0, hs, ghn, gh, gh_tr, keep):
         h_out = hs[t]
         ghn_t = ghn[t] if keep else ghn[0]
         for b in range(B):
-            _cell_forward(x_t[b], gh[b], b_hh, h_prev[b], h_out[b], ghn_t[b])
+            gru_row_forward(x_t[b], gh[b], b_hh, h_prev[b], h_out[b], ghn_t[b])
 
 
 @njit(**JIT_OPTIONS)
-def _cell_forward(xb, gb, b_hh, hp, ho, gnb):
+def gru_row_forward(xb, gb, b_hh, hp, ho, gnb):
     """One row of a step: xb (3H,) pre-activations from the input, overwritten with the
     activations r,z,n; gb (3H,) h_{t-1} W_hh^T; hp (H,) h_{t-1}; ho (H,) out: h_t;
     gnb (H,) out: gh_n. Its own function: LLVM vectorizes it there, not inline in the step loop
-    (see lstm._cell_forward)."""
+    (see lstm.lstm_row_forward)."""
     H = hp.shape[0]
     for k in range(H):
         r = sigmoid(xb[k] + gb[k] + b_hh[k])

@@ -32,7 +32,7 @@ def rows_times_transposed(a, w, out, out_t):
     (B, N), far more than the transpose costs. One core, GFLOP/s of (B, K) x (K, N), direct
     against this way: 60 -> 122 for an LSTM's 32 x 512 x 2048, 89 -> 123 for a GRU's
     64 x 256 x 768, 35 -> 56 for 20 x 400 x 1600 (benchmarks/kernel_steps.py times the kernels)."""
-    if a.shape[0] == 1:  # one row (sampling): a matrix-vector product, no transpose needed
+    if a.shape[0] == 1:  # one row (scoring one line at batch 1): nothing to transpose
         np.dot(a, w.T, out)
         return
     np.dot(w, a.T, out_t)

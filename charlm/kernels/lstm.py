@@ -38,11 +38,11 @@ def lstm_forward(xw, w_hh, b_hh, h0, c0, hs, cs, gh, gh_tr, keep):
         x_t = xw[t]
         h_out = hs[t]
         for b in range(B):
-            _cell_forward(x_t[b], gh[b], b_hh, c_prev[b], c_out[b], h_out[b])
+            lstm_row_forward(x_t[b], gh[b], b_hh, c_prev[b], c_out[b], h_out[b])
 
 
 @njit(**JIT_OPTIONS)
-def _cell_forward(xb, gb, b_hh, cp, co, ho):
+def lstm_row_forward(xb, gb, b_hh, cp, co, ho):
     """One row of a step: xb (4H,) pre-activations from the input, overwritten with the
     activations i,f,g,o; gb (4H,) from h_{t-1}; cp (H,) c_{t-1}; co, ho (H,) out: c_t, h_t.
 
@@ -88,7 +88,7 @@ def _cell_backward(gb, cb, cp, dhb, dhr, dcb):
     """One row of a step backward: gb (4H,) activations i,f,g,o, overwritten with the gradients
     of their pre-activations; cb, cp (H,) c_t and c_{t-1}; dhb (H,) dL/dh_t from above;
     dhr, dcb (H,) in: gradient from step t+1 into h_t and c_t; dcb out: into c_{t-1}.
-    (Own function for the same reason as _cell_forward.)"""
+    (Own function for the same reason as lstm_row_forward.)"""
     H = cb.shape[0]
     for k in range(H):
         i = gb[k]

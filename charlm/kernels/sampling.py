@@ -13,8 +13,8 @@ from numba import njit
 
 from ._numba import JIT_OPTIONS
 from .activations import tanh
-from .gru import _cell_forward as gru_row_forward
-from .lstm import _cell_forward as lstm_row_forward
+from .gru import gru_row_forward
+from .lstm import lstm_row_forward
 
 CELL_CODES = {"lstm": 0, "gru": 1, "rnn": 2}
 
@@ -111,7 +111,7 @@ def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, dec_w, dec_b, sta
             # product takes W_hh (rows_times_transposed), which made sampling a 2x512 LSTM
             # 1.5-2.5x slower (900-1,500 against 470-620 us a token, alternating in one process)
             np.dot(state[layer, 0], w_hh_t[layer], gh)
-            xb, gb, hp = xw[0, 0], gh[0], state[layer, 0, 0]
+            xb, gb, hp = xw[0, 0], gh[0], state[layer, 0, 0]  # hp: this layer's h, (H,) view
             if cell == 0:
                 lstm_row_forward(xb, gb, b_hh[layer], state[layer, 1, 0], c_new, h_new)
                 state[layer, 1, 0] = c_new
@@ -121,8 +121,8 @@ def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, dec_w, dec_b, sta
                 bh = b_hh[layer]
                 for k in range(H):
                     h_new[k] = tanh(xb[k] + gb[k] + bh[k])
-            state[layer, 0, 0] = h_new
-            x = state[layer, 0, 0]
+            hp[:] = h_new
+            x = hp
         logits = np.dot(dec_w, x) + dec_b
         token = _draw(logits, temp, top_k, banned, uniforms[step], bits)
         out[step] = token
