@@ -140,6 +140,7 @@ def _check_config(path, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
     ok = (
         all(count(x) for x in (cfg.layers, cfg.hidden, cfg.embed, cfg.vocab_size))
         and isinstance(cfg.tie, bool)
+        and isinstance(cfg.locked_dropout, bool)
         and isinstance(cfg.dropout, (int, float)) and 0.0 <= cfg.dropout < 1.0
         and cfg.cell in CELLS
         and cfg.init in INITS

@@ -38,6 +38,7 @@ def train(
     hidden: Annotated[Optional[int], Opt(help="Units per layer. \\[default: 512 char, 200 word]")] = None,
     embed: Annotated[Optional[int], Opt(help="Embedding size, 0 for one-hot. \\[default: 64 char, 200 word]")] = None,
     dropout: Annotated[float, Opt(help="Dropout on the embedding, between layers and before the output.")] = 0.2,
+    locked_dropout: Annotated[bool, Opt(help="One dropout mask per window, shared by its time steps (variational dropout) instead of one per step.")] = False,
     tie: Annotated[bool, Opt(help="Tie the embedding and output weights (needs --embed = --hidden).")] = False,
     init: Annotated[str, Opt(help="Initial weights: uniform (PyTorch's default) or orthogonal (with LSTM forget-gate bias 1).")] = "uniform",
     batch: Annotated[Optional[int], Opt(help="Parallel streams. \\[default: 32 char, 20 word]")] = None,
@@ -92,8 +93,8 @@ def train(
                                           encoding_errors=encoding_errors)
         else:
             model_cfg = ModelConfig(cell=a["cell"], embed=defaults["embed"], hidden=defaults["hidden"],
-                                    layers=defaults["layers"], dropout=a["dropout"], tie=a["tie"],
-                                    init=a["init"])
+                                    layers=defaults["layers"], dropout=a["dropout"],
+                                    locked_dropout=a["locked_dropout"], tie=a["tie"], init=a["init"])
             tok_cfg = TokenizerConfig(level=a["level"], max_vocab=a["max_vocab"], min_count=a["min_count"])
             cfg = TrainConfig(batch=defaults["batch"], seq_len=defaults["seq_len"],
                               optimizer=a["optimizer"], lr=defaults["lr"], beta2=a["beta2"], clip=a["clip"],
@@ -125,8 +126,9 @@ def train(
 
 # Options fixed by the run that --resume continues (the limits --steps/--epochs/--time are not).
 _RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "layers", "hidden", "embed",
-                 "dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr", "beta2", "clip", "clip_mode",
-                 "schedule", "warmup", "decay", "patience", "lr_decay", "valid_every", "seed", "preset")
+                 "dropout", "locked_dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr",
+                 "beta2", "clip", "clip_mode", "schedule", "warmup", "decay", "patience", "lr_decay",
+                 "valid_every", "seed", "preset")
 _LIMITS = ("epochs", "steps", "time")
 _OPTIONS = _RUN_SETTINGS + _LIMITS
 

@@ -158,14 +158,17 @@ class Model:
         return _apply_mask(x, mask)
 
     def _dropout_mask(self, shape: tuple, rng) -> np.ndarray | None:
-        """Inverted dropout mask (0 or 1/(1-p)), or None when not training or p = 0."""
+        """Inverted dropout mask (0 or 1/(1-p)) of shape (T, B, n), or None when not training
+        or p = 0. Locked dropout draws one (1, B, n) mask and repeats it over the T steps (a
+        read-only broadcast view: every use of a mask multiplies through numpy)."""
         p = self.config.dropout
         if rng is None or p <= 0.0:
             return None
         dtype = self.params["decoder.bias"].dtype
-        mask = (rng.random(shape, dtype=np.float32) >= p).astype(dtype)
+        drawn = (1, *shape[1:]) if self.config.locked_dropout else shape
+        mask = (rng.random(drawn, dtype=np.float32) >= p).astype(dtype)
         mask *= 1.0 / (1.0 - p)  # inverted dropout: nothing to rescale at evaluation
-        return mask
+        return np.broadcast_to(mask, shape) if self.config.locked_dropout else mask
 
     def logits(self, top: np.ndarray) -> np.ndarray:
         """Decoder: (N, H) -> (N, V)."""

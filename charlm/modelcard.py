@@ -21,6 +21,7 @@ def model_card(path: str, model: Model, tokenizer: Tokenizer, header: dict) -> d
         "hidden": cfg.hidden,
         "embed": cfg.embed if cfg.embed else "one-hot",
         "dropout": cfg.dropout,
+        "locked_dropout": cfg.locked_dropout,
         "tied": cfg.tie,
         "parameters": model.num_parameters(),
         "level": tokenizer.level,

@@ -25,12 +25,12 @@ from charlm.tokenizer import Tokenizer
 TEXT = "the quick brown fox\njumps over the lazy dog\nÄpfel & Birnen!\n"
 
 
-def make(cell="lstm", tie=False, embed=6, hidden=8, layers=2, seed=0, text=TEXT):
+def make(cell="lstm", tie=False, embed=6, hidden=8, layers=2, seed=0, text=TEXT, locked=False):
     tok = Tokenizer.build(text, TokenizerConfig())
     if tie:
         embed = hidden
     cfg = ModelConfig(cell=cell, vocab_size=tok.vocab_size, embed=embed, hidden=hidden,
-                      layers=layers, dropout=0.1, tie=tie)
+                      layers=layers, dropout=0.1, tie=tie, locked_dropout=locked)
     return Model.create(cfg, seed=seed), tok
 
 
@@ -59,7 +59,7 @@ def saved(tmp_path):
 @pytest.mark.parametrize("embed", [6, 0])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_round_trip(tmp_path, cell, embed):
-    model, tok = make(cell, embed=embed)
+    model, tok = make(cell, embed=embed, locked=cell == "gru")
     path = tmp_path / "m.safetensors"
     save_model(path, model, tok, extra={"summary": {"steps": 3, "best": 1.5}, "corpus": "x.txt"})
     loaded, tok2, header = load_model(path)
@@ -160,10 +160,11 @@ def test_plain_safetensors_without_charlm_header(saved, tmp_path):
         lambda h: h["model"].update(hidden="8"),  # wrong type
         lambda h: h["model"].update(vocab_size=3),  # disagrees with the tokenizer
         lambda h: h["model"].update(cell="transformer"),
+        lambda h: h["model"].update(locked_dropout="yes"),
         lambda h: h.pop("tokenizer"),
         lambda h: h["tokenizer"].update(tokens=["a", "b"]),
     ],
-    ids=["model-list", "hidden-str", "vocab", "cell", "no-tokenizer", "bad-tokenizer"],
+    ids=["model-list", "hidden-str", "vocab", "cell", "locked-str", "no-tokenizer", "bad-tokenizer"],
 )
 def test_damaged_header(saved, tmp_path, change):
     path, _, _ = saved

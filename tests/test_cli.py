@@ -276,6 +276,18 @@ def test_beta2_reaches_adam_and_the_model_file(corpus):
     assert not np.array_equal(default["rnn.weight_hh_l0"], short_memory["rnn.weight_hh_l0"])
 
 
+def test_locked_dropout_reaches_the_model_file_and_info(corpus):
+    def weights(*extra):
+        result = run(["train", "corpus.txt", *TINY, "--steps", "4", "--dropout", "0.5", *extra])
+        assert result.exit_code == 0, result.output
+        return model_tensors(corpus.parent / "charlm.safetensors")
+
+    per_step, locked = weights(), weights("--locked-dropout")
+    assert card(str(corpus.parent / "charlm.safetensors"))["locked_dropout"] is True
+    # the same seed draws other masks, so training takes another path
+    assert not np.array_equal(per_step["rnn.weight_hh_l0"], locked["rnn.weight_hh_l0"])
+
+
 @given(data=st.one_of(st.binary(max_size=400), st.text(max_size=300).map(str.encode),
                       st.lists(st.sampled_from(["ab", " ", "\n", "\r\n", "\t", "\u00e9", "\U0001f600", "\ufeff"]),
                                max_size=80).map(lambda xs: "".join(xs).encode())),

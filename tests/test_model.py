@@ -13,7 +13,7 @@ from charlm.model import Model
 CELLS = ("lstm", "gru", "rnn")
 V, E, H, T, B = 7, 5, 6, 4, 3
 
-# name -> (embed, layers, dropout, tie)
+# name -> (embed, layers, dropout, tie[, locked dropout])
 VARIANTS = {
     "embed-1layer": (E, 1, 0.0, False),
     "embed-2layers": (E, 2, 0.0, False),
@@ -22,15 +22,17 @@ VARIANTS = {
     "tie-2layers": (H, 2, 0.0, True),
     "dropout-3layers": (E, 3, 0.3, False),
     "tie-dropout-2layers": (H, 2, 0.3, True),
+    "locked-dropout-2layers": (E, 2, 0.3, False, True),
+    "onehot-locked-dropout-1layer": (0, 1, 0.4, False, True),
 }
 
 
 def make_config(cell, variant, vocab=V, hidden=H):
-    embed, layers, dropout, tie = VARIANTS[variant]
+    embed, layers, dropout, tie, *locked = VARIANTS[variant]
     if tie:
         embed = hidden
     return ModelConfig(cell=cell, vocab_size=vocab, embed=embed, hidden=hidden, layers=layers,
-                       dropout=dropout, tie=tie)
+                       dropout=dropout, tie=tie, locked_dropout=bool(locked and locked[0]))
 
 
 def as_dtype(params, dtype):
@@ -303,3 +305,28 @@ def test_dropout_is_inverted_dropout():
         assert abs(mask.mean() - 1.0) < 0.05
     _, _, trace = model.forward(tokens, model.zero_state(40))
     assert all(m is None for m in trace.masks)
+
+
+def test_locked_dropout_shares_one_mask_across_the_time_steps():
+    """Locked (variational) dropout: a window's masks are the same at every step, differ
+    between streams and units, and are drawn anew for the next window."""
+    p, T_, B_ = 0.3, 50, 40
+    cfg = ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=H, layers=2, dropout=p,
+                      locked_dropout=True)
+    model = Model.create(cfg)
+    tokens = np.random.default_rng(0).integers(0, V, (T_, B_))
+    rng = np.random.default_rng(0)
+    _, _, first = model.forward(tokens, model.zero_state(B_), rng)
+    _, _, second = model.forward(tokens, model.zero_state(B_), rng)
+    assert len(first.masks) == 1 + cfg.layers
+    for a, b in zip(first.masks, second.masks):
+        assert a.shape[:2] == (T_, B_) and a.dtype == np.float32
+        assert (a == a[:1]).all()  # every step has the first step's mask
+        assert set(np.unique(a).tolist()) <= {0.0, np.float32(1 / (1 - p))}
+        assert abs((a[0] == 0).mean() - p) < 0.1
+        assert not (a[0] == a[0, :1]).all()  # streams get their own masks
+        assert not np.array_equal(a, b)  # a new draw for the next window
+    # per-step dropout draws a different mask at every step
+    model.config = dataclasses.replace(cfg, locked_dropout=False)
+    _, _, per_step = model.forward(tokens, model.zero_state(B_), np.random.default_rng(0))
+    assert not (per_step.masks[1] == per_step.masks[1][:1]).all()
