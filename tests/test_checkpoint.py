@@ -98,6 +98,16 @@ def test_tied_model_loads_tied(tmp_path):
     assert np.array_equal(loaded.params["decoder.weight"], loaded.params["embedding.weight"])
 
 
+def test_file_without_newer_config_keys_loads_with_their_defaults(saved, tmp_path):
+    """A model file written before --locked-dropout existed has no such key: per-step masks."""
+    path, model, _ = saved
+    old = tmp_path / "old.safetensors"
+    rewrite(path, old, header=lambda h: h["model"].pop("locked_dropout"))
+    loaded, _, _ = load_model(old)
+    assert loaded.config.locked_dropout is False
+    assert loaded.config == model.config  # written with locked_dropout=False
+
+
 def test_save_overwrites_and_keeps_file_loadable(saved):
     path, model, tok = saved
     model.params["decoder.bias"] += 1.0

@@ -282,7 +282,9 @@ def test_locked_dropout_reaches_the_model_file_and_info(corpus):
         assert result.exit_code == 0, result.output
         return model_tensors(corpus.parent / "charlm.safetensors")
 
-    per_step, locked = weights(), weights("--locked-dropout")
+    per_step = weights()
+    assert card(str(corpus.parent / "charlm.safetensors"))["locked_dropout"] is False
+    locked = weights("--locked-dropout")
     assert card(str(corpus.parent / "charlm.safetensors"))["locked_dropout"] is True
     # the same seed draws other masks, so training takes another path
     assert not np.array_equal(per_step["rnn.weight_hh_l0"], locked["rnn.weight_hh_l0"])
