@@ -38,7 +38,7 @@ def train(
     hidden: Annotated[Optional[int], Opt(help="Units per layer. \\[default: 512 char, 200 word]")] = None,
     embed: Annotated[Optional[int], Opt(help="Embedding size, 0 for one-hot. \\[default: 64 char, 200 word]")] = None,
     dropout: Annotated[float, Opt(help="Dropout on the embedding, between layers and before the output.")] = 0.2,
-    locked_dropout: Annotated[bool, Opt(help="One dropout mask per window, shared by its time steps (variational dropout) instead of one per step.")] = False,
+    locked_dropout: Annotated[bool, Opt(help="One dropout mask per window, shared by its time steps (locked dropout) instead of one per step.")] = False,
     tie: Annotated[bool, Opt(help="Tie the embedding and output weights (needs --embed = --hidden).")] = False,
     init: Annotated[str, Opt(help="Initial weights: uniform (PyTorch's default) or orthogonal (with LSTM forget-gate bias 1).")] = "uniform",
     batch: Annotated[Optional[int], Opt(help="Parallel streams. \\[default: 32 char, 20 word]")] = None,

@@ -24,8 +24,9 @@ class ModelConfig:
     hidden: int = 512
     layers: int = 2
     dropout: float = 0.2  # on the embedding output, between layers and before the decoder
-    # One dropout mask per window and stream, shared by all its time steps (variational or
-    # "locked" dropout: Gal & Ghahramani 2016, AWD-LSTM), instead of a new mask at every step.
+    # One dropout mask per window and stream, shared by all its time steps (AWD-LSTM's locked
+    # dropout; Gal & Ghahramani's variational dropout also locks a mask on the recurrent
+    # connection, which charlm does not drop), instead of a new mask at every step.
     locked_dropout: bool = False
     tie: bool = False  # decoder.weight is embedding.weight (needs embed == hidden)
     init: str = "uniform"  # initial weights: see charlm.initializers.INITS

@@ -69,8 +69,8 @@ PRESETS = {
     # A tied 2x400 sees 6.1 epochs in an hour on 2 cores (Zaremba's medium 2x650 would see 3 of
     # the 39 it needs); dropout 0.3. By 40 minutes it learns little more at the full rate
     # (111.4 -> 109.0 in the 8 minutes before a last-fifth anneal), so the anneal takes the last
-    # 35%: ppl 91.06 (92.37 with the last 20%, on the slower kernels of before). The last
-    # half (91.16) and locked dropout (90.98) ended level with it.
+    # 35%: ppl 91.06 (92.37 with the last 20%, on the slower kernels of before). An anneal
+    # over the last half (91.16) and locked dropout (90.98) ended level with it.
     "ptb-60m": Preset(
         "Penn Treebank, words, 60 minutes: a tied 2x400 LSTM, dropout 0.3, SGD lr 20 "
         "divided by 4 on a validation plateau and annealed to 0 over the last 35% (wsd), clip 0.25",

@@ -308,7 +308,7 @@ def test_dropout_is_inverted_dropout():
 
 
 def test_locked_dropout_shares_one_mask_across_the_time_steps():
-    """Locked (variational) dropout: a window's masks are the same at every step, differ
+    """Locked dropout: a window's masks are the same at every step, differ
     between streams and units, and are drawn anew for the next window."""
     p, T_, B_ = 0.3, 50, 40
     cfg = ModelConfig(cell="lstm", vocab_size=V, embed=E, hidden=H, layers=2, dropout=p,
