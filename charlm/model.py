@@ -159,8 +159,8 @@ class Model:
 
     def _dropout_mask(self, shape: tuple, rng) -> np.ndarray | None:
         """Inverted dropout mask (0 or 1/(1-p)) of shape (T, B, n), or None when not training
-        or p = 0. Locked dropout draws one (1, B, n) mask and repeats it over the T steps (a
-        read-only broadcast view: every use of a mask multiplies through numpy)."""
+        or p = 0, as a read-only view: locked dropout draws one (1, B, n) mask and the view
+        repeats it over the T steps. Every use of a mask multiplies through numpy."""
         p = self.config.dropout
         if rng is None or p <= 0.0:
             return None
@@ -168,7 +168,7 @@ class Model:
         drawn = (1, *shape[1:]) if self.config.locked_dropout else shape
         mask = (rng.random(drawn, dtype=np.float32) >= p).astype(dtype)
         mask *= 1.0 / (1.0 - p)  # inverted dropout: nothing to rescale at evaluation
-        return np.broadcast_to(mask, shape) if self.config.locked_dropout else mask
+        return np.broadcast_to(mask, shape)
 
     def logits(self, top: np.ndarray) -> np.ndarray:
         """Decoder: (N, H) -> (N, V)."""
@@ -220,11 +220,11 @@ class Model:
         def send_down(layer: int, a: int, b: int) -> None:
             """dLoss/d(input of layer) of steps [a, b), through dropout, into dhs[layer - 1]."""
             dxw = trace.caches[layer].xw[a:b]  # dL/dxw by now
-            out = dhs[layer - 1][a:b].reshape(-1, H)
-            matmul(dxw.reshape(-1, dxw.shape[2]), self._p("weight_ih", layer), out=out)
+            out = dhs[layer - 1][a:b]
+            matmul(dxw.reshape(-1, dxw.shape[2]), self._p("weight_ih", layer), out=out.reshape(-1, H))
             mask = trace.masks[layer]
             if mask is not None:
-                out *= mask[a:b].reshape(-1, H)
+                out *= mask[a:b]  # (steps, B, H): a locked mask broadcasts without a copy
 
         def task(layer: int, chunk: int) -> None:
             a, b = chunks[chunk]
