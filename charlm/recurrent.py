@@ -74,6 +74,7 @@ class RecurrentCache:
     w_hh: np.ndarray | None = None  # (G*H,H), C-contiguous
     cs: np.ndarray | None = None  # (T,B,H) LSTM cell states (keep only)
     ghn: np.ndarray | None = None  # (T,B,H) GRU h W_hn^T + b_hn (keep only)
+    dgh: np.ndarray | None = None  # (T,B,3H) GRU backward: dL/d(h W_hh^T + b_hh) of every step
     used: bool = False  # set by the backward, which consumes the cache
     # (T,B,G*H) the input projection buffer, consumed: the forward overwrites it with the gate
     # activations (LSTM, GRU; keep only), the backward with dL/dxw
@@ -227,7 +228,8 @@ def recurrent_steps(cache: RecurrentCache, a: int, b: int) -> None:
 
 def _hidden_weight_grad(d: np.ndarray, h0: np.ndarray, hs: np.ndarray, out: np.ndarray) -> None:
     """out = sum_t d[t]^T h_{t-1} with h_{-1} = h0, as two GEMMs (no copy of [h0, hs[:-1]]).
-    d (T,B,K) may be a view with a strided last axis (the GRU's r,z part)."""
+    d (T,B,K) C-contiguous: d[1:] is then (T-1)*B rows that BLAS reads in place (a view with a
+    strided last axis would be copied first, and transposed at that)."""
     T, B, K = d.shape
     H = hs.shape[2]
     matmul(d[0].T, h0, out=out)
@@ -282,7 +284,8 @@ def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None) 
     cache.w_hh_t = np.ascontiguousarray(cache.w_hh.T)  # dgates W_hh = dgates (W_hh^T)^T
     dh_tr = np.empty((H, B), dtype)  # dh transposed (see rows_times_transposed)
     if cell == "gru":
-        cache.scratch = (np.empty((B, 3 * H), dtype), np.empty((B, H), dtype), dh_tr)  # dg, dhz
+        cache.dgh = np.empty((T, B, 3 * H), dtype)
+        cache.scratch = (np.empty((B, H), dtype), dh_tr)  # dhz
     else:
         cache.scratch = (dh_tr,)
 
@@ -306,7 +309,7 @@ def recurrent_backward_steps(cache: RecurrentCache, dhs, a: int, b: int) -> None
                           cache.dh, cache.dc, *cache.scratch)
         elif cache.cell == "gru":
             gru_backward(cache.xw[a:b], cache.ghn[a:b], hs[a:b], h_prev, cache.w_hh_t, dhs[a:b],
-                         cache.dh, *cache.scratch)
+                         cache.dh, cache.dgh[a:b], *cache.scratch)
         else:
             rnn_backward(hs[a:b], cache.w_hh_t, dhs[a:b], cache.xw[a:b], cache.dh, *cache.scratch)
     cache.done = a
@@ -320,19 +323,13 @@ def recurrent_backward_finish(cache: RecurrentCache) -> RecurrentGrads:
     GH, H = cache.w_hh.shape
     dtype = hs.dtype
     dw_hh = np.empty((GH, H), dtype)
-    if cell == "gru":
-        dghn = cache.ghn
-        _hidden_weight_grad(dxw[:, :, : 2 * H], cache.h0, hs, dw_hh[: 2 * H])
-        _hidden_weight_grad(dghn, cache.h0, hs, dw_hh[2 * H :])
-        db_hh = np.empty(GH, dtype)
-        db_hh[: 2 * H] = dxw[:, :, : 2 * H].sum(axis=(0, 1))
-        db_hh[2 * H :] = dghn.sum(axis=(0, 1))
-    else:
-        _hidden_weight_grad(dxw, cache.h0, hs, dw_hh)
-        db_hh = dxw.sum(axis=(0, 1))
+    # the gradient of h_{t-1} W_hh^T + b_hh: dL/dxw, but for the GRU's n part (dgh)
+    dgh = cache.dgh if cell == "gru" else dxw
+    _hidden_weight_grad(dgh, cache.h0, hs, dw_hh)
+    db_hh = dgh.sum(axis=(0, 1))
     grads = RecurrentGrads(dxw=dxw, dw_hh=dw_hh, db_hh=db_hh, dh0=cache.dh, dc0=cache.dc)
     # Drop the large buffers the caller no longer needs through the cache.
-    cache.cs = cache.ghn = cache.xw = None
+    cache.cs = cache.ghn = cache.dgh = cache.xw = None
     cache.dh = cache.dc = cache.w_hh_t = None
     cache.scratch = ()
     return grads

@@ -6,7 +6,8 @@
     h_t = (1 - z) * n + z * h_{t-1}  =  n + z * (h_{t-1} - n)
 
 The hidden-side gradient of the n part, d(gh_n) = dn_pre * r, differs from d(xw_n) = dn_pre,
-so the backward returns it separately (dghn) for the W_hh / b_hh gradients.
+so the backward writes the hidden side's gradient d(gh) (T,B,3H) apart from dL/dxw: one
+contiguous array, from which dW_hh and db_hh are one GEMM and one sum over all T*B rows.
 
 Private kernels: arrays in, arrays out, all preallocated by charlm.recurrent. Time-major layout.
 """
@@ -58,12 +59,13 @@ def gru_row_forward(xb, gb, b_hh, hp, ho, gnb):
 
 
 @njit(**JIT_OPTIONS)
-def gru_backward(gates, ghn, hs, h0, w_hh_t, dhs, dh, dg, dhz, dh_tr):
+def gru_backward(gates, ghn, hs, h0, w_hh_t, dhs, dh, dgh, dhz, dh_tr):
     """gates (T,B,3H): activations stored by the forward; overwritten with dL/dxw.
-    ghn (T,B,H): gh_n stored by the forward; overwritten with dL/d(gh_n) = dn_pre * r.
-    hs (T,B,H), h0 (B,H): the states (h_{t-1} is needed for dz). w_hh_t (H,3H) = W_hh^T
-    C-contiguous. dhs (T,B,H) read only. dh (B,H): in: gradient into the final h; out: gradient
-    w.r.t. h0. dg (B,3H), dhz (B,H), dh_tr (H,B): scratch."""
+    ghn (T,B,H): gh_n stored by the forward (read only). hs (T,B,H), h0 (B,H): the states
+    (h_{t-1} is needed for dz). w_hh_t (H,3H) = W_hh^T C-contiguous. dhs (T,B,H) read only.
+    dh (B,H): in: gradient into the final h; out: gradient w.r.t. h0.
+    dgh (T,B,3H): out, dL/d(h_{t-1} W_hh^T + b_hh) of every step: dL/dxw but dn_pre * r in
+    the n part. dhz (B,H), dh_tr (H,B): scratch."""
     T, B, G = gates.shape
     H = G // 3
     for t in range(T - 1, -1, -1):
@@ -71,9 +73,10 @@ def gru_backward(gates, ghn, hs, h0, w_hh_t, dhs, dh, dg, dhz, dh_tr):
         g_t = gates[t]
         gn_t = ghn[t]
         dh_t = dhs[t]
+        dg_t = dgh[t]
         for b in range(B):
-            _cell_backward(g_t[b], gn_t[b], h_prev[b], dh_t[b], dh[b], dg[b], dhz[b])
-        rows_times_transposed(dg, w_hh_t, dh, dh_tr)
+            _cell_backward(g_t[b], gn_t[b], h_prev[b], dh_t[b], dh[b], dg_t[b], dhz[b])
+        rows_times_transposed(dg_t, w_hh_t, dh, dh_tr)
         for b in range(B):
             dhr = dh[b]
             dzb = dhz[b]
@@ -84,9 +87,9 @@ def gru_backward(gates, ghn, hs, h0, w_hh_t, dhs, dh, dg, dhz, dh_tr):
 @njit(**JIT_OPTIONS)
 def _cell_backward(gb, gnb, hp, dhb, dhr, dgb, dzb):
     """One row of a step backward: gb (3H,) activations r,z,n, overwritten with dL/dxw;
-    gnb (H,) gh_n, overwritten with dL/d(gh_n); hp (H,) h_{t-1}; dhb (H,) dL/dh_t from above;
-    dhr (H,) from step t+1; dgb (3H,) out: dL/d(h_{t-1} W_hh^T + b_hh); dzb (H,) out: the
-    direct part of dL/dh_{t-1} (through z)."""
+    gnb (H,) gh_n; hp (H,) h_{t-1}; dhb (H,) dL/dh_t from above; dhr (H,) from step t+1;
+    dgb (3H,) out: dL/d(h_{t-1} W_hh^T + b_hh); dzb (H,) out: the direct part of dL/dh_{t-1}
+    (through z)."""
     H = hp.shape[0]
     for k in range(H):
         r = gb[k]
@@ -96,12 +99,10 @@ def _cell_backward(gb, gnb, hp, dhb, dhr, dgb, dzb):
         dn_pre = (dhv - dhv * z) * dtanh(n)
         dr_pre = dn_pre * gnb[k] * dsigmoid(r)
         dz_pre = dhv * (hp[k] - n) * dsigmoid(z)
-        dgh_n = dn_pre * r
         gb[k] = dr_pre
         gb[H + k] = dz_pre
         gb[2 * H + k] = dn_pre
-        gnb[k] = dgh_n
         dgb[k] = dr_pre
         dgb[H + k] = dz_pre
-        dgb[2 * H + k] = dgh_n
+        dgb[2 * H + k] = dn_pre * r
         dzb[k] = dhv * z
