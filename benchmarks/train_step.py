@@ -1,0 +1,60 @@
+"""Time the training step of a preset's model: `python -m benchmarks.train_step PRESET [STEPS]`.
+
+Random tokens of the preset's vocabulary size (65 characters, or PTB's 10,000 words), its batch,
+window, model and optimizer; prints the median wall time of STEPS steps (default 20) after 3
+of warm-up, and the tokens per second that gives. No validation, no data loading: the step
+alone. Run it twice with a setting changed between the runs, alternating, to compare (this
+host's speed moves within minutes). For example, OpenBLAS's own spinning of idle threads
+against charlm's default (charlm/__init__.py):
+
+    for i in 1 2 3; do
+        OPENBLAS_THREAD_TIMEOUT=28 python -m benchmarks.train_step shakespeare-3m
+        python -m benchmarks.train_step shakespeare-3m
+    done
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from charlm.config import ModelConfig
+from charlm.model import Model
+from charlm.optim import Optimizer, clip_gradients
+from charlm.presets import get_preset
+
+VOCAB = {"char": 65, "word": 10000}  # tiny-shakespeare's characters, PTB's words
+
+
+def main(name: str, steps: int = 20) -> None:
+    o = get_preset(name).options
+    config = ModelConfig(cell=o["cell"], vocab_size=VOCAB[o["level"]], embed=o["embed"],
+                         hidden=o["hidden"], layers=o["layers"], dropout=o["dropout"],
+                         tie=o.get("tie", False))
+    model = Model.create(config)
+    rng = np.random.default_rng(0)
+    T, B = o["seq_len"], o["batch"]
+    x = rng.integers(0, config.vocab_size, (T, B)).astype(np.int32)
+    y = rng.integers(0, config.vocab_size, (T, B)).astype(np.int32)
+    state = model.zero_state(B)
+    optimizer = Optimizer(o.get("optimizer", "adam"), o["lr"])  # the options' defaults
+
+    def step() -> float:
+        start = time.perf_counter()
+        _, grads, _ = model.loss_and_grads(x, y, state, rng)
+        clip_gradients(grads, o.get("clip", 5.0), "norm")
+        optimizer.step(model.params, grads)
+        return time.perf_counter() - start
+
+    for _ in range(3):
+        step()
+    median = statistics.median(step() for _ in range(steps))
+    print(f"{name}: {1e3 * median:.1f} ms a step, {B * T / median:,.0f} tokens/s "
+          f"(median of {steps}; {config.cell} {config.layers}x{config.hidden}, batch {B} x {T})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], *(int(a) for a in sys.argv[2:3]))
