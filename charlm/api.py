@@ -101,7 +101,11 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
     with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
         tokenizer = Tokenizer.from_counts(source.count(tok_cfg.level), tok_cfg)  # pass 1
         train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
-    cfg = _fit_to_corpus(cfg, len(train_ids), notes if notes is not None else [])
+    notes = notes if notes is not None else []
+    if model_cfg.locked_dropout and model_cfg.dropout == 0.0:
+        notes.append("--locked-dropout has no effect with --dropout 0: give --dropout P (e.g. 0.3) "
+                     "to drop units")
+    cfg = _fit_to_corpus(cfg, len(train_ids), notes)
     model_cfg = dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size)
     model = Model.create(model_cfg, seed=cfg.seed)
     extra = {"tokenizer_config": dataclasses.asdict(tok_cfg), "corpus": os.path.basename(corpus)}

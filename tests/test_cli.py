@@ -290,6 +290,15 @@ def test_locked_dropout_reaches_the_model_file_and_info(corpus):
     assert not np.array_equal(per_step["rnn.weight_hh_l0"], locked["rnn.weight_hh_l0"])
 
 
+def test_locked_dropout_without_dropout_says_it_has_no_effect(corpus):
+    result = run(["train", "corpus.txt", *TINY, "--steps", "1", "--dropout", "0", "--locked-dropout"])
+    assert_ok(result)
+    assert "note:" in result.stderr and "--locked-dropout has no effect" in result.stderr
+    result = run(["train", "corpus.txt", *TINY, "--steps", "1", "--dropout", "0.1", "--locked-dropout"])
+    assert_ok(result)
+    assert "--locked-dropout has no effect" not in result.stderr
+
+
 @given(data=st.one_of(st.binary(max_size=400), st.text(max_size=300).map(str.encode),
                       st.lists(st.sampled_from(["ab", " ", "\n", "\r\n", "\t", "\u00e9", "\U0001f600", "\ufeff"]),
                                max_size=80).map(lambda xs: "".join(xs).encode())),
