@@ -7,7 +7,7 @@
 
 The hidden-side gradient of the n part, d(gh_n) = dn_pre * r, differs from d(xw_n) = dn_pre,
 so the backward writes the hidden side's gradient d(gh) (T,B,3H) apart from dL/dxw: one
-contiguous array, from which dW_hh and db_hh are one GEMM and one sum over all T*B rows.
+contiguous array, whose T*B rows give dW_hh in GEMMs that read it in place, and db_hh.
 
 Private kernels: arrays in, arrays out, all preallocated by charlm.recurrent. Time-major layout.
 """
@@ -64,8 +64,9 @@ def gru_backward(gates, ghn, hs, h0, w_hh_t, dhs, dh, dgh, dhz, dh_tr):
     ghn (T,B,H): gh_n stored by the forward (read only). hs (T,B,H), h0 (B,H): the states
     (h_{t-1} is needed for dz). w_hh_t (H,3H) = W_hh^T C-contiguous. dhs (T,B,H) read only.
     dh (B,H): in: gradient into the final h; out: gradient w.r.t. h0.
-    dgh (T,B,3H): out, dL/d(h_{t-1} W_hh^T + b_hh) of every step: dL/dxw but dn_pre * r in
-    the n part. dhz (B,H), dh_tr (H,B): scratch."""
+    dgh (T,B,3H) C-contiguous (each step's (B,3H) is the per-step product's input): out,
+    dL/d(h_{t-1} W_hh^T + b_hh) of every step: dL/dxw but dn_pre * r in the n part.
+    dhz (B,H), dh_tr (H,B): scratch."""
     T, B, G = gates.shape
     H = G // 3
     for t in range(T - 1, -1, -1):
