@@ -149,27 +149,3 @@ def test_two_workers_give_the_same_bits_as_one(monkeypatch, cell, layers, embed,
     for name in g1:
         assert np.array_equal(g1[name], g2[name]), name
 
-
-def _import_charlm_in_a_fresh_process(env_value):
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-    if env_value is not None:
-        env["OPENBLAS_THREAD_TIMEOUT"] = env_value
-    code = ("import sys, os, charlm; "
-            "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), 'numpy' in sys.modules, 'scipy' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return out.stdout.split()
-
-
-def test_importing_charlm_lets_openblas_threads_sleep_before_any_blas_loads():
-    # OpenBLAS reads the variable when its library loads: charlm must set it before that
-    value, numpy_loaded, scipy_loaded = _import_charlm_in_a_fresh_process(None)
-    assert value == "4"
-    assert numpy_loaded == "False" and scipy_loaded == "False"
-
-
-def test_a_user_set_openblas_thread_timeout_is_kept():
-    assert _import_charlm_in_a_fresh_process("20")[0] == "20"
