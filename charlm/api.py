@@ -83,6 +83,14 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
             raise OptionError(message)
 
 
+def _idle_options(model_cfg: ModelConfig) -> list[str]:
+    """Notes on options that are valid but do nothing with the others given."""
+    if model_cfg.locked_dropout and model_cfg.dropout == 0.0:
+        return ["--locked-dropout has no effect with --dropout 0: give --dropout P (e.g. 0.3) "
+                "to drop units"]
+    return []
+
+
 def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
                      tok_cfg: TokenizerConfig | None = None, cfg: TrainConfig | None = None,
                      valid: str | None = None, output: str | None = None,
@@ -96,15 +104,13 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
     """
     model_cfg, tok_cfg, cfg = model_cfg or ModelConfig(), tok_cfg or TokenizerConfig(), cfg or TrainConfig()
     validate_options(model_cfg, tok_cfg, cfg)
+    notes = notes if notes is not None else []
+    notes.extend(_idle_options(model_cfg))
     paths = RunPaths.for_model(output)
     scratch = _scratch_dir(paths.model)
     with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
         tokenizer = Tokenizer.from_counts(source.count(tok_cfg.level), tok_cfg)  # pass 1
         train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
-    notes = notes if notes is not None else []
-    if model_cfg.locked_dropout and model_cfg.dropout == 0.0:
-        notes.append("--locked-dropout has no effect with --dropout 0: give --dropout P (e.g. 0.3) "
-                     "to drop units")
     cfg = _fit_to_corpus(cfg, len(train_ids), notes)
     model_cfg = dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size)
     model = Model.create(model_cfg, seed=cfg.seed)
