@@ -57,4 +57,6 @@ def main(name: str, steps: int = 20) -> None:
 
 
 if __name__ == "__main__":
+    if not 2 <= len(sys.argv) <= 3:
+        sys.exit("usage: python -m benchmarks.train_step PRESET [STEPS]")
     main(sys.argv[1], *(int(a) for a in sys.argv[2:3]))
