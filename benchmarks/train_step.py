@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from charlm.config import ModelConfig
+from charlm.config import ModelConfig, TrainConfig
 from charlm.model import Model
 from charlm.optim import Optimizer, clip_gradients
 from charlm.presets import get_preset
@@ -40,12 +40,14 @@ def main(name: str, steps: int = 20) -> None:
     x = rng.integers(0, config.vocab_size, (T, B)).astype(np.int32)
     y = rng.integers(0, config.vocab_size, (T, B)).astype(np.int32)
     state = model.zero_state(B)
-    optimizer = Optimizer(o.get("optimizer", "adam"), o["lr"])  # the options' defaults
+    # a preset leaves an option out where `charlm train`'s default (TrainConfig's) applies
+    optimizer = Optimizer(o.get("optimizer", TrainConfig.optimizer), o["lr"])
+    clip = o.get("clip", TrainConfig.clip)
 
     def step() -> float:
         start = time.perf_counter()
         _, grads, _ = model.loss_and_grads(x, y, state, rng)
-        clip_gradients(grads, o.get("clip", 5.0), "norm")
+        clip_gradients(grads, clip, TrainConfig.clip_mode)
         optimizer.step(model.params, grads)
         return time.perf_counter() - start
 

@@ -148,4 +148,3 @@ def test_two_workers_give_the_same_bits_as_one(monkeypatch, cell, layers, embed,
     assert g1.keys() == g2.keys()
     for name in g1:
         assert np.array_equal(g1[name], g2[name]), name
-
