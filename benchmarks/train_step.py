@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from charlm.config import ModelConfig, TrainConfig
+from charlm.config import ModelConfig, TrainConfig, from_dict
 from charlm.model import Model
 from charlm.optim import Optimizer, clip_gradients
 from charlm.presets import get_preset
@@ -31,23 +31,21 @@ VOCAB = {"char": 65, "word": 10000}  # tiny-shakespeare's characters, PTB's word
 
 def main(name: str, steps: int = 20) -> None:
     o = get_preset(name).options
-    config = ModelConfig(cell=o["cell"], vocab_size=VOCAB[o["level"]], embed=o["embed"],
-                         hidden=o["hidden"], layers=o["layers"], dropout=o["dropout"],
-                         tie=o.get("tie", False))
+    # the configs `charlm train --preset NAME` builds: what the preset leaves out, their defaults
+    config = from_dict(ModelConfig, {**o, "vocab_size": VOCAB[o["level"]]})
+    cfg = from_dict(TrainConfig, o)
     model = Model.create(config)
     rng = np.random.default_rng(0)
-    T, B = o["seq_len"], o["batch"]
+    T, B = cfg.seq_len, cfg.batch
     x = rng.integers(0, config.vocab_size, (T, B)).astype(np.int32)
     y = rng.integers(0, config.vocab_size, (T, B)).astype(np.int32)
     state = model.zero_state(B)
-    # a preset leaves an option out where `charlm train`'s default (TrainConfig's) applies
-    optimizer = Optimizer(o.get("optimizer", TrainConfig.optimizer), o["lr"])
-    clip = o.get("clip", TrainConfig.clip)
+    optimizer = Optimizer.for_training(cfg)
 
     def step() -> float:
         start = time.perf_counter()
         _, grads, _ = model.loss_and_grads(x, y, state, rng)
-        clip_gradients(grads, clip, TrainConfig.clip_mode)
+        clip_gradients(grads, cfg.clip, cfg.clip_mode)
         optimizer.step(model.params, grads)
         return time.perf_counter() - start
 

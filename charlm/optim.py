@@ -52,6 +52,11 @@ class Optimizer:
         self.t = 0
         self.state: dict[str, np.ndarray] = {}  # "m.<name>", "v.<name>" for Adam
 
+    @classmethod
+    def for_training(cls, cfg) -> "Optimizer":
+        """The optimizer a TrainConfig asks for (its kind, rate, weight decay and Adam's beta2)."""
+        return cls(cfg.optimizer, cfg.lr, cfg.weight_decay, betas=(0.9, cfg.beta2))
+
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         self.t += 1
         for name, g in grads.items():

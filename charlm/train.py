@@ -52,7 +52,7 @@ class Trainer:
         self.model_path, self.state_path, self.metrics_path = model_path, state_path, metrics_path
         self.extra_header = extra_header or {}
         self.stream = BatchStream(train_ids, cfg.batch, cfg.seq_len)
-        self.optimizer = Optimizer(cfg.optimizer, cfg.lr, cfg.weight_decay, betas=(0.9, cfg.beta2))
+        self.optimizer = Optimizer.for_training(cfg)
         self.rng = np.random.default_rng(cfg.seed)
         self.hidden = model.zero_state(cfg.batch)
         self.progress = Progress()
