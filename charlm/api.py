@@ -71,6 +71,9 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
         (0.0 < cfg.decay <= 1.0, "--decay must be in (0, 1], the fraction of the run that anneals"),
         (cfg.warmup + cfg.decay <= 1.0, "--warmup and --decay together must not exceed 1 (the whole run)"),
         (0.0 < cfg.beta2 < 1.0, "--beta2 must be in (0, 1), e.g. 0.999 or 0.99"),
+        (cfg.weight_decay >= 0 and (cfg.optimizer == "adam" or cfg.lr * cfg.weight_decay < 1),
+         "--weight-decay must be 0 (off) or positive, and with adamw or sgd below 1 / --lr "
+         "(each step shrinks the weights by lr x weight decay)"),
         (0.0 <= cfg.valid_frac < 1.0, "--valid-frac must be in [0, 1), e.g. 0.1"),
         (cfg.steps is None or cfg.steps >= 1, "--steps must be at least 1"),
         (cfg.epochs is None or cfg.epochs > 0, "--epochs must be positive"),

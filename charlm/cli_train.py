@@ -43,9 +43,10 @@ def train(
     init: Annotated[str, Opt(help="Initial weights: uniform (PyTorch's default) or orthogonal (with LSTM forget-gate bias 1).")] = "uniform",
     batch: Annotated[Optional[int], Opt(help="Parallel streams. \\[default: 32 char, 20 word]")] = None,
     seq_len: Annotated[Optional[int], Opt(help="Tokens per BPTT window. \\[default: 100 char, 35 word]")] = None,
-    optimizer: Annotated[str, Opt(help="adam or sgd.")] = "adam",
+    optimizer: Annotated[str, Opt(help="adam, adamw (Adam with decoupled --weight-decay) or sgd.")] = "adam",
     lr: Annotated[Optional[float], Opt(help="Learning rate. \\[default: 0.003 char, 0.002 word]")] = None,
     beta2: Annotated[float, Opt(help="Adam: decay of the average of squared gradients (PyTorch's betas[1]).")] = TrainConfig.beta2,
+    weight_decay: Annotated[float, Opt(help="Weight decay: adamw shrinks the weights by lr x this each step (e.g. 0.1); adam and sgd add this x the weights to the gradient (L2).")] = TrainConfig.weight_decay,
     clip: Annotated[float, Opt(help="Gradient clipping threshold (0: off).")] = 5.0,
     clip_mode: Annotated[str, Opt(help="norm (global L2 norm) or value (element-wise).")] = "norm",
     schedule: Annotated[str, Opt(help="Learning rate: plateau (decay when validation stalls), or over the run (needs --steps, --epochs or --time): cosine, or wsd (plateau decay, then linear to 0 over the last --decay of the run); auto: wsd when the run has a length, else plateau.")] = "auto",
@@ -97,7 +98,8 @@ def train(
                                     locked_dropout=a["locked_dropout"], tie=a["tie"], init=a["init"])
             tok_cfg = TokenizerConfig(level=a["level"], max_vocab=a["max_vocab"], min_count=a["min_count"])
             cfg = TrainConfig(batch=defaults["batch"], seq_len=defaults["seq_len"],
-                              optimizer=a["optimizer"], lr=defaults["lr"], beta2=a["beta2"], clip=a["clip"],
+                              optimizer=a["optimizer"], lr=defaults["lr"], beta2=a["beta2"],
+                              weight_decay=a["weight_decay"], clip=a["clip"],
                               clip_mode=a["clip_mode"], schedule=_schedule(a["schedule"], limits),
                               warmup=a["warmup"], decay=a["decay"],
                               patience=a["patience"], lr_decay=a["lr_decay"],
@@ -127,7 +129,7 @@ def train(
 # Options fixed by the run that --resume continues (the limits --steps/--epochs/--time are not).
 _RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "layers", "hidden", "embed",
                  "dropout", "locked_dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr",
-                 "beta2", "clip", "clip_mode", "schedule", "warmup", "decay", "patience", "lr_decay",
+                 "beta2", "weight_decay", "clip", "clip_mode", "schedule", "warmup", "decay", "patience", "lr_decay",
                  "valid_every", "seed", "preset")
 _LIMITS = ("epochs", "steps", "time")
 _OPTIONS = _RUN_SETTINGS + _LIMITS

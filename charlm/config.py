@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .schedule import WSD_DECAY
 
 CELLS = ("lstm", "gru", "rnn")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 CLIP_MODES = ("norm", "value")
 LEVELS = ("char", "word")
 

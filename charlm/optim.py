@@ -1,7 +1,9 @@
-"""Optimizers (Adam, SGD) and gradient clipping, updating float32 arrays in place.
+"""Optimizers (Adam, AdamW, SGD) and gradient clipping, updating float32 arrays in place.
 
 Adam follows torch.optim.Adam exactly: bias-corrected moments, eps added after the square
-root, optional L2 weight decay added to the gradient.
+root, optional L2 weight decay added to the gradient. AdamW follows torch.optim.AdamW: the
+same step, with the weights shrunk by lr * weight_decay before it instead (decoupled weight
+decay, Loshchilov & Hutter 2019), so the decay is not divided by Adam's running scale.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class Optimizer:
         self.kind, self.lr, self.weight_decay = kind, lr, weight_decay
         self.betas, self.eps = betas, eps
         self.t = 0
-        self.state: dict[str, np.ndarray] = {}  # "m.<name>", "v.<name>" for Adam
+        self.state: dict[str, np.ndarray] = {}  # "m.<name>", "v.<name>" for Adam and AdamW
 
     @classmethod
     def for_training(cls, cfg) -> "Optimizer":
@@ -61,7 +63,9 @@ class Optimizer:
         self.t += 1
         for name, g in grads.items():
             p = params[name]
-            if self.weight_decay:
+            if self.weight_decay and self.kind == "adamw":
+                p *= np.float32(1.0 - self.lr * self.weight_decay)
+            elif self.weight_decay:
                 g += np.float32(self.weight_decay) * p
             if self.kind == "sgd":
                 p -= np.float32(self.lr) * g

@@ -252,6 +252,9 @@ BAD_TRAIN_OPTIONS = [
     (["--warmup", "0.5", "--decay", "0.6"], "--warmup and --decay"),
     (["--beta2", "1"], "--beta2"),
     (["--beta2", "0"], "--beta2"),
+    (["--weight-decay", "-0.1"], "--weight-decay"),
+    (["--weight-decay", "nan"], "--weight-decay"),
+    (["--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "100"], "below 1 / --lr"),
 ]
 
 
@@ -274,6 +277,23 @@ def test_beta2_reaches_adam_and_the_model_file(corpus):
     short_memory, b_short = weights_and_beta2("0.9")
     assert (b_default, b_short) == (0.999, 0.9)
     assert not np.array_equal(default["rnn.weight_hh_l0"], short_memory["rnn.weight_hh_l0"])
+
+
+def test_weight_decay_reaches_adamw_and_the_model_file(corpus):
+    """--optimizer adamw --weight-decay shrinks the weights (tests/test_optim.py checks AdamW
+    against PyTorch); the setting is stored with the run."""
+    def weights_and_train_config(*extra):
+        result = run(["train", "corpus.txt", *TINY, "--steps", "4", "--lr", "0.01", *extra])
+        assert result.exit_code == 0, result.output
+        tensors, meta = load_tensors(str(corpus.parent / "charlm.safetensors"))
+        return tensors, json.loads(meta["charlm"])["train"]
+
+    plain, plain_cfg = weights_and_train_config("--optimizer", "adamw")
+    decayed, decayed_cfg = weights_and_train_config("--optimizer", "adamw", "--weight-decay", "5")
+    assert (plain_cfg["optimizer"], plain_cfg["weight_decay"]) == ("adamw", 0.0)
+    assert (decayed_cfg["optimizer"], decayed_cfg["weight_decay"]) == ("adamw", 5.0)
+    name = "rnn.weight_hh_l0"
+    assert np.abs(decayed[name]).sum() < np.abs(plain[name]).sum()
 
 
 def test_locked_dropout_reaches_the_model_file_and_info(corpus):

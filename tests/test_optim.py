@@ -29,9 +29,10 @@ def torch_run(kind, params, grads_per_step, **hp):
     torch = pytest.importorskip("torch")
     tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     lr, wd = hp["lr"], hp.get("weight_decay", 0.0)
-    if kind == "adam":
-        opt = torch.optim.Adam(tp.values(), lr=lr, betas=hp.get("betas", (0.9, 0.999)),
-                               eps=hp.get("eps", 1e-8), weight_decay=wd)
+    if kind in ("adam", "adamw"):
+        cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+        opt = cls(tp.values(), lr=lr, betas=hp.get("betas", (0.9, 0.999)),
+                  eps=hp.get("eps", 1e-8), weight_decay=wd)
     else:
         opt = torch.optim.SGD(tp.values(), lr=lr, weight_decay=wd)
     for grads in grads_per_step:
@@ -45,6 +46,8 @@ HPARAMS = [
     ("adam", dict(lr=1e-2)),
     ("adam", dict(lr=3e-3, weight_decay=0.1)),
     ("adam", dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6)),
+    ("adamw", dict(lr=3e-3, weight_decay=0.1)),
+    ("adamw", dict(lr=1e-2, weight_decay=2.0, betas=(0.8, 0.99))),
     ("sgd", dict(lr=0.1)),
     ("sgd", dict(lr=0.05, weight_decay=0.01)),
 ]
@@ -77,11 +80,29 @@ def test_params_updated_in_place():
 
 
 def test_unknown_optimizer():
-    with pytest.raises(OptionError, match="adam, sgd"):
+    with pytest.raises(OptionError, match="adam, adamw, sgd"):
         Optimizer("rmsprop", 1e-3)
 
 
-@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_adamw_decay_is_decoupled_from_the_gradient():
+    """With zero gradients Adam's step is 0, so AdamW only shrinks each weight by (1 - lr wd) per
+    step, whatever its scale; Adam's L2 term instead goes through the moments: a step of about
+    lr towards 0 (Adam's normalized step), for weights far enough from 0 not to cross it."""
+    params = random_params(2)
+    zero = {k: np.zeros_like(v) for k, v in params.items()}
+    lr, wd = 1e-2, 3.0
+    decoupled, coupled = copy(params), copy(params)
+    adamw, adam = Optimizer("adamw", lr, wd), Optimizer("adam", lr, wd)
+    for _ in range(4):
+        adamw.step(decoupled, copy(zero))
+        adam.step(coupled, copy(zero))
+    for k, p in params.items():
+        np.testing.assert_allclose(decoupled[k], p * (1 - lr * wd) ** 4, rtol=1e-5, err_msg=k)
+        far = np.abs(p) > 0.1
+        np.testing.assert_allclose(coupled[k][far], (p - 4 * lr * np.sign(p))[far], atol=2e-3, err_msg=k)
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw", "sgd"])
 def test_state_dict_round_trip_continues_identically(kind):
     params = random_params(1)
     opt = Optimizer(kind, 5e-3, weight_decay=0.01)
@@ -107,7 +128,7 @@ def test_state_dict_round_trip_continues_identically(kind):
         np.testing.assert_array_equal(p3[k], p1[k], err_msg=k)
     assert resumed.t == opt.t == shared.t == 6
     assert resumed.kind == kind and resumed.lr == 5e-3 and resumed.weight_decay == 0.01
-    if kind == "adam":
+    if kind != "sgd":
         assert set(arrays) == {f"{m}.{k}" for m in "mv" for k in params}
 
 
