@@ -71,9 +71,9 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
         (0.0 < cfg.decay <= 1.0, "--decay must be in (0, 1], the fraction of the run that anneals"),
         (cfg.warmup + cfg.decay <= 1.0, "--warmup and --decay together must not exceed 1 (the whole run)"),
         (0.0 < cfg.beta2 < 1.0, "--beta2 must be in (0, 1), e.g. 0.999 or 0.99"),
-        (cfg.weight_decay >= 0 and (cfg.optimizer == "adam" or cfg.lr * cfg.weight_decay < 1),
-         "--weight-decay must be 0 (off) or positive, and with adamw or sgd below 1 / --lr "
-         "(each step shrinks the weights by lr x weight decay)"),
+        (0 <= cfg.weight_decay < np.inf and (cfg.optimizer == "adam" or cfg.lr * cfg.weight_decay < 1),
+         "--weight-decay must be 0 (off) or a positive number, and with adamw or sgd below 1 / --lr "
+         "(each step multiplies the weights by 1 - lr x weight decay)"),
         (0.0 <= cfg.valid_frac < 1.0, "--valid-frac must be in [0, 1), e.g. 0.1"),
         (cfg.steps is None or cfg.steps >= 1, "--steps must be at least 1"),
         (cfg.epochs is None or cfg.epochs > 0, "--epochs must be positive"),
@@ -86,12 +86,17 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
             raise OptionError(message)
 
 
-def _idle_options(model_cfg: ModelConfig) -> list[str]:
+def _idle_options(model_cfg: ModelConfig, cfg: TrainConfig) -> list[str]:
     """Notes on options that are valid but do nothing with the others given."""
+    notes = []
     if model_cfg.locked_dropout and model_cfg.dropout == 0.0:
-        return ["--locked-dropout has no effect with --dropout 0: give --dropout P (e.g. 0.3) "
-                "to drop units"]
-    return []
+        notes.append("--locked-dropout has no effect with --dropout 0: give --dropout P (e.g. 0.3) "
+                     "to drop units")
+    if cfg.optimizer == "adamw" and cfg.weight_decay == 0.0:
+        # PyTorch's AdamW decays by 0.01 unless told otherwise; charlm's default stays 0 for all
+        notes.append("--optimizer adamw without --weight-decay is Adam: give --weight-decay W "
+                     "(e.g. 0.1) to decay the weights")
+    return notes
 
 
 def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
@@ -108,7 +113,7 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
     model_cfg, tok_cfg, cfg = model_cfg or ModelConfig(), tok_cfg or TokenizerConfig(), cfg or TrainConfig()
     validate_options(model_cfg, tok_cfg, cfg)
     notes = notes if notes is not None else []
-    notes.extend(_idle_options(model_cfg))
+    notes.extend(_idle_options(model_cfg, cfg))
     paths = RunPaths.for_model(output)
     scratch = _scratch_dir(paths.model)
     with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:

@@ -46,7 +46,7 @@ def train(
     optimizer: Annotated[str, Opt(help="adam, adamw (Adam with decoupled --weight-decay) or sgd.")] = "adam",
     lr: Annotated[Optional[float], Opt(help="Learning rate. \\[default: 0.003 char, 0.002 word]")] = None,
     beta2: Annotated[float, Opt(help="Adam: decay of the average of squared gradients (PyTorch's betas[1]).")] = TrainConfig.beta2,
-    weight_decay: Annotated[float, Opt(help="Weight decay: adamw shrinks the weights by lr x this each step (e.g. 0.1); adam and sgd add this x the weights to the gradient (L2).")] = TrainConfig.weight_decay,
+    weight_decay: Annotated[float, Opt(help="Weight decay: adamw multiplies the weights by 1 - lr x this each step (e.g. 0.1); adam and sgd add this x the weights to the gradient (L2). Below 1 / --lr for adamw and sgd.")] = TrainConfig.weight_decay,
     clip: Annotated[float, Opt(help="Gradient clipping threshold (0: off).")] = 5.0,
     clip_mode: Annotated[str, Opt(help="norm (global L2 norm) or value (element-wise).")] = "norm",
     schedule: Annotated[str, Opt(help="Learning rate: plateau (decay when validation stalls), or over the run (needs --steps, --epochs or --time): cosine, or wsd (plateau decay, then linear to 0 over the last --decay of the run); auto: wsd when the run has a length, else plateau.")] = "auto",

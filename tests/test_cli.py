@@ -254,6 +254,7 @@ BAD_TRAIN_OPTIONS = [
     (["--beta2", "0"], "--beta2"),
     (["--weight-decay", "-0.1"], "--weight-decay"),
     (["--weight-decay", "nan"], "--weight-decay"),
+    (["--weight-decay", "inf"], "--weight-decay"),
     (["--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "100"], "below 1 / --lr"),
 ]
 
@@ -288,7 +289,7 @@ def test_weight_decay_reaches_adamw_and_the_model_file(corpus):
         tensors, meta = load_tensors(str(corpus.parent / "charlm.safetensors"))
         return tensors, json.loads(meta["charlm"])["train"]
 
-    plain, plain_cfg = weights_and_train_config("--optimizer", "adamw")
+    plain, plain_cfg = weights_and_train_config("--optimizer", "adamw", "--weight-decay", "0")
     decayed, decayed_cfg = weights_and_train_config("--optimizer", "adamw", "--weight-decay", "5")
     assert (plain_cfg["optimizer"], plain_cfg["weight_decay"]) == ("adamw", 0.0)
     assert (decayed_cfg["optimizer"], decayed_cfg["weight_decay"]) == ("adamw", 5.0)
@@ -309,6 +310,15 @@ def test_locked_dropout_reaches_the_model_file_and_info(corpus):
     assert "--locked-dropout has no effect" not in stderr  # the note is for --dropout 0 only
     # the same seed draws other masks, so training takes another path
     assert not np.array_equal(per_step["rnn.weight_hh_l0"], locked["rnn.weight_hh_l0"])
+
+
+def test_adamw_without_weight_decay_says_it_is_adam(corpus):
+    result = run(["train", "corpus.txt", *TINY, "--steps", "1", "--optimizer", "adamw"])
+    assert_ok(result)
+    assert "note:" in result.stderr and "without --weight-decay is Adam" in result.stderr
+    decayed = run(["train", "corpus.txt", *TINY, "--steps", "1", "--optimizer", "adamw", "--weight-decay", "0.1"])
+    assert_ok(decayed)
+    assert "without --weight-decay" not in decayed.stderr
 
 
 def test_locked_dropout_without_dropout_says_it_has_no_effect(corpus):

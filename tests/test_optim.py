@@ -84,6 +84,19 @@ def test_unknown_optimizer():
         Optimizer("rmsprop", 1e-3)
 
 
+def test_adamw_step_by_hand():
+    """One AdamW step written out from torch.optim.AdamW's algorithm (runs without torch): decay
+    with the rate, then Adam's first step, whose bias-corrected moments are g and g^2."""
+    params, grads = random_params(3), random_grads(0, seed=3)
+    lr, wd, eps = 1e-2, 2.0, 1e-8
+    ours = copy(params)
+    Optimizer("adamw", lr, wd, eps=eps).step(ours, copy(grads))
+    for k, p in params.items():
+        g = grads[k]
+        expected = p * (1 - lr * wd) - lr * g / (np.abs(g) + eps)
+        np.testing.assert_allclose(ours[k], expected, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
 def test_adamw_decay_is_decoupled_from_the_gradient():
     """With zero gradients Adam's step is 0, so AdamW only shrinks each weight by (1 - lr wd) per
     step, whatever its scale; Adam's L2 term instead goes through the moments: a step of about
