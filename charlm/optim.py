@@ -63,10 +63,11 @@ class Optimizer:
         self.t += 1
         for name, g in grads.items():
             p = params[name]
-            if self.weight_decay and self.kind == "adamw":
-                p *= np.float32(1.0 - self.lr * self.weight_decay)
-            elif self.weight_decay:
-                g += np.float32(self.weight_decay) * p
+            if self.weight_decay:
+                if self.kind == "adamw":  # decoupled: shrink the weights, leave the gradient
+                    p *= np.float32(1.0 - self.lr * self.weight_decay)
+                else:  # L2: through the gradient
+                    g += np.float32(self.weight_decay) * p
             if self.kind == "sgd":
                 p -= np.float32(self.lr) * g
             else:

@@ -266,16 +266,19 @@ def test_bad_train_option_is_usage_error(corpus, extra, words):
     assert not (corpus.parent / "charlm.safetensors").exists()
 
 
+def weights_and_train_config(corpus, *extra):
+    """Train 4 steps at lr 0.01 with `extra` options; the model's tensors and its stored train config."""
+    result = run(["train", "corpus.txt", *TINY, "--steps", "4", "--lr", "0.01", *extra])
+    assert result.exit_code == 0, result.output
+    tensors, meta = load_tensors(str(corpus.parent / "charlm.safetensors"))
+    return tensors, json.loads(meta["charlm"])["train"]
+
+
 def test_beta2_reaches_adam_and_the_model_file(corpus):
     """--beta2 is Adam's betas[1] (tests/test_optim.py checks Adam's betas against PyTorch)."""
-    def weights_and_beta2(beta2):
-        result = run(["train", "corpus.txt", *TINY, "--steps", "4", "--lr", "0.01", "--beta2", beta2])
-        assert result.exit_code == 0, result.output
-        tensors, meta = load_tensors(str(corpus.parent / "charlm.safetensors"))
-        return tensors, json.loads(meta["charlm"])["train"]["beta2"]
-
-    default, b_default = weights_and_beta2("0.999")
-    short_memory, b_short = weights_and_beta2("0.9")
+    default, default_cfg = weights_and_train_config(corpus, "--beta2", "0.999")
+    short_memory, short_cfg = weights_and_train_config(corpus, "--beta2", "0.9")
+    b_default, b_short = default_cfg["beta2"], short_cfg["beta2"]
     assert (b_default, b_short) == (0.999, 0.9)
     assert not np.array_equal(default["rnn.weight_hh_l0"], short_memory["rnn.weight_hh_l0"])
 
@@ -283,14 +286,8 @@ def test_beta2_reaches_adam_and_the_model_file(corpus):
 def test_weight_decay_reaches_adamw_and_the_model_file(corpus):
     """--optimizer adamw --weight-decay shrinks the weights (tests/test_optim.py checks AdamW
     against PyTorch); the setting is stored with the run."""
-    def weights_and_train_config(*extra):
-        result = run(["train", "corpus.txt", *TINY, "--steps", "4", "--lr", "0.01", *extra])
-        assert result.exit_code == 0, result.output
-        tensors, meta = load_tensors(str(corpus.parent / "charlm.safetensors"))
-        return tensors, json.loads(meta["charlm"])["train"]
-
-    plain, plain_cfg = weights_and_train_config("--optimizer", "adamw", "--weight-decay", "0")
-    decayed, decayed_cfg = weights_and_train_config("--optimizer", "adamw", "--weight-decay", "5")
+    plain, plain_cfg = weights_and_train_config(corpus, "--optimizer", "adamw", "--weight-decay", "0")
+    decayed, decayed_cfg = weights_and_train_config(corpus, "--optimizer", "adamw", "--weight-decay", "5")
     assert (plain_cfg["optimizer"], plain_cfg["weight_decay"]) == ("adamw", 0.0)
     assert (decayed_cfg["optimizer"], decayed_cfg["weight_decay"]) == ("adamw", 5.0)
     name = "rnn.weight_hh_l0"
