@@ -54,6 +54,20 @@ ModelOpt = Annotated[
 ]
 
 
+ThreadsOpt = Annotated[
+    Optional[int],
+    typer.Option("--threads", envvar="CHARLM_THREADS", show_envvar=True, min=1,
+                 help="Threads to compute on; results are the same for any count. \\[default: all cores]"),
+]
+
+
+def use_threads(count: int | None) -> None:
+    """Compute on `count` threads (None: the default, every core this process may use)."""
+    from .stack import set_threads
+
+    set_threads(count)
+
+
 # ---- error handling at the edge ----------------------------------------------------------
 @contextmanager
 def user_errors():
@@ -124,6 +138,7 @@ def sample(
     top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k most likely tokens. \\[default: all]")] = None,
     num: Annotated[int, typer.Option(help="Number of samples.")] = 1,
     until_eos: Annotated[bool, typer.Option(help="End each sample at the end of a line.")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Generate text, streamed to stdout as it is produced."""
     import numpy as np
@@ -133,6 +148,7 @@ def sample(
 
     with user_errors():
         _check_sample_options(temp, length, top_k, num)
+        use_threads(threads)
         net, tokenizer, _ = load(model)
         prime = _valid_text(prime)
         rng = np.random.default_rng(seed)
@@ -169,6 +185,7 @@ def score(
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     file: Annotated[Optional[Path], typer.Option("--file", help="Score a whole document as one stream.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Log-probability (natural log) and perplexity of each line.
 
@@ -179,6 +196,7 @@ def score(
     from .score import Totals, score_lines, score_text
 
     with user_errors():
+        use_threads(threads)
         net, tokenizer, _ = load(model)
         totals = Totals()
         if file is not None:
