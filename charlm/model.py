@@ -21,6 +21,10 @@ from .config import ModelConfig
 from .initializers import init_params
 from .losses import fused_softmax_xent_, fused_target_logprobs
 
+# Evaluation computes the (N, V) logits this many elements at a time (16 MB of float32): a batch
+# of many lines over a large vocabulary would otherwise hold N x V floats at once.
+LOGIT_ELEMENTS = 1 << 22
+
 # The Numba kernels are imported where they are first used, not here: loading a model to score
 # a short line (charlm.quick) then never pays Numba's start-up.
 
@@ -114,7 +118,7 @@ class Model:
                                    state[layer, 1, b0:b1] if self.state_slots == 2 else None, keep,
                                    hs=layout.view(trace.hs[layer], k))
                    for layer in range(L)] for k, (b0, b1) in enumerate(layout.bounds)]
-        chunks = chunk_bounds(T)
+        chunks = chunk_bounds(T, L)
 
         def project(k: int, layer: int, a: int, b: int) -> None:
             rows = layout.step_rows(k, a, b)
@@ -231,7 +235,7 @@ class Model:
         for k, block in enumerate(trace.caches):
             for layer, cache in enumerate(block):
                 recurrent_backward_start(cache, dgh=None if dghs[layer] is None else layout.view(dghs[layer], k))
-        chunks = chunk_bounds(layout.steps)
+        chunks = chunk_bounds(layout.steps, L)
 
         def send_down(k: int, layer: int, a: int, b: int) -> None:
             """dLoss/d(input of layer) of steps [a, b) of block k, through dropout, into dhs[layer - 1]."""
@@ -304,7 +308,11 @@ class Model:
         """
         trace = self._forward(tokens, state, None, keep=False)
         targets = trace.layout.to_blocks(np.ascontiguousarray(targets, dtype=np.int64))
-        logp = fused_target_logprobs(self.logits(trace.top), targets)
+        logp = np.empty(len(targets), np.float64)
+        rows = max(64, LOGIT_ELEMENTS // self.config.vocab_size)  # rows of logits at a time
+        for r0 in range(0, len(targets), rows):
+            part = slice(r0, r0 + rows)
+            logp[part] = fused_target_logprobs(self.logits(trace.top[part]), targets[part])
         return trace.layout.from_blocks(logp), trace.new_state
 
 

@@ -46,8 +46,11 @@ BLOCK_STREAMS = 16
 _threads: int | None = None
 
 
-def chunk_bounds(steps: int) -> list[tuple[int, int]]:
-    """Split range(steps) into consecutive (start, end) slices."""
+def chunk_bounds(steps: int, layers: int = 2) -> list[tuple[int, int]]:
+    """Split range(steps) into consecutive (start, end) slices: one slice for a single layer,
+    which has no layer above to hand chunks to."""
+    if layers == 1:
+        return [(0, steps)]
     size = max(MIN_CHUNK, -(-steps // TARGET_CHUNKS))
     return [(a, min(a + size, steps)) for a in range(0, steps, size)]
 
@@ -95,8 +98,8 @@ def set_threads(count: int | None) -> int:
     if count is not None and count < 1:
         raise ValueError(f"thread count must be at least 1, not {count}")
     _threads = count
-    lib = kernel_blas()
-    if lib is not None and count is not None:
+    lib = kernel_blas() if count is not None else None  # loading BLAS costs a short run its start-up
+    if lib is not None:
         lib.set_num_threads(count)
     return threads()
 
