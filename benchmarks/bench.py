@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WHATS = ("train", "score", "sample")
 
 
-def run_worker(framework: str, config: str, what: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.workloads", framework, config, what],
+def run_worker(framework: str, config: str, what: str, threads: int | None = None) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.workloads", framework, config, what]
+    out = subprocess.run(cmd + ([str(threads)] if threads else []),
                          cwd=ROOT, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -98,22 +99,49 @@ def startup_times() -> dict:
 
 
 def measure(configs: list[str], with_torch: bool) -> dict:
+    """Per config and workload: charlm on every core, PyTorch, and charlm on one thread
+    (train and score: the thread scaling of the stream-parallel engine)."""
     results: dict = {}
-    frameworks = ["charlm"] + (["torch"] if with_torch else [])
+    runs = [("charlm", None)] + ([("torch", None)] if with_torch else []) + [("charlm-1t", 1)]
     for config in configs:
         for what in WHATS:
-            for fw in frameworks:
-                r = run_worker(fw, config, what)
-                results.setdefault(config, {}).setdefault(what, {})[fw] = r
-                print(f"  {config:12s} {what:6s} {fw:6s} {r['tokens_per_s']:>12,.0f} tok/s "
+            for name, threads in runs:
+                if threads and what == "sample":
+                    continue  # one stream: nothing to split
+                r = run_worker(name.split("-")[0], config, what, threads)
+                results.setdefault(config, {}).setdefault(what, {})[name] = r
+                print(f"  {config:12s} {what:6s} {name:9s} {r['tokens_per_s']:>12,.0f} tok/s "
                       f"{r['peak_rss_mb']:>8.0f} MB", file=sys.stderr, flush=True)
     return results
+
+
+def measure_score_lines(configs: list[str], with_torch: bool) -> dict:
+    """`charlm score` of a file of lines through the CLI (benchmarks.score_lines), per config."""
+    results = {}
+    for config in configs:
+        cmd = [sys.executable, "-m", "benchmarks.score_lines", config] + ([] if with_torch else ["--no-torch"])
+        out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+        results[config] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"  {config:12s} score-lines {results[config]}", file=sys.stderr, flush=True)
+    return results
+
+
+def lines_table(results: dict, with_torch: bool) -> str:
+    head = f"{'config':12s} {'lines tok/s':>12s} {'--file tok/s':>13s}" + (f" {'torch tok/s':>12s} {'ratio':>6s}" if with_torch else "")
+    rows = [head, "-" * len(head)]
+    for config, r in results.items():
+        row = f"{config:12s} {r['charlm_lines_tok_s']:>12,.0f} {r['charlm_file_tok_s']:>13,.0f}"
+        if with_torch:
+            row += f" {r['torch_lines_tok_s']:>12,.0f} {r['charlm_lines_tok_s'] / r['torch_lines_tok_s']:>5.2f}x"
+        rows.append(row)
+    return "\n".join(rows)
 
 
 def table(results: dict, peak: float, with_torch: bool) -> str:
     head = f"{'config':12s} {'what':6s} {'charlm tok/s':>13s}"
     if with_torch:
         head += f" {'torch tok/s':>12s} {'ratio':>6s}"
+    head += f" {'1 thread':>9s} {'scaling':>7s}"
     head += f" {'GFLOP/s':>8s} {'% peak':>7s} {'charlm MB':>10s}" + (f" {'torch MB':>9s}" if with_torch else "")
     lines = [head, "-" * len(head)]
     for config, by_what in results.items():
@@ -123,6 +151,9 @@ def table(results: dict, peak: float, with_torch: bool) -> str:
             if with_torch:
                 t = by_fw["torch"]
                 row += f" {t['tokens_per_s']:>12,.0f} {c['tokens_per_s'] / t['tokens_per_s']:>5.2f}x"
+            one = by_fw.get("charlm-1t")
+            row += (f" {one['tokens_per_s']:>9,.0f} {c['tokens_per_s'] / one['tokens_per_s']:>6.2f}x"
+                    if one else f" {'':>9s} {'':>7s}")
             if what == "train":
                 gflops = c["tokens_per_s"] * matmul_flops_per_token(CONFIGS[config]) / 1e9
                 row += f" {gflops:>8.1f} {100 * gflops / peak:>6.1f}%"
@@ -156,12 +187,16 @@ def main() -> None:
     peak = gemm_peak_gflops()
     print(f"fp32 GEMM peak (2048^3): {peak:.1f} GFLOP/s", file=sys.stderr)
     results = measure(configs, with_torch)
+    lines = measure_score_lines(configs, with_torch)
     startup = startup_times()
     if with_torch:
         import torch
         env["torch"] = torch.__version__
-    report = {"environment": env, "gemm_peak_gflops": peak, "results": results, "startup": startup}
+    report = {"environment": env, "gemm_peak_gflops": peak, "results": results,
+              "score_lines": lines, "startup": startup}
     print(table(results, peak, with_torch))
+    print("\ncharlm score of a file of lines (the whole command, start-up included):")
+    print(lines_table(lines, with_torch))
     print(f"charlm score \"hello\" (warm JIT cache): {startup['score_hello_s']:.2f} s; "
           f"first compile (empty cache: train 1 step + score): {startup['first_compile_s']:.1f} s")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

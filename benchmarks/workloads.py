@@ -1,4 +1,4 @@
-"""One benchmark measurement in this process: `python -m benchmarks.workloads FRAMEWORK CONFIG WHAT`.
+"""One benchmark measurement in this process: `python -m benchmarks.workloads FRAMEWORK CONFIG WHAT [THREADS]`.
 
 Prints one JSON object: tokens/s (median of timed repeats after warm-up) and the process's
 peak resident memory. Each measurement runs in its own process so that charlm's and PyTorch's
@@ -162,6 +162,10 @@ def torch_workload(s: Shape, what: str) -> float:
 
 def main() -> None:
     framework, config, what = sys.argv[1:4]
+    if len(sys.argv) > 4:  # charlm on this many threads (BLAS included); default: every core
+        from charlm.stack import set_threads
+
+        set_threads(int(sys.argv[4]))
     shape = CONFIGS[config]
     run = charlm_workload if framework == "charlm" else torch_workload
     rate = run(shape, what)
