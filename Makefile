@@ -10,7 +10,7 @@ DEMO := demo
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,mpi]'
 	touch $@
 
 install dev: $(VENV)/.installed

@@ -17,7 +17,8 @@ import numpy as np
 from .checkpoint import default_model_path, load_model, load_training_state, sidecar
 from .config import CELLS, CLIP_MODES, LEVELS, OPTIMIZERS, ModelConfig, TokenizerConfig, TrainConfig
 from .data import Corpus, split_train_valid
-from .errors import CorpusError, OptionError
+from .distributed import world
+from .errors import CharlmError, CorpusError, OptionError
 from .initializers import INITS
 from .model import Model
 from .schedule import BUDGET_SCHEDULES, SCHEDULES
@@ -116,17 +117,25 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
     notes.extend(_idle_options(model_cfg, cfg))
     paths = RunPaths.for_model(output)
     scratch = _scratch_dir(paths.model)
-    with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
-        tokenizer = Tokenizer.from_counts(source.count(tok_cfg.level), tok_cfg)  # pass 1
-        train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
-    cfg = _fit_to_corpus(cfg, len(train_ids), notes)
+    ranks = world()
+
+    def read() -> tuple:
+        with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
+            tokenizer = Tokenizer.from_counts(source.count(tok_cfg.level), tok_cfg)  # pass 1
+            train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
+        fitted = _fit_to_corpus(cfg, len(train_ids), notes)
+        if ranks.is_root:
+            _start_metrics(paths.metrics)
+        return tokenizer, train_ids, valid_ids, fitted
+
+    tokenizer, train_ids, valid_ids, cfg = _read_once(ranks, read, paths.model)
     model_cfg = dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size)
     model = Model.create(model_cfg, seed=cfg.seed)
     extra = {"tokenizer_config": dataclasses.asdict(tok_cfg), "corpus": os.path.basename(corpus)}
-    _start_metrics(paths.metrics)
     from .train import Trainer  # the training machinery (and Numba) only when training
 
-    return Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra, paths.metrics)
+    return Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra,
+                   paths.metrics, world=ranks)
 
 
 def resume_training(corpus: str, *, output: str | None = None, valid: str | None = None,
@@ -141,13 +150,20 @@ def resume_training(corpus: str, *, output: str | None = None, valid: str | None
     if limits:
         cfg = dataclasses.replace(cfg, **limits)
     scratch = _scratch_dir(paths.model)
-    with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
-        train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
+    ranks = world()
+
+    def read() -> tuple:
+        with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
+            train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
+        return tokenizer, train_ids, valid_ids, cfg
+
+    _, train_ids, valid_ids, _ = _read_once(ranks, read, paths.model)
     header = info.get("header", {})
     extra = {k: header[k] for k in ("tokenizer_config", "corpus") if k in header}
     from .train import Trainer
 
-    trainer = Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra, paths.metrics)
+    trainer = Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra,
+                      paths.metrics, world=ranks)
     trainer.restore(arrays, info)
     return trainer
 
@@ -170,6 +186,45 @@ def _split(tokenizer: Tokenizer, source: Corpus, valid: str | None, valid_frac: 
             "file or a larger --valid-frac"
         )
     return train_ids, valid_ids
+
+
+def _read_once(ranks, read, model_path: str) -> tuple:
+    """read() -> (tokenizer, train ids, valid ids, config) on the root alone, under MPI: the root
+    writes the token arrays beside the model (a filesystem every rank sees), the others wait
+    and map them; an error on the root is raised on every rank."""
+    if ranks.size == 1:
+        return read()
+    shared = None
+    if ranks.is_root:
+        try:
+            tokenizer, train_ids, valid_ids, cfg = read()
+            files = [_share_tokens(ids, sidecar(model_path, f"{kind}.tokens"))
+                     for kind, ids in (("train", train_ids), ("valid", valid_ids))]
+            shared = ("ok", tokenizer.to_dict(), cfg, files)
+        except CharlmError as exc:
+            shared = ("error", type(exc), str(exc))
+    shared = ranks.broadcast(shared)
+    if shared[0] == "error":
+        raise shared[1](shared[2])
+    _, tokenizer_dict, cfg, files = shared
+    if ranks.is_root:
+        ranks.barrier()  # every rank has mapped the files: they live on in the maps
+        for path, _, _ in files:
+            os.unlink(path)
+        return tokenizer, train_ids, valid_ids, cfg
+    mapped = [np.memmap(path, dtype=dtype, mode="r", shape=(n,)) for path, dtype, n in files]
+    ranks.barrier()
+    return (Tokenizer.from_dict(tokenizer_dict), *mapped, cfg)
+
+
+def _share_tokens(ids: np.ndarray, path) -> tuple[str, str, int]:
+    """Write token ids to a file the other ranks map: (path, dtype, count)."""
+    try:
+        np.asarray(ids).tofile(str(path))
+    except OSError as exc:
+        raise CorpusError(f"cannot write {path} ({exc.strerror}): the directory of -o must be "
+                          "writable and shared by every rank") from None
+    return str(path), np.asarray(ids).dtype.str, len(ids)
 
 
 def _scratch_dir(model_path: str) -> str:

@@ -71,15 +71,47 @@ def use_threads(count: int | None) -> None:
 # ---- error handling at the edge ----------------------------------------------------------
 @contextmanager
 def user_errors():
-    """CharlmError -> one line on stderr + exit status; a closed stdout ends quietly."""
+    """CharlmError -> one line on stderr + exit status; a closed stdout ends quietly.
+
+    Under MPI (charlm.distributed), a rank that fails says which it is and ends every rank:
+    the others would otherwise wait for it forever."""
     try:
         yield
     except CharlmError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+        _fail(str(exc), exc.exit_code)
     except BrokenPipeError:
         _silence(sys.stdout)
         raise typer.Exit(0) from None
+    except Exception as exc:
+        if _ranks().size == 1:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        _fail(f"{type(exc).__name__}: {exc}", 1)
+
+
+def _fail(message: str, code: int):
+    ranks = _ranks()
+    where = f"rank {ranks.rank} of {ranks.size}: " if ranks.size > 1 else ""
+    err.print(f"[red]error:[/] {escape(where + message)}", soft_wrap=True)
+    if ranks.size > 1:
+        ranks.abort(code)
+    raise typer.Exit(code) from None
+
+
+def _ranks():
+    """This process's place among MPI ranks, without importing MPI when not launched by it."""
+    from .distributed import launched_ranks, world
+
+    return world() if launched_ranks() > 1 else _ONE_PROCESS
+
+
+class _OneProcess:
+    rank, size = 0, 1
+
+
+_ONE_PROCESS = _OneProcess()
 
 
 def _silence(stream) -> None:

@@ -110,21 +110,26 @@ def train(
             trainer = api.prepare_training(corpus, model_cfg=model_cfg, tok_cfg=tok_cfg, cfg=cfg,
                                            valid=valid, output=output,
                                            encoding_errors=encoding_errors, notes=notes)
-        for note in notes:
+        root = trainer.world.is_root  # under MPI, one rank speaks for all
+        for note in notes if root else []:
             err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
-        view = TrainingView(err)
+        view = TrainingView(err) if root else None
         caught: list[int] = []
         try:
             with _stop_on_signals(trainer, caught):
                 for event in trainer.run():
-                    view.handle(event)
+                    if view is not None:
+                        view.handle(event)
         finally:
-            view.close()
-        err.print(escape(f"model saved to {trainer.model_path}; resumable state in {trainer.state_path}"),
-                  soft_wrap=True)
+            if view is not None:
+                view.close()
+        if root:
+            err.print(escape(f"model saved to {trainer.model_path}; resumable state in {trainer.state_path}"),
+                      soft_wrap=True)
         if caught:
-            err.print(escape(f"interrupted: continue with `charlm train {corpus} --resume"
-                             f"{'' if output is None else ' -o ' + output}`"), soft_wrap=True)
+            if root:
+                err.print(escape(f"interrupted: continue with `charlm train {corpus} --resume"
+                                 f"{'' if output is None else ' -o ' + output}`"), soft_wrap=True)
             raise typer.Exit(EXIT_ON_SIGNAL[caught[0]])
 
 

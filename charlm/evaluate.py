@@ -10,16 +10,24 @@ from .data import eval_windows
 from .model import Model
 
 
-def evaluate_loss(model: Model, ids: np.ndarray, batch: int, seq_len: int) -> float:
-    """Mean negative log-likelihood, nats/token, of every predicted token of `ids`."""
+def evaluate_loss(model: Model, ids: np.ndarray, batch: int, seq_len: int, world=None) -> float:
+    """Mean negative log-likelihood, nats/token, of every predicted token of `ids`.
+
+    world (charlm.distributed): each rank scores its share of the streams, and the sums are
+    added in rank order."""
     state = None  # sized by the first window: eval_windows may lower the batch for short text
     total, count = 0.0, 0
     for x, y in eval_windows(ids, batch, seq_len):
+        s0, s1 = world.streams(x.shape[0]) if world is not None else (0, x.shape[0])
+        if s0 == s1:
+            continue  # fewer streams than ranks: this one has none
         if state is None:
-            state = model.zero_state(x.shape[0])
-        logp, state = model.target_logprobs(x.T, y.T, state)
+            state = model.zero_state(s1 - s0)
+        logp, state = model.target_logprobs(x[s0:s1].T, y[s0:s1].T, state)
         total -= float(logp.sum())
         count += logp.size
+    if world is not None and world.size > 1:
+        total, count = world.sum_in_order(np.array([total, count], np.float64)).tolist()
     return total / max(count, 1)
 
 

@@ -64,26 +64,29 @@ def _check(logits: np.ndarray, targets: np.ndarray) -> None:
         raise ValueError(f"targets must lie in [0, {logits.shape[1]}), got [{targets.min()}, {targets.max()}]")
 
 
-def fused_softmax_xent_(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def fused_softmax_xent_(logits: np.ndarray, targets: np.ndarray,
+                        rows: int | None = None) -> tuple[float, np.ndarray, np.ndarray]:
     """softmax_xent_ with the fused kernel; also returns the decoder-bias gradient.
 
-    logits (N, V) float32/64, C-contiguous, overwritten by dlogits = (softmax - onehot) / N;
-    targets (N,) int. Returns (mean loss, dlogits, dbias (V,) = dlogits.sum(axis=0)).
+    logits (N, V) float32/64, C-contiguous, overwritten by dlogits = (softmax - onehot) / rows;
+    targets (N,) int. Returns (summed loss / rows, dlogits, dbias (V,) = dlogits.sum(axis=0)).
+    rows: the rows the mean is over, N by default (more when these are a share of a batch).
     """
     from .kernels.softmax import _xent_rows
     from .stack import run_parts
 
     _check(logits, targets)
     n, V = logits.shape
+    rows = rows or n
     parts = _row_parts(n)
     losses = np.empty(n, np.float64)
     dbias_parts = np.zeros((len(parts), V), logits.dtype)
-    run_parts([partial(_xent_rows, logits, targets, 1.0 / n, lo, hi, losses, dbias_parts[k])
+    run_parts([partial(_xent_rows, logits, targets, 1.0 / rows, lo, hi, losses, dbias_parts[k])
                for k, (lo, hi) in enumerate(parts)])
     dbias = dbias_parts[0]
     for extra in dbias_parts[1:]:
         dbias += extra
-    return float(losses.sum()) / n, logits, dbias
+    return float(losses.sum()) / rows, logits, dbias
 
 
 def fused_target_logprobs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:

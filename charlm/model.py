@@ -88,10 +88,14 @@ class Model:
         top = trace.layout.from_blocks(trace.top).reshape(trace.layout.rows, -1)
         return top, trace.new_state, trace
 
-    def _forward(self, tokens, state, dropout_rng, keep) -> _Trace:
+    def _forward(self, tokens, state, dropout_rng, keep, streams=None) -> _Trace:
         """The forward pass over stream blocks (charlm.stack): layer 0's input projection is one
         GEMM over all rows; each block's layers then run as a wavefront over time chunks, the
-        upper layers' projections made chunk by chunk as their input appears."""
+        upper layers' projections made chunk by chunk as their input appears.
+
+        streams (s0, s1): run only those streams of the batch tokens (T, B) (state holds just
+        them), with the dropout masks the whole batch would draw: a share of the batch computes
+        what its streams compute in the whole (charlm.distributed)."""
         from .recurrent import recurrent_start, recurrent_steps
         from .stack import chunk_bounds, run_wavefront, stream_blocks
 
@@ -99,11 +103,15 @@ class Model:
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         T, B = tokens.shape
         L, H = cfg.layers, cfg.hidden
+        s0, s1 = streams or (0, B)
+        masks = [self._dropout_mask((T, B, cfg.embed), dropout_rng) if cfg.embed > 0 else None]
+        masks += [self._dropout_mask((T, B, H), dropout_rng) for _ in range(L)]
+        tokens = np.ascontiguousarray(tokens[:, s0:s1])
+        B = s1 - s0
         N, dtype = T * B, state.dtype
         layout = BlockLayout(T, tuple(stream_blocks(B, L)))
         trace = _Trace(tokens, layout, layout.to_blocks(tokens), state=state)
-        trace.masks = [self._dropout_mask((T, B, cfg.embed), dropout_rng) if cfg.embed > 0 else None]
-        trace.masks += [self._dropout_mask((T, B, H), dropout_rng) for _ in range(L)]
+        trace.masks = [None if m is None else m[:, s0:s1] for m in masks]
         masks = trace.row_masks = [None if m is None else layout.to_blocks(m) for m in trace.masks]
         x = None
         if cfg.embed > 0:
@@ -198,15 +206,19 @@ class Model:
         return out
 
     # ---- training step -----------------------------------------------------------------
-    def loss_and_grads(self, tokens, targets, state, dropout_rng=None):
+    def loss_and_grads(self, tokens, targets, state, dropout_rng=None, streams=None):
         """Mean cross-entropy over the window and gradients of every trainable parameter.
 
         tokens, targets (T, B); state (L, S, B, H) is the carried state (truncated BPTT: no
         gradient flows into it). Returns (loss, grads, new_state).
+        streams (s0, s1): compute only those streams' part (state holds just them): the loss
+        and gradients are then their share of the whole batch's mean, which the shares sum to.
         """
-        trace = self._forward(tokens, state, dropout_rng, keep=True)
-        targets = trace.layout.to_blocks(np.ascontiguousarray(targets, dtype=np.int32))
-        loss, dlogits, dbias = fused_softmax_xent_(self.logits(trace.top), targets)
+        T, B = np.shape(tokens)
+        s0, s1 = streams or (0, B)
+        trace = self._forward(tokens, state, dropout_rng, keep=True, streams=(s0, s1))
+        targets = trace.layout.to_blocks(np.ascontiguousarray(np.asarray(targets)[:, s0:s1], dtype=np.int32))
+        loss, dlogits, dbias = fused_softmax_xent_(self.logits(trace.top), targets, rows=T * B)
         grads = self.backward(dlogits, trace, dbias)
         return loss, grads, trace.new_state
 

@@ -18,6 +18,7 @@ from . import events
 from .checkpoint import save_model
 from .config import TrainConfig, to_dict
 from .data import BatchStream
+from .distributed import SingleProcess
 from .errors import DivergenceError
 from .evaluate import bits_per_char, evaluate_loss, perplexity
 from .model import Model
@@ -47,15 +48,19 @@ SKIP_BEFORE_CLOSE = 0.25
 class Trainer:
     def __init__(self, model: Model, tokenizer: Tokenizer, train_ids, valid_ids,
                  cfg: TrainConfig, model_path, state_path, extra_header: dict | None = None,
-                 metrics_path=None):
+                 metrics_path=None, world: SingleProcess | None = None):
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+        # Under MPI each rank trains its share of the streams (charlm.distributed); the root
+        # alone writes files.
+        self.world = world or SingleProcess()
+        self.streams = self.world.streams(cfg.batch)
         self.valid_ids = valid_ids
         self.model_path, self.state_path, self.metrics_path = model_path, state_path, metrics_path
         self.extra_header = extra_header or {}
         self.stream = BatchStream(train_ids, cfg.batch, cfg.seq_len)
         self.optimizer = Optimizer.for_training(cfg)
         self.rng = np.random.default_rng(cfg.seed)
-        self.hidden = model.zero_state(cfg.batch)
+        self.hidden = self._zero_state()
         self.progress = Progress()
         # Automatic: twice an epoch, between 10 and 250 steps apart. A validation costs about as
         # much as 15-20 training steps (forward only over the validation text, 10% of the corpus).
@@ -88,7 +93,7 @@ class Trainer:
 
     def _record(self, event) -> None:
         """Append one JSON line per log interval / validation to the metrics file."""
-        if self.metrics_path is None:
+        if self.metrics_path is None or not self.world.is_root:
             return
         row = {"event": type(event).__name__.lower(), **dataclasses.asdict(event)}
         with open(self.metrics_path, "a", encoding="utf-8") as f:
@@ -112,6 +117,7 @@ class Trainer:
             notice = self._train_step()
             self._step_seconds = time.perf_counter() - t0
             pr.elapsed = time.perf_counter() - start
+            self._agree()
             if notice:
                 yield events.Notice(notice)
             elif pr.step % cfg.log_every == 0:
@@ -129,9 +135,11 @@ class Trainer:
         cfg, pr = self.cfg, self.progress
         x, y, new_epoch = self.stream.next()
         if new_epoch:
-            self.hidden = self.model.zero_state(cfg.batch)
+            self.hidden = self._zero_state()
         with _quiet_overflow():  # detected below: no RuntimeWarning noise on stderr
-            loss, grads, hidden = self.model.loss_and_grads(x.T, y.T, self.hidden, self.rng)
+            loss, grads, hidden = self.model.loss_and_grads(x.T, y.T, self.hidden, self.rng,
+                                                            streams=self.streams)
+            loss = self._sum_over_ranks(grads, loss)
             norm = clip_gradients(grads, cfg.clip, cfg.clip_mode)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             what = "loss" if not math.isfinite(loss) else "gradient"
@@ -162,7 +170,7 @@ class Trainer:
         self._snapshot_is_current = True
         # The snapshot's data position has passed: start the next window from a zero state,
         # as at the start of an epoch.
-        self.hidden = self.model.zero_state(self.cfg.batch)
+        self.hidden = self._zero_state()
         self.optimizer.lr *= 0.5
         self.progress.lr_scale *= 0.5
         origin = f"step {snap.step}" if snap.step else "the start"
@@ -193,7 +201,7 @@ class Trainer:
         cfg, pr = self.cfg, self.progress
         t0 = time.perf_counter()
         with _quiet_overflow():
-            loss = evaluate_loss(self.model, self.valid_ids, cfg.batch, cfg.seq_len)
+            loss = evaluate_loss(self.model, self.valid_ids, cfg.batch, cfg.seq_len, self.world)
         if not (math.isfinite(loss) and self._params_finite()):
             self._valid_seconds = time.perf_counter() - t0
             problem = f"the loss is {loss}" if not math.isfinite(loss) else "the weights hold NaN or inf"
@@ -207,7 +215,8 @@ class Trainer:
         improved = pr.best_loss is None or loss < pr.best_loss - 1e-4
         if improved:
             pr.best_loss, pr.best_step = loss, pr.step
-            save_model(self.model_path, self.model, self.tokenizer, self._header())
+            if self.world.is_root:
+                save_model(self.model_path, self.model, self.tokenizer, self._header())
         if scheduled and (pr.schedule_loss is None or loss < pr.schedule_loss - 1e-4):
             pr.schedule_loss = loss
             pr.bad_validations = pr.plateaus_since_best = 0
@@ -294,12 +303,53 @@ class Trainer:
         return {"train": to_dict(self.cfg), "summary": summary, **self.extra_header}
 
     def _save_state(self) -> None:
-        save_state(self)  # charlm.train_state
+        """Write the resumable state (the root, with every rank's streams' hidden state)."""
+        full = self.world.gather_streams(self.hidden, self.cfg.batch)
+        if not self.world.is_root:
+            return
+        local, self.hidden = self.hidden, full
+        try:
+            save_state(self)  # charlm.train_state
+        finally:
+            self.hidden = local
+
+    # ---- ranks --------------------------------------------------------------------------
+    def _zero_state(self) -> np.ndarray:
+        s0, s1 = self.streams
+        return self.model.zero_state(s1 - s0)
+
+    def _sum_over_ranks(self, grads: dict[str, np.ndarray], loss: float) -> float:
+        """Every rank's gradients and loss summed in rank order, into grads; returns the loss."""
+        if self.world.size == 1:
+            return loss
+        flat = self.world.sum_in_order(np.concatenate([g.ravel() for g in grads.values()]))
+        start = 0
+        for g in grads.values():
+            g.ravel()[:] = flat[start:start + g.size]
+            start += g.size
+        return float(self.world.sum_in_order(np.array([loss]))[0])
+
+    def _agree(self) -> None:
+        """Ranks take the root's clock and any rank's stop request, so that every rank decides
+        the same at every step (validations, limits, the schedule's rate)."""
+        if self.world.size == 1:
+            return
+        root = self.world.is_root
+        pr = self.progress
+        mine = np.array([1.0 if self._stop_reason else 0.0] + [
+            v if root else -np.inf
+            for v in (pr.elapsed, self._step_seconds, -1.0 if self._valid_seconds is None else self._valid_seconds)])
+        stop, pr.elapsed, self._step_seconds, valid = self.world.agree(mine).tolist()
+        self._valid_seconds = None if valid < 0 else valid
+        if stop and not self._stop_reason:
+            self._stop_reason = "stopped on another rank"
 
     def restore(self, arrays: dict, info: dict) -> None:
         """Continue exactly where a saved state left off. Raises ModelFileError when the state
         does not fit this model and configuration (a damaged or hand-edited file)."""
         restore_state(self, arrays, info)
+        s0, s1 = self.streams  # the state holds every stream's; this rank continues its own
+        self.hidden = np.ascontiguousarray(self.hidden[:, :, s0:s1])
 
     def _finished(self, reason: str) -> events.Finished:
         pr = self.progress
