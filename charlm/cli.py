@@ -82,6 +82,8 @@ def user_errors():
     except BrokenPipeError:
         _silence(sys.stdout)
         raise typer.Exit(0) from None
+    except (typer.Exit, typer.Abort):
+        raise
     except Exception as exc:
         if _ranks().size == 1:
             raise
@@ -227,25 +229,30 @@ def score(
     """
     from .api import load
     from .data import read_text
-    from .score import Totals, score_lines, score_text
+    from .score import Totals, score_lines, score_lines_across, score_text
 
     with user_errors():
         use_threads(threads)
         net, tokenizer, _ = load(model)
         totals = Totals()
-        if file is not None:
+        if file is not None:  # one stream: under MPI the root scores it alone
             # Invalid UTF-8 becomes U+FFFD, an unseen character: UNK, counted, not an error.
-            results = [score_text(net, tokenizer, read_text(str(file), "replace"), as_line=False)]
-        elif not texts or texts == ["-"]:
-            if hasattr(sys.stdin, "reconfigure"):
-                sys.stdin.reconfigure(errors="replace")
-            results = score_lines(net, tokenizer, (_valid_text(line) for line in sys.stdin))
+            results = ([score_text(net, tokenizer, read_text(str(file), "replace"), as_line=False)]
+                       if _ranks().rank == 0 else [])
         else:
-            results = score_lines(net, tokenizer, [_valid_text(t) for t in texts])
+            if not texts or texts == ["-"]:
+                if hasattr(sys.stdin, "reconfigure"):
+                    sys.stdin.reconfigure(errors="replace")
+                lines = (_valid_text(line) for line in sys.stdin)
+            else:
+                lines = [_valid_text(t) for t in texts]
+            ranks = _ranks()
+            results = (score_lines(net, tokenizer, lines) if ranks.size == 1
+                       else score_lines_across(ranks, net, tokenizer, lines if ranks.rank == 0 else None))
         for s in results:
             totals.add(s)
             print(_format_score(s, json_lines, show_text=file is None), flush=True)
-        if not quiet:
+        if not quiet and _ranks().rank == 0:
             _print_totals(totals)
 
 

@@ -52,6 +52,14 @@ class SingleProcess:
         """Each rank's streams (axis 2 of (L, S, Bk, H)) put together at the root."""
         return local
 
+    def scatter(self, parts: list | None):
+        """The root's parts[r] to each rank r (parts is ignored on the other ranks)."""
+        return parts[0]
+
+    def gather(self, obj) -> list | None:
+        """Every rank's obj, in rank order, at the root (None elsewhere)."""
+        return [obj]
+
     def barrier(self) -> None:
         pass
 
@@ -94,6 +102,12 @@ class MPIWorld(SingleProcess):
     def gather_streams(self, local: np.ndarray, batch: int) -> np.ndarray | None:
         parts = self.comm.gather(local, root=0)
         return np.concatenate(parts, axis=2) if self.is_root else None
+
+    def scatter(self, parts: list | None):
+        return self.comm.scatter(parts, root=0)
+
+    def gather(self, obj) -> list | None:
+        return self.comm.gather(obj, root=0)
 
     def barrier(self) -> None:
         self.comm.Barrier()

@@ -101,6 +101,27 @@ def score_lines(model: Model, tokenizer: Tokenizer, lines: Iterable[str]) -> Ite
         yield from score_batch(model, tokenizer, texts)
 
 
+def score_lines_across(ranks, model: Model, tokenizer: Tokenizer, lines: Iterable[str] | None) -> Iterator[Score]:
+    """score_lines with the lines shared out between MPI ranks (charlm.distributed): the root
+    reads `lines` in groups, gives each rank a contiguous share of a group, gathers the scores
+    and yields them in input order; the other ranks (lines None) score what they are given
+    and yield nothing."""
+    groups = _ready_groups(lines, LINE_WINDOW * ranks.size) if ranks.is_root else None
+    while True:
+        group = next(groups, None) if ranks.is_root else None
+        shares = None
+        if ranks.is_root:
+            shares = [None] * ranks.size if group is None else [
+                group[len(group) * r // ranks.size: len(group) * (r + 1) // ranks.size] for r in range(ranks.size)]
+        share = ranks.scatter(shares)
+        if share is None:
+            return
+        scores = ranks.gather(score_batch(model, tokenizer, [line.rstrip("\r\n") for line in share]))
+        if ranks.is_root:
+            for part in scores:
+                yield from part
+
+
 def score_batch(model: Model, tokenizer: Tokenizer, texts: list[str]) -> list[Score]:
     """Scores of lines, in their order, computed as streams of batches of similar lengths."""
     ids = [_line_ids(tokenizer, t) for t in texts]

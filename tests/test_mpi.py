@@ -129,3 +129,44 @@ def _rank_pids(marker: str) -> list[int]:
         if marker.encode() in argv and argv and b"python" in Path(argv[0].decode()).name.encode():
             pids.append(int(entry.name))
     return pids
+
+
+def test_lines_scored_across_ranks_come_out_in_input_order(tmp_path, tiny_model):
+    lines = [f"line {i} " + "ab" * (i % 7) for i in range(50)]
+    text = "\n".join(lines) + "\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    one = subprocess.run(charlm("score", "-m", str(tiny_model), "--json"), input=text,
+                         capture_output=True, text=True, env=env, timeout=120)
+    two = subprocess.run(mpi(2, "score", "-m", str(tiny_model), "--json"), input=text,
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    a = [json.loads(x) for x in one.stdout.splitlines()]
+    b = [json.loads(x) for x in two.stdout.splitlines()]
+    assert [r["text"] for r in b] == lines
+    for x, y in zip(a, b):
+        assert y["logprob"] == pytest.approx(x["logprob"], rel=1e-5)
+    assert two.stderr.count(" lines, ") == 1  # one summary, from the root
+
+
+def test_ctrl_c_on_mpiexec_saves_and_exits_as_one_process_does(tmp_path, corpus_file):
+    model = tmp_path / "m.safetensors"
+    state = tmp_path / "m.state.safetensors"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    job = subprocess.Popen(mpi(2, "train", str(corpus_file), "-o", str(model), "--steps", "100000",
+                               "--valid-every", "5", *SHAPE),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not state.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        job.send_signal(signal.SIGINT)
+        _, stderr = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 130, stderr
+    assert "interrupted: continue with" in stderr and "--resume" in stderr
+    result = run(charlm("train", str(corpus_file), "-o", str(model), "--resume", "--epochs", "0.001"))
+    assert result.returncode == 0, result.stderr
+    assert "resumed at step" in result.stderr
