@@ -221,7 +221,8 @@ class Trainer:
         self._valid_seconds = time.perf_counter() - t0  # model save included: the closing one has it too
         pr.elapsed = time.perf_counter() - start
         bpc = bits_per_char(loss) if self.tokenizer.level == "char" else None
-        yield events.Validated(pr.step, self.epoch, loss, perplexity(loss), bpc, improved, pr.elapsed)
+        yield events.Validated(pr.step, self.epoch, loss, perplexity(loss), bpc, improved, pr.elapsed,
+                               pr.tokens)
         self._save_state()
 
     def _limit_reached(self) -> str | None:
@@ -323,4 +324,4 @@ class _Interval:
         loss = float(np.mean(trainer._losses)) if trainer._losses else float("nan")
         trainer._losses.clear()
         return events.Step(pr.step, trainer.epoch, loss, trainer.optimizer.lr,
-                           trainer._last_norm, rate, pr.elapsed)
+                           trainer._last_norm, rate, pr.elapsed, pr.tokens)
