@@ -51,13 +51,25 @@ def _score_ids(model: Model, ids: np.ndarray, state):
     return (np.concatenate(parts) if parts else np.zeros(0)), state
 
 
-def score_text(model: Model, tokenizer: Tokenizer, text: str, *, as_line: bool = True) -> Score:
-    """Score one line (as_line) or a whole document carried as one stream."""
+def sequence_ids(tokenizer: Tokenizer, text: str, *, as_line: bool = True) -> np.ndarray:
+    """(n + 1,) int32: EOS, then the tokens of one line (as_line) or of a whole document, then
+    a closing EOS (a document ending in a line break already has it). Reading ids[t] predicts
+    ids[t + 1]: the n targets are ids[1:]."""
     eos = tokenizer.eos_id
     body = tokenizer.encode_line(text) if as_line else tokenizer.encode(text)
     tail = [eos] if as_line or not text.endswith(("\n", "\r")) else []
-    ids = np.concatenate([[eos], body, tail]).astype(np.int32)
+    return np.concatenate([[eos], body, tail]).astype(np.int32)
+
+
+def score_text(model: Model, tokenizer: Tokenizer, text: str, *, as_line: bool = True) -> Score:
+    """Score one line (as_line) or a whole document carried as one stream."""
+    ids = sequence_ids(tokenizer, text, as_line=as_line)
     logp, _ = _score_ids(model, ids, model.zero_state(1))
+    return score_of(tokenizer, text, ids, logp)
+
+
+def score_of(tokenizer: Tokenizer, text: str, ids: np.ndarray, logp: np.ndarray) -> Score:
+    """The Score of a sequence from sequence_ids and the log-probabilities (n,) of its targets."""
     is_unk = ids[1:] == tokenizer.unk_id
     chars = len(tokenizer.decode(ids[1:]))
     return Score(text, float(logp.sum()), len(logp), int(is_unk.sum()), float(logp[is_unk].sum()), chars)
