@@ -7,21 +7,20 @@ Library errors (CharlmError) become one line on stderr and exit status 1 (2 for 
 from __future__ import annotations
 
 import json
-import os
-import re
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .checkpoint import MODEL_ENVVAR, default_model_path
-from .errors import CharlmError, OptionError
+from .checkpoint import default_model_path
+from .cli_common import (  # noqa: F401  (parse_duration: also imported from here by tests)
+    ModelOpt, _Console, _valid_text, err, parse_duration, user_errors,
+)
+from .errors import OptionError
 
 app = typer.Typer(
     name="charlm",
@@ -31,68 +30,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-class _Console(Console):
-    """Rich's default on a closed pipe is exit status 1 (and /dev/null on stdout, even for a
-    stderr console). Here a closed stderr only silences the messages for people (a training
-    run goes on and saves), and a closed stdout ends the command quietly via user_errors."""
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        _silence(self.file)
-        if not self.stderr:
-            raise BrokenPipeError
-
-
-err = _Console(stderr=True, highlight=False)
-
-ModelOpt = Annotated[
-    Optional[str],
-    typer.Option("-m", "--model", envvar=MODEL_ENVVAR, show_envvar=True,
-                 help="Model file. \\[default: ./charlm.safetensors]"),
-]
-
-
-# ---- error handling at the edge ----------------------------------------------------------
-@contextmanager
-def user_errors():
-    """CharlmError -> one line on stderr + exit status; a closed stdout ends quietly."""
-    try:
-        yield
-    except CharlmError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
-    except BrokenPipeError:
-        _silence(sys.stdout)
-        raise typer.Exit(0) from None
-
-
-def _silence(stream) -> None:
-    """After EPIPE, point the stream's file descriptor at /dev/null so that later writes and
-    the interpreter's final flush stay quiet."""
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError, ValueError):  # not a real file (e.g. in tests)
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)
-
-
-def _valid_text(text: str) -> str:
-    """Undecodable bytes (surrogate escapes from argv or a non-UTF-8 locale) -> U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def parse_duration(text: str | None) -> float | None:
-    """'90s', '10m', '1.5h', '45' (seconds) -> seconds."""
-    if text is None:
-        return None
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*", text.lower())
-    if not m:
-        raise OptionError(f"--time {text!r} is not a duration: use e.g. 90s, 10m or 1.5h")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 def _version(value: bool) -> None:
@@ -108,7 +45,7 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 # ---- train ---------------------------------------------------------------------------------
-from .cli_train import train  # noqa: E402  (registers on `app`, needs the helpers above)
+from .cli_train import train  # noqa: E402
 
 app.command(help=train.__doc__)(train)
 
@@ -162,57 +99,9 @@ def _check_sample_options(temp: float, length: int, top_k: int | None, num: int)
 
 
 # ---- score ---------------------------------------------------------------------------------
-@app.command()
-def score(
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to score; none or '-' reads stdin lines.")] = None,
-    model: ModelOpt = None,
-    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    file: Annotated[Optional[Path], typer.Option("--file", help="Score a whole document as one stream.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
-) -> None:
-    """Log-probability (natural log) and perplexity of each line.
+from .cli_score import score  # noqa: E402
 
-    Output per input line (TSV): logprob, tokens, unk, ppl. Tokens include the end-of-line.
-    """
-    from .api import load
-    from .data import read_text
-    from .score import Totals, score_lines, score_text
-
-    with user_errors():
-        net, tokenizer, _ = load(model)
-        totals = Totals()
-        if file is not None:
-            # Invalid UTF-8 becomes U+FFFD, an unseen character: UNK, counted, not an error.
-            results = [score_text(net, tokenizer, read_text(str(file), "replace"), as_line=False)]
-        elif not texts or texts == ["-"]:
-            if hasattr(sys.stdin, "reconfigure"):
-                sys.stdin.reconfigure(errors="replace")
-            results = score_lines(net, tokenizer, (_valid_text(line) for line in sys.stdin))
-        else:
-            results = score_lines(net, tokenizer, [_valid_text(t) for t in texts])
-        for s in results:
-            totals.add(s)
-            print(_format_score(s, json_lines, show_text=file is None), flush=True)
-        if not quiet:
-            _print_totals(totals)
-
-
-def _format_score(s, json_lines: bool, show_text: bool) -> str:
-    if json_lines:
-        d = s.as_dict()
-        if not show_text:
-            d.pop("text")
-        return json.dumps(d, ensure_ascii=False)
-    return f"{s.logprob:.6f}\t{s.tokens}\t{s.unk}\t{s.ppl:.4f}"
-
-
-def _print_totals(t) -> None:
-    err.print(
-        f"{t.lines} lines, {t.tokens} tokens ({t.unk} unk): logprob {t.logprob:.4f} (natural log), "
-        f"ppl {t.ppl:.4f}, ppl without unk {t.ppl_without_unk:.4f}, "
-        f"{t.bits_per_char:.4f} bits/char",
-        soft_wrap=True,
-    )
+app.command()(score)
 
 
 # ---- info ----------------------------------------------------------------------------------
