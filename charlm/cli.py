@@ -104,6 +104,12 @@ from .cli_score import score  # noqa: E402
 app.command()(score)
 
 
+# ---- plot ----------------------------------------------------------------------------------
+from .cli_plot import plot  # noqa: E402
+
+app.command()(plot)
+
+
 # ---- info ----------------------------------------------------------------------------------
 @app.command()
 def info(
