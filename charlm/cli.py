@@ -104,6 +104,12 @@ from .cli_score import score  # noqa: E402
 app.command()(score)
 
 
+# ---- explore -------------------------------------------------------------------------------
+from .cli_explore import explore  # noqa: E402
+
+app.command()(explore)
+
+
 # ---- plot ----------------------------------------------------------------------------------
 from .cli_plot import plot  # noqa: E402
 
