@@ -65,7 +65,10 @@ def probe(model: Model, ids: np.ndarray, k: int = TOP_K) -> tuple[Predictions, S
     n = len(ids) - 1
     hidden, cells, _ = quick_states(model, ids[:, None], model.zero_state(1), keep_cells=True)
     top = hidden[-1][:n, 0]
-    chunks = (quick_logits(model, top[s : s + DOCUMENT_CHUNK]) for s in range(0, n, DOCUMENT_CHUNK))
+    # the precision of score's log-softmax for this length: float32 in numpy, float64 in its kernel
+    dtype = top.dtype if n <= QUICK_MAX_TOKENS else np.float64
+    chunks = (quick_logits(model, top[s : s + DOCUMENT_CHUNK]).astype(dtype, copy=False)
+              for s in range(0, n, DOCUMENT_CHUNK))
     states = States(np.stack([h[:, 0] for h in hidden]),
                     None if cells is None else np.stack([c[:, 0] for c in cells]))
     return _predictions(ids, chunks, k), states

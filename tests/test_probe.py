@@ -27,10 +27,10 @@ def make_model(cell: str, embed: int = 4) -> Model:
 def test_per_token_logprobs_sum_to_the_score(cell, text, as_line):
     model = make_model(cell)
     ids = sequence_ids(TOKENIZER, text, as_line=as_line)
-    preds = predict(model, ids)
     expected = score_text(model, TOKENIZER, text, as_line=as_line)
-    assert len(preds.logprob) == expected.tokens == len(ids) - 1
-    assert abs(preds.logprob.sum() - expected.logprob) < 1e-5
+    for preds in (predict(model, ids), probe(model, ids)[0]):
+        assert len(preds.logprob) == expected.tokens == len(ids) - 1
+        assert abs(preds.logprob.sum() - expected.logprob) < 1e-5
 
 
 @pytest.mark.parametrize("text", [SHORT, LONG])
