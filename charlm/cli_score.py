@@ -22,7 +22,7 @@ def score(
     file: Annotated[Optional[Path], typer.Option("--file", help="Score a whole document as one stream.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
     tokens: Annotated[bool, typer.Option("--tokens", help="One record per token (TSV: line, pos, token, logprob, rank, unk).")] = False,
-    alternatives: Annotated[int, typer.Option("--alternatives", metavar="K", help="With --tokens: the K most likely tokens and their probabilities.")] = 0,
+    alternatives: Annotated[int, typer.Option("--alternatives", metavar="K", help="The K most likely tokens at each token and their probabilities (implies --tokens).")] = 0,
     color: Annotated[bool, typer.Option("--color", help="On a terminal, shade each token by its surprisal.")] = False,
 ) -> None:
     """Log-probability (natural log) and perplexity of each line.

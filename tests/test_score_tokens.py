@@ -110,6 +110,7 @@ def test_word_level_records_show_unknown_words_as_written(word_model):
     assert [r[2] for r in rows] == ["the", "quick", "zyzzyva", "fox", "</s>"]
     assert [r[5] for r in rows] == ["0", "0", "1", "0", "0"]
     assert abs(sum(float(r[3]) for r in rows) - plain_scores(word_model, [line])[0]) < 1e-5
+    assert ok(run(["score", "-m", word_model, "--color", "-q", "the  quick\tfox"])).stdout == "the quick fox\n"
 
 
 def test_color_prints_plain_text_when_stdout_is_not_a_terminal(tiny_model):
