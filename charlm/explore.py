@@ -56,6 +56,7 @@ def explorer_data(model: Model, tokenizer: Tokenizer, text: str, *, as_line: boo
         "vocab": [shown(tokenizer.token_text(i)) for i in range(tokenizer.vocab_size)],
         "tokens": surface_pieces(tokenizer, text, ids, as_line=as_line),
         "target": preds.targets.tolist(),
+        "unkId": tokenizer.unk_id,
         "bits": [round(-lp / math.log(2.0), 3) for lp in preds.logprob.tolist()],
         "rank": preds.rank.tolist(),
         "top": preds.top_ids.reshape(-1).tolist(),  # n x TOP_K ids, row by row

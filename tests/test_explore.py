@@ -231,5 +231,13 @@ def test_in_chromium_hover_shows_the_models_top5_and_a_unit_recolours(two_layer_
             assert shot.read_bytes()[:4] == b"\x89PNG"
             assert errors == []
             assert requests == [page_file.as_uri()]  # the page itself, nothing else
+            # the address fragment reopens a view: a unit of a cell state, a token's predictions
+            page.goto(page_file.as_uri() + f"#layer=1&state=cell&unit={unit}&token=6")
+            assert page.input_value("#layer") == "0" and page.input_value("#kind") == "cell"
+            assert page.is_checked("#mode-unit") and page.input_value("#unit") == str(unit)
+            assert page.is_visible("#tip") and page.inner_text("#tip .act").startswith(
+                f"layer 1 cell tanh(c) unit {unit}: ")
+            assert page.locator("#tip tr.pred .pt").first.inner_text() == expected_top5(model, tokenizer, ids, 5)[0][0]
+            assert errors == []
         finally:
             browser.close()

@@ -119,7 +119,8 @@ function showTip(i) {
   const p = Math.pow(2, -D.bits[i]);
   const head = document.createElement("div");
   head.className = "head";
-  head.textContent = `\u201c${shown(D.tokens[i])}\u201d p ${(100 * p).toFixed(1)}% \u00b7 rank ${D.rank[i]} \u00b7 ${D.bits[i].toFixed(2)} bits`;
+  head.textContent = `\u201c${shown(D.tokens[i])}\u201d p ${(100 * p).toFixed(1)}% \u00b7 rank ${D.rank[i]} \u00b7 ${D.bits[i].toFixed(2)} bits` +
+    (D.target[i] === D.unkId ? " \u00b7 unknown token" : "");
   const table = document.createElement("table");
   for (let r = 0; r < k; r++) {
     const id = D.top[i * k + r], row = table.insertRow();
@@ -163,10 +164,11 @@ function readFragment() {
   if (f.has("layer")) choose($("layer"), String(Number(f.get("layer")) - 1));
   if (f.has("state")) choose($("kind"), f.get("state"));
   fillUnits();
-  if (f.has("unit")) { choose($("unit"), f.get("unit")); $("mode-unit").checked = true; }
+  if (f.has("unit")) choose($("unit"), f.get("unit"));
+  $(f.has("unit") ? "mode-unit" : "mode-surprisal").checked = true;
   recolour();
   const token = Number(f.get("token"));
-  if (Number.isInteger(token) && token >= 1 && token <= N) pin(token - 1);
+  pin(Number.isInteger(token) && token >= 1 && token <= N ? token - 1 : -1);
   writeFragment();
 }
 
@@ -205,6 +207,7 @@ function setup() {
     writeFragment();
   });
   readFragment();
+  window.addEventListener("hashchange", readFragment);
 }
 
 setup();
