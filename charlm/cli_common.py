@@ -38,6 +38,20 @@ ModelOpt = Annotated[
 ]
 
 
+ThreadsOpt = Annotated[
+    Optional[int],
+    typer.Option("--threads", envvar="CHARLM_THREADS", show_envvar=True, min=1,
+                 help="Threads to compute on; results are the same for any count. \\[default: all cores]"),
+]
+
+
+def use_threads(count: int | None) -> None:
+    """Compute on `count` threads (None: the default, every core this process may use)."""
+    from .stack import set_threads
+
+    set_threads(count)
+
+
 # ---- error handling at the edge ----------------------------------------------------------
 @contextmanager
 def user_errors():

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import ModelOpt, _Console, _valid_text, err, user_errors
+from .cli_common import ModelOpt, ThreadsOpt, _Console, _valid_text, err, use_threads, user_errors
 from .errors import OptionError
 
 
@@ -24,16 +24,18 @@ def score(
     tokens: Annotated[bool, typer.Option("--tokens", help="One record per token (TSV: line, pos, token, logprob, rank, unk).")] = False,
     alternatives: Annotated[int, typer.Option("--alternatives", metavar="K", help="The K most likely tokens at each token and their probabilities (implies --tokens).")] = 0,
     color: Annotated[bool, typer.Option("--color", help="On a terminal, shade each token by its surprisal.")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Log-probability (natural log) and perplexity of each line.
 
     Output per input line (TSV): logprob, tokens, unk, ppl. Tokens include the end-of-line.
     """
     from .api import load
-    from .score import Totals, score_text
+    from .score import Totals, score_lines, score_text
 
     with user_errors():
         _check_options(json_lines, tokens, alternatives, color)
+        use_threads(threads)
         net, tokenizer, _ = load(model)
         totals = Totals()
         as_line = file is None
@@ -42,8 +44,10 @@ def score(
             scores = _token_records(net, tokenizer, inputs, as_line, json_lines, alternatives)
         elif color:
             scores = _shaded(net, tokenizer, inputs, as_line, quiet)
+        elif as_line:
+            scores = score_lines(net, tokenizer, inputs)  # in batches of the lines at hand
         else:
-            scores = (score_text(net, tokenizer, text, as_line=as_line) for text in inputs)
+            scores = (score_text(net, tokenizer, text, as_line=False) for text in inputs)
         for s in scores:
             totals.add(s)
             if not (tokens or alternatives or color):
@@ -59,22 +63,19 @@ def _check_options(json_lines: bool, tokens: bool, alternatives: int, color: boo
         raise OptionError("--color shows the text; use it without --tokens, --alternatives and --json")
 
 
-def _inputs(texts: list[str] | None, file: Path | None) -> Iterator[str]:
-    """The texts to score: one document (--file), each argument, or each line of stdin."""
+def _inputs(texts: list[str] | None, file: Path | None) -> Iterable[str]:
+    """The texts to score: one document (--file), the arguments (a list), or the lines of
+    stdin as they come (each result is written as soon as its line is read)."""
     from .data import read_text
 
     if file is not None:
         # Invalid UTF-8 becomes U+FFFD, an unseen character: UNK, counted, not an error.
-        yield read_text(str(file), "replace")
-        return
-    if not texts or texts == ["-"]:
-        if hasattr(sys.stdin, "reconfigure"):
-            sys.stdin.reconfigure(errors="replace")
-        lines = (_valid_text(line) for line in sys.stdin)
-    else:
-        lines = (_valid_text(t) for t in texts)
-    for line in lines:  # each result is written as soon as its line is read
-        yield line.rstrip("\r\n")
+        return [read_text(str(file), "replace")]
+    if texts and texts != ["-"]:
+        return [_valid_text(t).rstrip("\r\n") for t in texts]
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")
+    return (_valid_text(line).rstrip("\r\n") for line in sys.stdin)
 
 
 def _token_records(net, tokenizer, inputs, as_line: bool, json_lines: bool, alternatives: int):

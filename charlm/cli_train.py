@@ -62,6 +62,7 @@ def train(
     seed: Annotated[int, Opt(help="Random seed: same seed, same machine, same model.")] = 0,
     resume: Annotated[bool, Opt(help="Continue the interrupted run saved beside --output.")] = False,
     encoding_errors: Annotated[str, Opt(help="Invalid UTF-8: strict (error), replace or ignore.")] = "strict",
+    threads: Annotated[Optional[int], Opt("--threads", envvar="CHARLM_THREADS", show_envvar=True, min=1, help="Threads to compute on; the model is the same for any count. \\[default: all cores]")] = None,
 ) -> None:
     """Train a model on CORPUS; the best model by validation loss is saved to --output.
 
@@ -70,10 +71,11 @@ def train(
     from rich.markup import escape
 
     from . import api
-    from .cli_common import err, parse_duration, user_errors
+    from .cli_common import err, parse_duration, use_threads, user_errors
     from .render import TrainingView
 
     with user_errors():
+        use_threads(threads)
         a = {name: value for name, value in locals().items() if name in _OPTIONS}
         notes: list[str] = []
         if preset is not None:

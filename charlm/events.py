@@ -14,6 +14,7 @@ class Started:
     total_steps: int | None  # known when --steps or --epochs bound the run
     time_budget: float | None
     resumed_from_step: int
+    threads: int = 1  # threads computing the run (charlm.stack)
 
 
 @dataclass(frozen=True)

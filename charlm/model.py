@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .blocks import BlockLayout
 from .config import ModelConfig
 from .initializers import init_params
 from .losses import fused_softmax_xent_, fused_target_logprobs
@@ -26,12 +27,20 @@ from .losses import fused_softmax_xent_, fused_target_logprobs
 
 @dataclass
 class _Trace:
-    """What the forward pass keeps for the backward pass."""
+    """What the forward pass keeps for the backward pass. Per-row arrays are (N, F) in
+    block-major order (charlm.blocks)."""
 
     tokens: np.ndarray  # (T, B) int32
-    inputs: list = field(default_factory=list)  # per layer: its input (T, B, I) after dropout, or None (one-hot)
-    caches: list = field(default_factory=list)  # per layer: the recurrent cache
-    masks: list = field(default_factory=list)  # dropout masks: [embedding, layer 0, ..., layer L-1] or None
+    layout: BlockLayout
+    rows: np.ndarray  # (N,) int32: the tokens in block-major order
+    masks: list = field(default_factory=list)  # dropout masks as drawn, (T, B, n), or None: [embedding, layer 0, ..., layer L-1]
+    row_masks: list = field(default_factory=list)  # the same masks, block-major (N, n), or None
+    inputs: list = field(default_factory=list)  # per layer: its input (N, I) after dropout, or None (one-hot)
+    xws: list = field(default_factory=list)  # per layer: (N, G*H) input projection; the backward turns it into dL/dxw
+    hs: list = field(default_factory=list)  # per layer: (N, H) outputs
+    caches: list = field(default_factory=list)  # [block][layer]: the recurrent caches (keep only)
+    state: np.ndarray | None = None  # (L, S, B, H) the state the window started from
+    new_state: np.ndarray | None = None  # (L, S, B, H) the state it ended in
     top: np.ndarray | None = None  # (N, H) decoder input
 
 
@@ -68,94 +77,100 @@ class Model:
     def forward(self, tokens, state, dropout_rng=None, keep=False):
         """Run the stack over tokens (T, B) from state (L, S, B, H).
 
-        Returns (top (N, H), new_state, trace). Dropout is applied only when dropout_rng is
-        given (training). keep=True stores what backward needs in the trace.
+        Returns (top (T*B, H) time-major, new_state, trace). Dropout is applied only when
+        dropout_rng is given (training). keep=True stores what backward needs in the trace.
         """
+        trace = self._forward(tokens, state, dropout_rng, keep)
+        top = trace.layout.from_blocks(trace.top).reshape(trace.layout.rows, -1)
+        return top, trace.new_state, trace
+
+    def _forward(self, tokens, state, dropout_rng, keep) -> _Trace:
+        """The forward pass over stream blocks (charlm.stack): layer 0's input projection is one
+        GEMM over all rows; each block's layers then run as a wavefront over time chunks, the
+        upper layers' projections made chunk by chunk as their input appears."""
         from .recurrent import recurrent_start, recurrent_steps
-        from .stack import chunk_bounds, run_wavefront
+        from .stack import chunk_bounds, run_wavefront, stream_blocks
 
         cfg = self.config
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         T, B = tokens.shape
         L, H = cfg.layers, cfg.hidden
-        trace = _Trace(tokens)
+        N, dtype = T * B, state.dtype
+        layout = BlockLayout(T, tuple(stream_blocks(B, L)))
+        trace = _Trace(tokens, layout, layout.to_blocks(tokens), state=state)
+        trace.masks = [self._dropout_mask((T, B, cfg.embed), dropout_rng) if cfg.embed > 0 else None]
+        trace.masks += [self._dropout_mask((T, B, H), dropout_rng) for _ in range(L)]
+        masks = trace.row_masks = [None if m is None else layout.to_blocks(m) for m in trace.masks]
         x = None
         if cfg.embed > 0:
-            x = self._dropout(self.params["embedding.weight"][tokens], dropout_rng, trace)
-        else:
-            trace.masks.append(None)
-        for _ in range(L):  # masks of each layer's output, drawn in layer order
-            trace.masks.append(self._dropout_mask((T, B, H), dropout_rng))
-        # Layer 0's input projection is one GEMM over all rows; the upper layers' are made chunk
-        # by chunk inside the wavefront, as their input appears.
+            x = _apply_mask(self.params["embedding.weight"][trace.rows], masks[0])
         # layer l's input after dropout (a buffer), or None when it is the layer below's output
-        inputs = [x] + [None if trace.masks[layer] is None else np.empty((T, B, H), state.dtype)
-                        for layer in range(1, L)]
-        caches = []
-        for layer in range(L):
-            xw = (self._input_projection(0, x, tokens) if layer == 0
-                  else np.empty((T, B, cfg.gates * H), state.dtype))
-            c0 = state[layer, 1] if self.state_slots == 2 else None
-            caches.append(recurrent_start(cfg.cell, xw, self._p("weight_hh", layer),
-                                          self._p("bias_hh", layer), state[layer, 0], c0, keep))
+        inputs = [x] + [None if masks[layer] is None else np.empty((N, H), dtype) for layer in range(1, L)]
+        trace.hs = [np.empty((N, H), dtype) for _ in range(L)]
+        trace.xws = [self._input_projection(x, trace.rows)]
+        trace.xws += [np.empty((N, cfg.gates * H), dtype) for _ in range(1, L)]
+        caches = [[recurrent_start(cfg.cell, layout.view(trace.xws[layer], k), self._p("weight_hh", layer),
+                                   self._p("bias_hh", layer), state[layer, 0, b0:b1],
+                                   state[layer, 1, b0:b1] if self.state_slots == 2 else None, keep,
+                                   hs=layout.view(trace.hs[layer], k))
+                   for layer in range(L)] for k, (b0, b1) in enumerate(layout.bounds)]
         chunks = chunk_bounds(T)
 
-        def project(layer: int, a: int, b: int) -> None:
-            self._upper_projection(layer, caches[layer - 1].hs, trace.masks[layer],
-                                   inputs[layer], caches[layer].xw, a, b)
+        def project(k: int, layer: int, a: int, b: int) -> None:
+            rows = layout.step_rows(k, a, b)
+            self._upper_projection(layer, trace.hs[layer - 1][rows], masks[layer],
+                                   None if inputs[layer] is None else inputs[layer][rows],
+                                   trace.xws[layer][rows], rows)
 
-        def task(layer: int, chunk: int) -> None:
+        def task(k: int, layer: int, chunk: int) -> None:
             a, b = chunks[chunk]
             if layer > 0 and not _sender_hands_off(chunk):
-                project(layer, a, b)
-            recurrent_steps(caches[layer], a, b)
+                project(k, layer, a, b)
+            recurrent_steps(caches[k][layer], a, b)
             if layer + 1 < L and _sender_hands_off(chunk):
-                project(layer + 1, a, b)
+                project(k, layer + 1, a, b)
 
-        run_wavefront(L, len(chunks), task)
-        new_state = np.empty_like(state)
-        for layer, cache in enumerate(caches):
-            new_state[layer, 0] = cache.h_last
-            if self.state_slots == 2:
-                new_state[layer, 1] = cache.c_last
+        run_wavefront(len(layout), L, len(chunks), task)
+        trace.new_state = self._final_state(state, layout, caches)
         if keep:
-            trace.inputs = [inputs[0]] + [
-                inputs[layer] if inputs[layer] is not None else caches[layer - 1].hs
-                for layer in range(1, L)
-            ]
+            trace.inputs = [x] + [inputs[layer] if inputs[layer] is not None else trace.hs[layer - 1]
+                                  for layer in range(1, L)]
             trace.caches = caches
-        top = _apply_mask(caches[-1].hs, trace.masks[L])
-        trace.top = top.reshape(T * B, H)
-        return trace.top, new_state, trace
+        trace.top = _apply_mask(trace.hs[-1], masks[L])
+        return trace
 
-    def _upper_projection(self, layer, below_hs, mask, x_buf, xw, a, b) -> None:
-        """xw[a:b] = dropout(below_hs[a:b]) W_ih^T + b_ih, for a layer above the first."""
+    def _final_state(self, state, layout: BlockLayout, caches) -> np.ndarray:
+        """(L, S, B, H): every block's last h (and c) of every layer."""
+        new_state = np.empty_like(state)
+        for (b0, b1), block in zip(layout.bounds, caches):
+            for layer, cache in enumerate(block):
+                new_state[layer, 0, b0:b1] = cache.h_last
+                if self.state_slots == 2:
+                    new_state[layer, 1, b0:b1] = cache.c_last
+        return new_state
+
+    def _upper_projection(self, layer, below, mask, x_buf, xw, rows) -> None:
+        """xw = dropout(below) W_ih^T + b_ih for some rows of a layer above the first: below
+        (n, H), xw (n, G*H) views of those rows; mask (N, H) or None; x_buf (n, H) where the
+        input after dropout goes (None without dropout)."""
         from .kernels.linalg import matmul
 
-        x = below_hs[a:b]
         if mask is not None:
-            np.multiply(x, mask[a:b], out=x_buf[a:b])
-            x = x_buf[a:b]
-        out = xw[a:b].reshape(-1, xw.shape[2])
-        matmul(x.reshape(-1, x.shape[2]), self._p("weight_ih", layer).T, out=out)
-        out += self._p("bias_ih", layer)
+            np.multiply(below, mask[rows], out=x_buf)
+            below = x_buf
+        matmul(below, self._p("weight_ih", layer).T, out=xw)
+        xw += self._p("bias_ih", layer)
 
-    def _input_projection(self, layer: int, x, tokens) -> np.ndarray:
-        """xw = x W_ih^T + b_ih, (T, B, G*H); a row gather for one-hot input."""
+    def _input_projection(self, x, rows) -> np.ndarray:
+        """Layer 0: xw = x W_ih^T + b_ih, (N, G*H) from x (N, E); a row gather for one-hot input."""
         from .kernels.linalg import matmul
 
-        w_ih, b_ih = self._p("weight_ih", layer), self._p("bias_ih", layer)
+        w_ih, b_ih = self._p("weight_ih", 0), self._p("bias_ih", 0)
         if x is None:  # one-hot input: x W_ih^T selects columns of W_ih
-            return np.ascontiguousarray(w_ih.T[tokens]) + b_ih
-        T, B, n_in = x.shape
-        xw = matmul(x.reshape(T * B, n_in), w_ih.T)
+            return np.ascontiguousarray(w_ih.T[rows]) + b_ih
+        xw = matmul(x, w_ih.T)
         xw += b_ih
-        return xw.reshape(T, B, -1)
-
-    def _dropout(self, x: np.ndarray, rng, trace: _Trace) -> np.ndarray:
-        mask = self._dropout_mask(x.shape, rng)
-        trace.masks.append(mask)
-        return _apply_mask(x, mask)
+        return xw
 
     def _dropout_mask(self, shape: tuple, rng) -> np.ndarray | None:
         """Inverted dropout mask (0 or 1/(1-p)) of shape (T, B, n), or None when not training
@@ -185,78 +200,101 @@ class Model:
         tokens, targets (T, B); state (L, S, B, H) is the carried state (truncated BPTT: no
         gradient flows into it). Returns (loss, grads, new_state).
         """
-        top, new_state, trace = self.forward(tokens, state, dropout_rng, keep=True)
-        targets = np.ascontiguousarray(targets, dtype=np.int32).reshape(-1)
-        loss, dlogits, dbias = fused_softmax_xent_(self.logits(top), targets)
+        trace = self._forward(tokens, state, dropout_rng, keep=True)
+        targets = trace.layout.to_blocks(np.ascontiguousarray(targets, dtype=np.int32))
+        loss, dlogits, dbias = fused_softmax_xent_(self.logits(trace.top), targets)
         grads = self.backward(dlogits, trace, dbias)
-        return loss, grads, new_state
+        return loss, grads, trace.new_state
 
     def backward(self, dlogits: np.ndarray, trace: _Trace, dbias=None) -> dict[str, np.ndarray]:
         """Backpropagation through the decoder, the layers (through time) and the embedding.
 
-        dbias: dlogits.sum(axis=0) when the loss already computed it."""
-        from .kernels.embedding import _scatter_add_rows
+        dlogits (N, V) block-major, like trace.top. dbias: dlogits.sum(axis=0) when the loss
+        already computed it. Each block runs its layers back through time as a wavefront; every
+        weight gradient is then one product over all rows."""
         from .kernels.linalg import matmul
-        from .recurrent import (recurrent_backward_finish, recurrent_backward_start,
-                                recurrent_backward_steps)
+        from .recurrent import recurrent_backward_start, recurrent_backward_steps
         from .stack import chunk_bounds, run_wavefront
 
-        cfg, p = self.config, self.params
-        T, B = trace.tokens.shape
-        L, H = cfg.layers, cfg.hidden
+        cfg, p, layout = self.config, self.params, trace.layout
+        N, L, H = layout.rows, cfg.layers, cfg.hidden
+        masks = trace.row_masks
         grads = {
             "decoder.weight": matmul(dlogits.T, trace.top),  # (V, H)
             "decoder.bias": dlogits.sum(axis=0) if dbias is None else dbias,
         }
-        dx_top = matmul(dlogits, p["decoder.weight"]).reshape(T, B, H)
-        # dhs[l] (T,B,H): dLoss/d(output of layer l); the layers above the first fill the one
+        # dhs[l] (N, H): dLoss/d(output of layer l); the layers above the first fill the one
         # below chunk by chunk inside the wavefront.
-        dhs = [np.empty((T, B, H), dlogits.dtype) for _ in range(L - 1)]
-        dhs.append(_apply_mask(dx_top, trace.masks[L]))
-        for cache in trace.caches:
-            recurrent_backward_start(cache)
-        chunks = chunk_bounds(T)
+        dhs = [np.empty((N, H), dlogits.dtype) for _ in range(L - 1)]
+        dhs.append(_apply_mask(matmul(dlogits, p["decoder.weight"]), masks[L]))
+        dghs = [np.empty((N, 3 * H), dlogits.dtype) if cfg.cell == "gru" else None for _ in range(L)]
+        for k, block in enumerate(trace.caches):
+            for layer, cache in enumerate(block):
+                recurrent_backward_start(cache, dgh=None if dghs[layer] is None else layout.view(dghs[layer], k))
+        chunks = chunk_bounds(layout.steps)
 
-        def send_down(layer: int, a: int, b: int) -> None:
-            """dLoss/d(input of layer) of steps [a, b), through dropout, into dhs[layer - 1]."""
-            dxw = trace.caches[layer].xw[a:b]  # dL/dxw by now
-            out = dhs[layer - 1][a:b]
-            matmul(dxw.reshape(-1, dxw.shape[2]), self._p("weight_ih", layer), out=out.reshape(-1, H))
-            mask = trace.masks[layer]
-            if mask is not None:
-                out *= mask[a:b]  # (steps, B, H): a locked mask broadcasts without a copy
+        def send_down(k: int, layer: int, a: int, b: int) -> None:
+            """dLoss/d(input of layer) of steps [a, b) of block k, through dropout, into dhs[layer - 1]."""
+            rows = layout.step_rows(k, a, b)
+            out = dhs[layer - 1][rows]
+            matmul(trace.xws[layer][rows], self._p("weight_ih", layer), out=out)  # dL/dxw by now
+            if masks[layer] is not None:
+                out *= masks[layer][rows]
 
-        def task(layer: int, chunk: int) -> None:
+        def task(k: int, layer: int, chunk: int) -> None:
             a, b = chunks[chunk]
             if layer + 1 < L and not _sender_hands_off(chunk):
-                send_down(layer + 1, a, b)
-            recurrent_backward_steps(trace.caches[layer], dhs[layer], a, b)
+                send_down(k, layer + 1, a, b)
+            recurrent_backward_steps(trace.caches[k][layer], layout.view(dhs[layer], k), a, b)
             if layer > 0 and _sender_hands_off(chunk):
-                send_down(layer, a, b)
+                send_down(k, layer, a, b)
 
-        run_wavefront(L, len(chunks), task, reverse=True)
+        run_wavefront(len(layout), L, len(chunks), task, reverse=True)
+        self._layer_grads(trace, dghs, grads)
+        return grads
+
+    def _layer_grads(self, trace: _Trace, dghs: list, grads: dict) -> None:
+        """Add to grads the weight gradients of every layer and of the embedding, each one
+        product (or sum, or scatter) over all N rows in block-major order, once the backward
+        has run. A tied decoder's gradient becomes the embedding's."""
+        from .kernels.embedding import _scatter_add_rows
+        from .kernels.linalg import matmul
+        from .recurrent import recurrent_backward_finish
+
+        cfg = self.config
         dx = None
-        for layer in reversed(range(L)):
-            g = recurrent_backward_finish(trace.caches[layer])
-            dxw = g.dxw.reshape(T * B, -1)
-            grads[f"rnn.weight_hh_l{layer}"] = g.dw_hh
-            grads[f"rnn.bias_hh_l{layer}"] = g.db_hh
+        for layer in reversed(range(cfg.layers)):
+            for block in trace.caches:
+                recurrent_backward_finish(block[layer], hidden_grads=False)
+            dxw = trace.xws[layer]  # (N, G*H): dL/dxw by now
+            dgh = dxw if dghs[layer] is None else dghs[layer]  # dL/d(h_{t-1} W_hh^T + b_hh)
+            grads[f"rnn.weight_hh_l{layer}"] = matmul(dgh.T, self._previous_states(trace, layer))
+            grads[f"rnn.bias_hh_l{layer}"] = dgh.sum(axis=0)
             grads[f"rnn.bias_ih_l{layer}"] = dxw.sum(axis=0)
             x = trace.inputs[layer]
             if x is None:  # one-hot input (layer 0): dW_ih^T gathers rows by token
                 dw_t = np.zeros((cfg.vocab_size, dxw.shape[1]), dxw.dtype)
-                _scatter_add_rows(dw_t, trace.tokens.reshape(-1), dxw)
+                _scatter_add_rows(dw_t, trace.rows, dxw)
                 grads[f"rnn.weight_ih_l{layer}"] = np.ascontiguousarray(dw_t.T)
             else:
-                grads[f"rnn.weight_ih_l{layer}"] = matmul(dxw.T, x.reshape(T * B, -1))
+                grads[f"rnn.weight_ih_l{layer}"] = matmul(dxw.T, x)
                 if layer == 0:
-                    dx = matmul(dxw, self._p("weight_ih", 0)).reshape(T, B, -1)
+                    dx = matmul(dxw, self._p("weight_ih", 0))
         if cfg.embed > 0:
-            demb = _apply_mask(dx, trace.masks[0]).reshape(T * B, cfg.embed)
-            dE = grads.pop("decoder.weight") if cfg.tie else np.zeros_like(p["embedding.weight"])
-            _scatter_add_rows(dE, trace.tokens.reshape(-1), np.ascontiguousarray(demb))
+            demb = np.ascontiguousarray(_apply_mask(dx, trace.row_masks[0]))
+            dE = grads.pop("decoder.weight") if cfg.tie else np.zeros_like(self.params["embedding.weight"])
+            _scatter_add_rows(dE, trace.rows, demb)
             grads["embedding.weight"] = dE
-        return grads
+
+    def _previous_states(self, trace: _Trace, layer: int) -> np.ndarray:
+        """(N, H): h_{t-1} of every row of `layer` (the window's starting state for t = 0)."""
+        layout = trace.layout
+        prev = np.empty_like(trace.hs[layer])
+        for k, (b0, b1) in enumerate(layout.bounds):
+            block, hs = layout.view(prev, k), layout.view(trace.hs[layer], k)
+            block[0] = trace.state[layer, 0, b0:b1]
+            block[1:] = hs[:-1]
+        return prev
 
     # ---- evaluation -------------------------------------------------------------------
     def target_logprobs(self, tokens, targets, state):
@@ -264,10 +302,10 @@ class Model:
 
         Returns (logp (T, B) float64, new_state).
         """
-        top, new_state, _ = self.forward(tokens, state)
-        targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
-        logp = fused_target_logprobs(self.logits(top), targets)
-        return logp.reshape(np.shape(tokens)), new_state
+        trace = self._forward(tokens, state, None, keep=False)
+        targets = trace.layout.to_blocks(np.ascontiguousarray(targets, dtype=np.int64))
+        logp = fused_target_logprobs(self.logits(trace.top), targets)
+        return trace.layout.from_blocks(logp), trace.new_state
 
 
 def _sender_hands_off(chunk: int) -> bool:

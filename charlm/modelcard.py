@@ -30,6 +30,7 @@ def model_card(path: str, model: Model, tokenizer: Tokenizer, header: dict) -> d
         "training_steps": summary.get("steps"),
         "training_tokens": summary.get("tokens"),
         "training_seconds": summary.get("seconds"),
+        "training_threads": summary.get("threads"),
         "best_valid_loss": best,
         "best_valid_ppl": None if best is None else round(math.exp(min(best, 700)), 4),
     }

@@ -104,8 +104,8 @@ class RecurrentGrads:
     """Gradients of the loss w.r.t. the layer's inputs. dxw aliases the forward's xw buffer."""
 
     dxw: np.ndarray  # (T,B,G*H)
-    dw_hh: np.ndarray  # (G*H,H)
-    db_hh: np.ndarray  # (G*H,)
+    dw_hh: np.ndarray | None  # (G*H,H); None when the caller sums it itself
+    db_hh: np.ndarray | None  # (G*H,)
     dh0: np.ndarray  # (B,H)
     dc0: np.ndarray | None  # (B,H) LSTM, else None
 
@@ -152,11 +152,12 @@ def recurrent_forward(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True):
     return cache.hs, cache
 
 
-def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True) -> RecurrentCache:
+def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True, hs=None) -> RecurrentCache:
     """Check the arguments of recurrent_forward and allocate its outputs; run no step.
 
     xw may still be unfilled: each slice [a, b) must hold its input projection when
-    recurrent_steps(cache, a, b) runs."""
+    recurrent_steps(cache, a, b) runs. hs (T,B,H), C-contiguous: where to write the outputs
+    (e.g. a block of a larger array); None allocates it."""
     G = _check_cell(cell)
     if not isinstance(xw, np.ndarray) or xw.ndim != 3:
         raise ValueError("xw must be a 3-D numpy array (T, B, G*H)")
@@ -182,9 +183,12 @@ def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True) -> Recurr
     elif c0 is not None:
         raise ValueError(f"c0 is only for lstm; pass None for {cell}")
 
+    if hs is None:
+        hs = np.empty((T, B, H), dtype)
+    _check_array("hs", hs, (T, B, H), dtype, written=True)
     keep = bool(keep)
     cache = RecurrentCache(
-        cell=cell, keep=keep, hs=np.empty((T, B, H), dtype), h0=h0, c0=c0, c_last=None,
+        cell=cell, keep=keep, hs=hs, h0=h0, c0=c0, c_last=None,
         xw=xw, b_hh=b_hh, w_hh=w_hh,
     )
     # h_{t-1} W_hh^T of one step, and the same transposed (see rows_times_transposed)
@@ -230,6 +234,12 @@ def recurrent_steps(cache: RecurrentCache, a: int, b: int) -> None:
 # --- backward --------------------------------------------------------------------------------
 
 
+def hidden_side_grad(cache: RecurrentCache) -> np.ndarray:
+    """dL/d(h_{t-1} W_hh^T + b_hh) (T,B,G*H) once the backward has run: dL/dxw, except the GRU's
+    n part (r * dn_pre), which its backward writes apart."""
+    return cache.dgh if cache.cell == "gru" else cache.xw
+
+
 def _hidden_weight_grad(d: np.ndarray, h0: np.ndarray, hs: np.ndarray, out: np.ndarray) -> None:
     """out = sum_t d[t]^T h_{t-1} with h_{-1} = h0, as two GEMMs (no copy of [h0, hs[:-1]]).
     d (T,B,K) C-contiguous: d[1:] is then (T-1)*B rows that BLAS reads in place (a view with a
@@ -256,8 +266,9 @@ def recurrent_backward(cache: RecurrentCache, dhs, dh_last=None, dc_last=None) -
     return recurrent_backward_finish(cache)
 
 
-def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None) -> None:
-    """Check the cache and the gradients into the final state; allocate the backward's buffers."""
+def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None, dgh=None) -> None:
+    """Check the cache and the gradients into the final state; allocate the backward's buffers.
+    dgh (T,B,3H), GRU only: where to write the hidden side's gradient; None allocates it."""
     if not isinstance(cache, RecurrentCache):
         raise ValueError("cache must be the RecurrentCache returned by recurrent_forward")
     if not cache.keep:
@@ -288,7 +299,10 @@ def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None) 
     cache.w_hh_t = np.ascontiguousarray(cache.w_hh.T)  # dgates W_hh = dgates (W_hh^T)^T
     dh_tr = np.empty((H, B), dtype)  # dh transposed (see rows_times_transposed)
     if cell == "gru":
-        cache.dgh = np.empty((T, B, 3 * H), dtype)
+        if dgh is None:
+            dgh = np.empty((T, B, 3 * H), dtype)
+        _check_array("dgh", dgh, (T, B, 3 * H), dtype, written=True)
+        cache.dgh = dgh
         cache.scratch = (np.empty((B, H), dtype), dh_tr)  # dhz
     else:
         cache.scratch = (dh_tr,)
@@ -319,18 +333,21 @@ def recurrent_backward_steps(cache: RecurrentCache, dhs, a: int, b: int) -> None
     cache.done = a
 
 
-def recurrent_backward_finish(cache: RecurrentCache) -> RecurrentGrads:
-    """The hidden-side weight gradients (GEMMs over all T*B rows) once every step is done."""
+def recurrent_backward_finish(cache: RecurrentCache, hidden_grads: bool = True) -> RecurrentGrads:
+    """The hidden-side weight gradients (GEMMs over all T*B rows) once every step is done.
+
+    hidden_grads=False leaves dw_hh and db_hh None (the caller sums them over several caches);
+    the gradient of h_{t-1} W_hh^T + b_hh is then `hidden_side_grad(cache)`, read before this."""
     if not cache.used or cache.dh is None or cache.done != 0:
         raise ValueError("the backward has not reached step 0")
-    cell, hs, dxw = cache.cell, cache.hs, cache.xw
-    GH, H = cache.w_hh.shape
-    dtype = hs.dtype
-    dw_hh = np.empty((GH, H), dtype)
-    # the gradient of h_{t-1} W_hh^T + b_hh: dL/dxw, except the GRU's n part (so its own dgh)
-    dgh = cache.dgh if cell == "gru" else dxw
-    _hidden_weight_grad(dgh, cache.h0, hs, dw_hh)
-    db_hh = dgh.sum(axis=(0, 1))
+    hs, dxw = cache.hs, cache.xw
+    dw_hh = db_hh = None
+    if hidden_grads:
+        GH, H = cache.w_hh.shape
+        dw_hh = np.empty((GH, H), hs.dtype)
+        dgh = hidden_side_grad(cache)
+        _hidden_weight_grad(dgh, cache.h0, hs, dw_hh)
+        db_hh = dgh.sum(axis=(0, 1))
     grads = RecurrentGrads(dxw=dxw, dw_hh=dw_hh, db_hh=db_hh, dh0=cache.dh, dc0=cache.dc)
     # Drop the large buffers the caller no longer needs through the cache.
     cache.cs = cache.ghn = cache.dgh = cache.xw = None

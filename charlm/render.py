@@ -52,7 +52,8 @@ class TrainingView:
         resumed = f", resumed at step {e.resumed_from_step}" if e.resumed_from_step else ""
         self._line(
             f"training {e.params:,} parameters on {e.train_tokens:,} tokens "
-            f"({e.windows_per_epoch} steps/epoch), validating on {e.valid_tokens:,}{resumed}"
+            f"({e.windows_per_epoch} steps/epoch), validating on {e.valid_tokens:,}, "
+            f"{e.threads} thread{'s' if e.threads != 1 else ''}{resumed}"
         )
         if self.live:
             self.progress = Progress(
@@ -124,6 +125,7 @@ class TrainingView:
         rows = [
             ("steps", f"{e.steps:,}"), ("epochs", f"{e.epoch:.2f}"), ("tokens", f"{e.tokens:,}"),
             ("time", f"{e.elapsed:.1f} s"), ("tokens/s", f"{rate:,.0f}"),
+            ("threads", str(e.summary.get("threads", "-"))),
             ("best validation loss", f"{_fmt(e.best_loss)} nats/token (step {e.best_step})"),
         ]
         if e.best_loss is not None:

@@ -36,22 +36,26 @@ def next_token_distribution(logits: np.ndarray, temp: float, top_k: int, banned:
 
 
 class _SamplerWeights:
-    """The model's weights arranged once for the compiled loop: per-layer arrays stacked."""
+    """The model's weights arranged once for the compiled loop (charlm.kernels.sampling): per-layer
+    arrays stacked; for several streams, the input and decoder weights transposed, so that each
+    step's products are (K, I) x (I, G*H) with C-contiguous operands; for one, as they are
+    (matrix-vector products read the weights fastest that way)."""
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, streams: int = 1):
         cfg, p = model.config, model.params
         L, H = cfg.layers, cfg.hidden
         layer = lambda name, l: p[f"rnn.{name}_l{l}"]  # noqa: E731
+        t = lambda a: np.ascontiguousarray(a.T)  # noqa: E731
+        arrange = (lambda a: a) if streams == 1 else t
         self.cell = CELL_CODES[cfg.cell]
         self.emb = p["embedding.weight"] if cfg.embed > 0 else np.zeros((0, 0), np.float32)
-        self.w_ih0 = layer("weight_ih", 0)
-        upper = [layer("weight_ih", l) for l in range(1, L)]
-        self.w_ih = np.stack(upper) if upper else np.zeros((1, cfg.gates * H, H), np.float32)
+        self.w_ih0 = arrange(layer("weight_ih", 0))
+        upper = [arrange(layer("weight_ih", l)) for l in range(1, L)]
+        self.w_ih = np.stack(upper) if upper else np.zeros((1, H, cfg.gates * H), np.float32)
         self.b_ih = np.stack([layer("bias_ih", l) for l in range(L)])
-        # (L, H, G*H), C order: a slice of an F-ordered stack would send np.dot down a slow path
-        self.w_hh_t = np.ascontiguousarray(np.stack([layer("weight_hh", l).T for l in range(L)]))
+        self.w_hh_t = np.stack([t(layer("weight_hh", l)) for l in range(L)])
         self.b_hh = np.stack([layer("bias_hh", l) for l in range(L)])
-        self.dec_w, self.dec_b = p["decoder.weight"], p["decoder.bias"]
+        self.dec_w, self.dec_b = arrange(p["decoder.weight"]), p["decoder.bias"]
 
     def args(self) -> tuple:
         return (self.cell, self.emb, self.w_ih0, self.w_ih, self.b_ih, self.w_hh_t, self.b_hh,
@@ -62,25 +66,77 @@ def generate(model: Model, tokenizer: Tokenizer, *, length: int, temp: float = 1
              top_k: int = 0, prime: str = "", until_eos: bool = False,
              rng: np.random.Generator | None = None) -> Iterator[str]:
     """Yield the text of each generated token as soon as it is drawn (the prime not included)."""
+    for _, piece in generate_samples(model, tokenizer, num=1, length=length, temp=temp, top_k=top_k,
+                                     prime=prime, until_eos=until_eos, rng=rng):
+        yield piece
+
+
+def generate_samples(model: Model, tokenizer: Tokenizer, *, num: int, length: int, temp: float = 1.0,
+                     top_k: int = 0, prime: str = "", until_eos: bool = False,
+                     rng: np.random.Generator | None = None) -> Iterator[tuple[int, str]]:
+    """`num` samples drawn together, one stream each: yields (sample, text of a token) in
+    reading order, sample 0 token by token as it is drawn, each later one from where the one
+    before it ended (the tokens it drew meanwhile at once). The prime is not included.
+
+    The uniform numbers come from rng as (step, sample) in C order: with num = 1, the same
+    draws as a single sample."""
     rng = rng or np.random.default_rng()
-    w = _SamplerWeights(model)
+    w = _SamplerWeights(model, num)
     context = np.concatenate([[tokenizer.eos_id], tokenizer.encode(prime)]).astype(np.int32)
     state = model.zero_state(1)
     if len(context) > 1:  # condition on everything but the last token, which the loop feeds
         _, state, _ = model.forward(context[:-1].reshape(-1, 1), state)
-    token = int(context[-1])
-    prev = token if prime else None
-    out = np.empty(CHUNK, np.int64)
+    state = np.ascontiguousarray(np.repeat(state, num, axis=2))
+    tokens = np.full(num, context[-1], np.int64)
+    active = np.ones(num, np.bool_)
+    first = int(context[-1]) if prime else None
+    texts = _SampleTexts(tokenizer, num, first)
     remaining = length
-    while remaining > 0:
+    while remaining > 0 and active.any():
         n = min(CHUNK, remaining)
-        uniforms = rng.random(n)
-        with sequential_blas():  # batch 1: matrix-vector products, one thread is fastest
-            count = _sample_tokens(*w.args(), state, token, uniforms, float(temp), int(top_k), tokenizer.unk_id,
-                               tokenizer.eos_id, until_eos, out[:n])
-        for token in out[:count].tolist():
-            yield tokenizer.decode_token(token, prev)
-            prev = token
-        remaining -= count
-        if until_eos and count and out[count - 1] == tokenizer.eos_id:
-            return
+        out = np.empty((n, num), np.int64)
+        with sequential_blas():  # a step's products are small: a second BLAS thread costs more than it saves
+            steps = _sample_tokens(*w.args(), state, tokens, rng.random((n, num)), float(temp), int(top_k),
+                                   tokenizer.unk_id, tokenizer.eos_id, until_eos, out, active)
+        yield from texts.add(out[:steps])
+        remaining -= steps
+    yield from texts.finish()
+
+
+class _SampleTexts:
+    """Turns the tokens drawn by all streams into text in reading order: the sample being
+    read is yielded token by token, the later ones are kept until their turn."""
+
+    def __init__(self, tokenizer: Tokenizer, num: int, first: int | None):
+        self.tokenizer = tokenizer
+        self.prev = [first] * num
+        self.kept: list[list[str]] = [[] for _ in range(num)]
+        self.reading = 0
+        self.ended = [False] * num
+
+    def add(self, out: np.ndarray) -> Iterator[tuple[int, str]]:
+        """out (steps, num): tokens, -1 where a stream had stopped."""
+        for column in range(out.shape[1]):
+            for token in out[:, column].tolist():
+                if token < 0:
+                    self.ended[column] = True
+                    break
+                piece = self.tokenizer.decode_token(token, self.prev[column])
+                self.prev[column] = token
+                if column == self.reading:
+                    yield column, piece
+                else:
+                    self.kept[column].append(piece)
+        while self.ended[self.reading] and self.reading + 1 < len(self.kept):
+            yield from self._next_sample()
+
+    def finish(self) -> Iterator[tuple[int, str]]:
+        while self.reading + 1 < len(self.kept):
+            yield from self._next_sample()
+
+    def _next_sample(self) -> Iterator[tuple[int, str]]:
+        self.reading += 1
+        yield self.reading, ""  # the sample starts, even if it drew nothing
+        for piece in self.kept[self.reading]:
+            yield self.reading, piece
+        self.kept[self.reading] = []

@@ -3,11 +3,18 @@
 A line is scored from a zero state with EOS as its first input (every training line follows
 an EOS), so every token of the line is predicted, and so is the EOS that ends it (KenLM's
 `</s>`). Log-probabilities are natural logs. Unseen tokens are UNK: scored and counted.
+
+Many lines are scored together: the lines at hand (up to LINE_WINDOW, without waiting for
+more input than is ready) are sorted by length and cut into batches of similar lengths, each
+line one stream of a batch, padded at its end (a stream's padding never reaches the positions
+before it). Results come out in input order.
 """
 
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -18,6 +25,9 @@ from .quick import QUICK_MAX_TOKENS, quick_logprobs
 from .tokenizer import Tokenizer
 
 DOCUMENT_CHUNK = 1024  # tokens per forward call when scoring a document as one stream
+LINE_WINDOW = 1024  # lines read ahead and sorted by length before scoring
+BATCH_TOKENS = 16384  # padded tokens (streams x steps) per batch of lines
+BATCH_STREAMS = 256  # lines per batch at most
 
 
 @dataclass(frozen=True)
@@ -40,15 +50,23 @@ class Score:
 
 def _score_ids(model: Model, ids: np.ndarray, state):
     """Log-probabilities of ids[1:] given ids[:-1], in chunks: (logp (n,), state)."""
-    if len(ids) - 1 <= QUICK_MAX_TOKENS:  # short: numpy alone, no Numba start-up
-        logp, state = quick_logprobs(model, ids[:-1, None], ids[1:, None], state)
-        return logp[:, 0], state
+    logp, state = _score_streams(model, ids[:, None], state)
+    return logp[:, 0], state
+
+
+def _score_streams(model: Model, ids: np.ndarray, state):
+    """Log-probabilities of ids[1:] given ids[:-1] for ids (T+1, B), B streams side by side,
+    in chunks of DOCUMENT_CHUNK steps: (logp (T, B), state). Short work runs in numpy alone,
+    without Numba's start-up."""
+    steps = ids.shape[0] - 1
+    if steps * ids.shape[1] <= QUICK_MAX_TOKENS:
+        return quick_logprobs(model, ids[:-1], ids[1:], state)
     parts = []
-    for start in range(0, len(ids) - 1, DOCUMENT_CHUNK):
+    for start in range(0, steps, DOCUMENT_CHUNK):
         window = ids[start : start + DOCUMENT_CHUNK + 1]
-        logp, state = model.target_logprobs(window[:-1, None], window[1:, None], state)
-        parts.append(logp[:, 0])
-    return (np.concatenate(parts) if parts else np.zeros(0)), state
+        logp, state = model.target_logprobs(window[:-1], window[1:], state)
+        parts.append(logp)
+    return np.concatenate(parts), state
 
 
 def sequence_ids(tokenizer: Tokenizer, text: str, *, as_line: bool = True) -> np.ndarray:
@@ -76,9 +94,87 @@ def score_of(tokenizer: Tokenizer, text: str, ids: np.ndarray, logp: np.ndarray)
 
 
 def score_lines(model: Model, tokenizer: Tokenizer, lines: Iterable[str]) -> Iterator[Score]:
-    """Score each line as soon as it arrives (constant memory on an endless stream)."""
-    for line in lines:
-        yield score_text(model, tokenizer, line.rstrip("\r\n"))
+    """Score each line (trailing line break dropped), in input order. Lines are scored in
+    batches of the lines at hand: a line is scored as soon as no more input is ready, and
+    memory stays bounded on an endless stream."""
+    for group in _ready_groups(lines, LINE_WINDOW):
+        texts = [line.rstrip("\r\n") for line in group]
+        yield from score_batch(model, tokenizer, texts)
+
+
+def score_batch(model: Model, tokenizer: Tokenizer, texts: list[str]) -> list[Score]:
+    """Scores of lines, in their order, computed as streams of batches of similar lengths."""
+    ids = [sequence_ids(tokenizer, t) for t in texts]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    scores: list[Score | None] = [None] * len(ids)
+    for batch in _length_batches(order, [len(a) for a in ids]):
+        longest = len(ids[batch[-1]])
+        padded = np.full((longest, len(batch)), tokenizer.eos_id, np.int32)
+        for column, i in enumerate(batch):
+            padded[: len(ids[i]), column] = ids[i]
+        logp, _ = _score_streams(model, padded, model.zero_state(len(batch)))
+        for column, i in enumerate(batch):
+            scores[i] = score_of(tokenizer, texts[i], ids[i], logp[: len(ids[i]) - 1, column])
+    return scores
+
+
+def _length_batches(order: list[int], lengths: list[int]) -> Iterator[list[int]]:
+    """Cut indices sorted by length into batches of at most BATCH_STREAMS lines and about
+    BATCH_TOKENS padded tokens (one line alone may be longer)."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) >= BATCH_STREAMS or lengths[i] * (len(batch) + 1) > BATCH_TOKENS):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def _ready_groups(lines: Iterable[str], window: int) -> Iterator[list[str]]:
+    """Lists of lines in input order: a list or tuple in groups of `window`; any other iterable
+    (stdin) is read by a thread, and each group is the first line not yet taken plus every line
+    already read, `window` at most: a line typed at a terminal is answered at once."""
+    if isinstance(lines, (list, tuple)):
+        for start in range(0, len(lines), window):
+            yield list(lines[start : start + window])
+        return
+    ready: queue.Queue = queue.Queue(maxsize=4 * window)
+    end = object()
+
+    def read() -> None:
+        try:
+            for line in lines:
+                ready.put(line)
+        except BaseException as exc:  # handed to the consumer, raised there
+            ready.put(_ReadError(exc))
+        ready.put(end)
+
+    threading.Thread(target=read, daemon=True, name="charlm-read").start()
+    while True:
+        item = ready.get()
+        group: list[str] = []
+        while item is not end:
+            if isinstance(item, _ReadError):
+                if group:
+                    yield group
+                raise item.exc
+            group.append(item)
+            if len(group) >= window:
+                break
+            try:
+                item = ready.get_nowait()
+            except queue.Empty:
+                break
+        if group:
+            yield group
+        if item is end:
+            return
+
+
+@dataclass(frozen=True)
+class _ReadError:
+    exc: BaseException
 
 
 @dataclass

@@ -23,6 +23,7 @@ from .evaluate import bits_per_char, evaluate_loss, perplexity
 from .model import Model
 from .optim import Optimizer, clip_gradients
 from .schedule import BUDGET_SCHEDULES, PLATEAU_DECAYS, budget_factor
+from .stack import threads
 from .tokenizer import Tokenizer
 from .train_state import Progress, _Snapshot, restore_state, save_state
 
@@ -99,7 +100,7 @@ class Trainer:
             params=self.model.num_parameters(), train_tokens=self.stream.tokens_per_epoch,
             valid_tokens=len(self.valid_ids), windows_per_epoch=self.stream.windows_per_epoch,
             total_steps=self._total_steps(), time_budget=cfg.time_budget,
-            resumed_from_step=pr.step,
+            resumed_from_step=pr.step, threads=threads(),
         )
         if self._snapshot is None:
             self._take_snapshot()
@@ -289,7 +290,7 @@ class Trainer:
         summary = {
             "steps": pr.step, "tokens": pr.tokens, "seconds": round(pr.elapsed, 2),
             "best_valid_loss": pr.best_loss, "best_step": pr.best_step,
-            "train_tokens_per_epoch": self.stream.tokens_per_epoch,
+            "train_tokens_per_epoch": self.stream.tokens_per_epoch, "threads": threads(),
         }
         return {"train": to_dict(self.cfg), "summary": summary, **self.extra_header}
 

@@ -61,16 +61,21 @@ def tiny_model(tmp_path_factory, corpus_file) -> Path:
     return out
 
 
-@pytest.fixture(params=["whole", "chunks-of-1-on-2-workers"])
+@pytest.fixture(params=["whole", "chunks-of-1-on-2-threads", "blocks-of-1-stream-on-3-threads"])
 def chunking(request, monkeypatch):
-    """Run the stacked layers as one time chunk, or as a wavefront of 1-step chunks on two
-    workers (charlm.stack): every result must hold for both."""
+    """Run the stacked layers as one block and one time chunk, as a wavefront of 1-step chunks
+    on two threads, or with every stream a block of its own (charlm.stack): every result must
+    hold for all three."""
     import charlm.stack as stack
 
     if request.param == "whole":
         monkeypatch.setattr(stack, "MIN_CHUNK", 10**9)
-    else:
+        monkeypatch.setattr(stack, "BLOCK_STREAMS", 10**9)
+    elif request.param.startswith("chunks"):
         monkeypatch.setattr(stack, "MIN_CHUNK", 1)
         monkeypatch.setattr(stack, "TARGET_CHUNKS", 10**9)
-        monkeypatch.setattr(stack, "available_workers", lambda: 2)
+        monkeypatch.setattr(stack, "_threads", 2)
+    else:
+        monkeypatch.setattr(stack, "BLOCK_STREAMS", 1)
+        monkeypatch.setattr(stack, "_threads", 3)
     return request.param

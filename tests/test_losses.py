@@ -60,7 +60,7 @@ def test_one_core_and_two_give_the_same_bits(monkeypatch):
     logits, targets = problem(4 * losses.MIN_PART_ROWS + 3, 300, np.float32)
     results = []
     for workers in (1, 2):
-        monkeypatch.setattr(stack, "available_workers", lambda w=workers: w)
+        monkeypatch.setattr(stack, "_threads", workers)
         loss, dlogits, dbias = fused_softmax_xent_(logits.copy(), targets)
         results.append((loss, dlogits, dbias, fused_target_logprobs(logits, targets)))
     (a_loss, *a_arrays), (b_loss, *b_arrays) = results

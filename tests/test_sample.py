@@ -34,10 +34,15 @@ def numpy_twin(model: Model, start: int, uniforms, temp: float, top_k: int, bann
 
 
 def compiled(model: Model, start: int, uniforms, temp: float, top_k: int, banned: int):
-    out = np.empty(len(uniforms), np.int64)
-    n = _sample_tokens(*_SamplerWeights(model).args(), model.zero_state(1), start,
-                       np.asarray(uniforms), float(temp), top_k, banned, 1, False, out)
-    return out[:n].tolist()
+    """Tokens the compiled loop draws for one stream, or for several: uniforms (n,) or (n, K)."""
+    uniforms = np.asarray(uniforms)
+    columns = uniforms.reshape(len(uniforms), -1)
+    K = columns.shape[1]
+    out = np.empty(columns.shape, np.int64)
+    n = _sample_tokens(*_SamplerWeights(model, K).args(), model.zero_state(K), np.full(K, start, np.int64),
+                       np.ascontiguousarray(columns), float(temp), top_k, banned, 1, False, out,
+                       np.ones(K, np.bool_))
+    return out[:n, 0].tolist() if uniforms.ndim == 1 else out[:n].T.tolist()
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -48,6 +53,33 @@ def test_compiled_sampler_draws_what_the_numpy_twin_draws(cell, embed, temp, top
     uniforms = np.random.default_rng(7).random(40)
     expected = numpy_twin(model, 1, uniforms, temp, top_k, banned=0)
     assert compiled(model, 1, uniforms, temp, top_k, banned=0) == expected
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("embed", [5, 0])
+def test_streams_drawn_together_draw_what_each_draws_alone(cell, embed):
+    model = make_model(cell, embed)
+    uniforms = np.random.default_rng(11).random((30, 4))
+    together = compiled(model, 1, uniforms, 0.9, 0, banned=0)
+    assert together == [numpy_twin(model, 1, uniforms[:, k], 0.9, 0, banned=0) for k in range(4)]
+    assert len({tuple(t) for t in together}) > 1  # the streams do differ
+
+
+def test_samples_end_at_eos_one_by_one_and_come_out_in_order():
+    from charlm.sample import generate_samples
+
+    model = make_model("gru", 5)
+    model.params["decoder.bias"][1] = 3.0  # EOS likely: lines end soon, at different steps
+    tok = Tokenizer("char", VOCAB)
+    run = lambda num: list(generate_samples(model, tok, num=num, length=300, temp=1.0, until_eos=True,  # noqa: E731
+                                            rng=np.random.default_rng(4)))
+    pieces = run(5)
+    assert pieces == run(5)
+    order = [i for i, _ in pieces]
+    assert order == sorted(order) and set(order) == set(range(5))  # sample by sample
+    texts = ["".join(p for i, p in pieces if i == k) for k in range(5)]
+    assert all(t.endswith("\n") and "\n" not in t[:-1] for t in texts)
+    assert len(set(texts)) > 1
 
 
 def test_banned_token_is_never_drawn_even_when_it_dominates():

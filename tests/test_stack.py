@@ -27,41 +27,42 @@ def test_chunk_bounds_cover_the_steps_in_order(steps):
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("blocks", [1, 3])
 @pytest.mark.parametrize("layers,chunks", [(1, 1), (1, 5), (2, 1), (2, 6), (3, 4), (4, 2)])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_every_task_runs_once_after_its_dependencies(monkeypatch, workers, layers, chunks, reverse):
-    monkeypatch.setattr(stack, "available_workers", lambda: workers)
+def test_every_task_runs_once_after_its_dependencies(monkeypatch, workers, blocks, layers, chunks, reverse):
+    monkeypatch.setattr(stack, "_threads", workers)
     done, lock, threads = set(), threading.Lock(), set()
     step = -1 if reverse else 1
 
-    def task(layer, chunk):
-        time.sleep(0.001)  # let parallel tasks overlap
+    def task(block, layer, chunk):
+        time.sleep(0.005)  # let parallel tasks overlap
         with lock:
-            for dep in ((layer - step, chunk), (layer, chunk - step)):
-                if 0 <= dep[0] < layers and 0 <= dep[1] < chunks:
-                    assert dep in done, f"{(layer, chunk)} ran before {dep}"
-            assert (layer, chunk) not in done
-            done.add((layer, chunk))
+            for dep in ((block, layer - step, chunk), (block, layer, chunk - step)):
+                if 0 <= dep[1] < layers and 0 <= dep[2] < chunks:
+                    assert dep in done, f"{(block, layer, chunk)} ran before {dep}"
+            assert (block, layer, chunk) not in done
+            done.add((block, layer, chunk))
             threads.add(threading.get_ident())
 
-    run_wavefront(layers, chunks, task, reverse=reverse)
-    assert done == {(l, k) for l in range(layers) for k in range(chunks)}
-    if workers > 1 and layers > 1 and chunks > 1:
+    run_wavefront(blocks, layers, chunks, task, reverse=reverse)
+    assert done == {(k, l, c) for k in range(blocks) for l in range(layers) for c in range(chunks)}
+    if workers > 1 and (blocks > 1 or (layers > 1 and chunks > 1)):
         assert len(threads) > 1  # the wavefront did run in parallel
 
 
 def test_an_error_in_a_task_is_raised_after_the_phase_ends(monkeypatch):
-    monkeypatch.setattr(stack, "available_workers", lambda: 2)
+    monkeypatch.setattr(stack, "_threads", 2)
     finished = []
 
-    def task(layer, chunk):
+    def task(block, layer, chunk):
         if (layer, chunk) == (0, 1):
             raise RuntimeError("boom")
         time.sleep(0.05)
         finished.append((layer, chunk))
 
     with pytest.raises(RuntimeError, match="boom"):
-        run_wavefront(2, 3, task)
+        run_wavefront(1, 2, 3, task)
     # phase 1 ran (0, 1) and (1, 0) together: (1, 0) finished before the error came out,
     # and nothing of a later phase started
     assert finished == [(0, 0), (1, 0)]
@@ -125,8 +126,10 @@ def test_steps_out_of_order_are_refused():
 @pytest.mark.parametrize("cell,layers,embed,dropout", [
     ("lstm", 2, 16, 0.2), ("gru", 3, 16, 0.3), ("rnn", 2, 0, 0.0), ("lstm", 3, 0, 0.5),
 ])
-def test_two_workers_give_the_same_bits_as_one(monkeypatch, cell, layers, embed, dropout):
-    """float32 at a size where chunks hold several steps: the schedule must not change a bit."""
+def test_any_thread_count_gives_the_same_bits(monkeypatch, cell, layers, embed, dropout):
+    """float32 at a size where chunks hold several steps and the streams form 3 blocks: the
+    thread count and the schedule must not change a bit."""
+    monkeypatch.setattr(stack, "BLOCK_STREAMS", 2)
     cfg = ModelConfig(cell=cell, vocab_size=30, embed=embed, hidden=48, layers=layers,
                       dropout=dropout)
     model = Model.create(cfg, seed=1)
@@ -134,17 +137,38 @@ def test_two_workers_give_the_same_bits_as_one(monkeypatch, cell, layers, embed,
     tokens = rng.integers(0, 30, (37, 6)).astype(np.int32)
     targets = rng.integers(0, 30, (37, 6)).astype(np.int32)
     state = model.zero_state(6) + np.float32(0.1)
-    assert len(chunk_bounds(37)) > 2
+    assert len(chunk_bounds(37)) > 2 and len(stack.stream_blocks(6, layers)) >= 2
     results = []
-    for workers in (1, 2):
-        monkeypatch.setattr(stack, "available_workers", lambda w=workers: w)
+    for workers in (1, 2, 3, 16):
+        monkeypatch.setattr(stack, "_threads", workers)
         loss, grads, new_state = model.loss_and_grads(tokens, targets, state,
                                                       np.random.default_rng(3))
         logp, eval_state = model.target_logprobs(tokens, targets, state)
         results.append((loss, grads, new_state, logp, eval_state))
-    (l1, g1, s1, p1, e1), (l2, g2, s2, p2, e2) = results
-    assert l1 == l2
-    assert np.array_equal(s1, s2) and np.array_equal(p1, p2) and np.array_equal(e1, e2)
-    assert g1.keys() == g2.keys()
-    for name in g1:
-        assert np.array_equal(g1[name], g2[name]), name
+    (l1, g1, s1, p1, e1) = results[0]
+    for l2, g2, s2, p2, e2 in results[1:]:
+        assert l1 == l2
+        assert np.array_equal(s1, s2) and np.array_equal(p1, p2) and np.array_equal(e1, e2)
+        assert g1.keys() == g2.keys()
+        for name in g1:
+            assert np.array_equal(g1[name], g2[name]), name
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("batch", [1, 5, 8, 15, 16, 20, 24, 32, 33, 64, 100])
+def test_stream_blocks_cover_the_batch_evenly(batch, layers):
+    blocks = stack.stream_blocks(batch, layers)
+    assert blocks[0][0] == 0 and blocks[-1][1] == batch
+    assert all(b == a2 for (_, b), (a2, _) in zip(blocks, blocks[1:]))
+    sizes = [b - a for a, b in blocks]
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+    per_block = stack.BLOCK_STREAMS * (1 if layers == 1 else 2)
+    assert all(per_block // 2 <= size < 2 * per_block for size in sizes) or len(blocks) == 1
+    assert (len(blocks) > 1) == (batch >= per_block + per_block // 2)
+
+
+def test_blocks_depend_on_the_batch_and_depth_only(monkeypatch):
+    expected = {(32, 1): 2, (32, 2): 1, (64, 2): 2, (20, 2): 1, (64, 1): 4}
+    for threads in (1, 2, 16):
+        monkeypatch.setattr(stack, "_threads", threads)
+        assert {k: len(stack.stream_blocks(*k)) for k in expected} == expected

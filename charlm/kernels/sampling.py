@@ -78,55 +78,92 @@ def _draw(logits, temp, top_k, banned, u, bits):
 
 
 @njit(**JIT_OPTIONS)
-def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, dec_w, dec_b, state, token,
-                   uniforms, temp, top_k, banned, eos, stop_at_eos, out):
-    """Generate up to len(out) tokens after `token`; returns how many were written.
+def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, dec_w, dec_b, state, tokens,
+                   uniforms, temp, top_k, banned, eos, stop_at_eos, out, active):
+    """Advance K streams together, one token each per step; returns the number of steps run.
 
-    emb (V, E), or (0, 0) for one-hot input. w_ih0 (G*H, I0): layer 0's input weights;
-    w_ih (max(L-1, 1), G*H, H): those of layers 1.. stacked; b_ih, b_hh (L, G*H);
-    w_hh_t (L, H, G*H) = W_hh^T per layer, C-contiguous. dec_w (V, H), dec_b (V,).
-    state (L, S, 1, H) is updated in place. uniforms (n,) in [0, 1), one per token.
+    emb (V, E), or (0, 0) for one-hot input. The input and decoder weights come as the
+    products want them: for one stream (K = 1), as in the model, each step's product a
+    matrix-vector one: w_ih0 (G*H, I0) layer 0's input weights, w_ih (max(L-1, 1), G*H, H)
+    those of layers 1.., dec_w (V, H); for several, transposed, (K, I) x (I, G*H) products:
+    w_ih0 (I0, G*H), w_ih (max(L-1, 1), H, G*H), dec_w (H, V). b_ih, b_hh (L, G*H); w_hh_t
+    (L, H, G*H) = W_hh^T per layer; dec_b (V,); all C-contiguous. state (L, S, K, H) is updated in
+    place. tokens (K,): each stream's last token, updated. uniforms (n, K) in [0, 1), one per
+    token. out (n, K): the tokens drawn, -1 once a stream has stopped. active (K,): streams
+    still drawing; a stream stops at EOS when stop_at_eos. The run ends early when none is.
+    Each step is one product (K rows) per weight matrix: K samples cost little more than one.
     """
     L = state.shape[0]
+    K = state.shape[2]
     H = state.shape[3]
     GH = b_hh.shape[1]
     one_hot = emb.shape[0] == 0
-    xw = np.empty((1, 1, GH), state.dtype)  # buffers reused by every step and layer
-    gh = np.empty((1, GH), state.dtype)
-    h_new = np.empty(H, state.dtype)
-    c_new = np.empty(H, state.dtype)
-    ghn = np.empty(H, state.dtype)
+    dtype = state.dtype
+    x0 = np.empty((K, max(emb.shape[1], 1)), dtype)  # layer 0's input rows (embeddings)
+    xw = np.empty((K, GH), dtype)  # buffers reused by every step and layer
+    gh = np.empty((K, GH), dtype)
+    h_new = np.empty(H, dtype)
+    c_new = np.empty(H, dtype)
+    ghn = np.empty(H, dtype)
+    logits = np.empty((K, dec_b.shape[0]), dtype)
     bits = np.empty(dec_b.shape[0], np.int32)  # scratch of _draw
-    n_out = 0
     for step in range(out.shape[0]):
-        x = state[0, 0, 0] if one_hot else emb[token]  # (I,); unused for one-hot layer 0
         for layer in range(L):
             if layer == 0 and one_hot:  # x W_ih^T for a one-hot x is a column of W_ih
-                for g in range(GH):
-                    xw[0, 0, g] = w_ih0[g, token] + b_ih[0, g]
+                for k in range(K):
+                    if K == 1:
+                        xw[k] = w_ih0[:, tokens[k]]
+                    else:
+                        xw[k] = w_ih0[tokens[k]]
+            elif layer == 0:
+                for k in range(K):
+                    x0[k] = emb[tokens[k]]
+                if K == 1:
+                    np.dot(w_ih0, x0[0], xw[0])
+                else:
+                    np.dot(x0, w_ih0, xw)
+            elif K == 1:
+                np.dot(w_ih[layer - 1], state[layer - 1, 0, 0], xw[0])
             else:
-                np.dot(w_ih0 if layer == 0 else w_ih[layer - 1], x, xw[0, 0])
-                xw[0, 0] += b_ih[layer]
-            # (1, H) x (H, G*H) with W_hh^T C-contiguous, not the cells' forward kernels: their
-            # product takes W_hh (rows_times_transposed), which made sampling a 2x512 LSTM
-            # 1.5-2.5x slower (900-1,500 against 470-620 us a token, alternating in one process)
+                np.dot(state[layer - 1, 0], w_ih[layer - 1], xw)
+            for k in range(K):
+                xw[k] += b_ih[layer]
             np.dot(state[layer, 0], w_hh_t[layer], gh)
-            xb, gb, hp = xw[0, 0], gh[0], state[layer, 0, 0]  # hp: this layer's h, (H,) view
-            if cell == 0:
-                lstm_row_forward(xb, gb, b_hh[layer], state[layer, 1, 0], c_new, h_new)
-                state[layer, 1, 0] = c_new
-            elif cell == 1:
-                gru_row_forward(xb, gb, b_hh[layer], hp, h_new, ghn)
+            for k in range(K):
+                _row_step(cell, xw[k], gh[k], b_hh[layer], state[layer, 0, k],
+                          state[layer, 1, k] if cell == 0 else c_new, h_new, c_new, ghn)
+        if K == 1:
+            np.dot(dec_w, state[L - 1, 0, 0], logits[0])
+        else:
+            np.dot(state[L - 1, 0], dec_w, logits)
+        running = 0
+        for k in range(K):
+            if not active[k]:
+                out[step, k] = -1
+                continue
+            logits[k] += dec_b
+            token = _draw(logits[k], temp, top_k, banned, uniforms[step, k], bits)
+            out[step, k] = token
+            tokens[k] = token
+            if stop_at_eos and token == eos:
+                active[k] = False
             else:
-                bh = b_hh[layer]
-                for k in range(H):
-                    h_new[k] = tanh(xb[k] + gb[k] + bh[k])
-            hp[:] = h_new
-            x = hp
-        logits = np.dot(dec_w, x) + dec_b
-        token = _draw(logits, temp, top_k, banned, uniforms[step], bits)
-        out[step] = token
-        n_out += 1
-        if stop_at_eos and token == eos:
-            break
-    return n_out
+                running += 1
+        if running == 0:
+            return step + 1
+    return out.shape[0]
+
+
+@njit(**JIT_OPTIONS)
+def _row_step(cell, xb, gb, bh, hp, cp, h_new, c_new, ghn):
+    """One stream's step of one layer: xb (G*H,) x W_ih^T + b_ih, gb (G*H,) h W_hh^T; hp (H,)
+    its h and cp (H,) its c (LSTM), both updated in place; h_new, c_new, ghn (H,) scratch."""
+    if cell == 0:
+        lstm_row_forward(xb, gb, bh, cp, c_new, h_new)
+        cp[:] = c_new
+    elif cell == 1:
+        gru_row_forward(xb, gb, bh, hp, h_new, ghn)
+    else:
+        for k in range(hp.shape[0]):
+            h_new[k] = tanh(xb[k] + gb[k] + bh[k])
+    hp[:] = h_new
