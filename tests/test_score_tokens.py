@@ -57,6 +57,16 @@ def test_token_logprobs_add_up_to_each_lines_score(tiny_model):
     assert unseen == {r[2] for r in rows if r[2] not in vocab and r[2] not in ("</s>", "\\t")} | {"\\t"}
 
 
+def test_token_sums_match_lines_scored_together_by_the_compiled_path(tiny_model, corpus_text):
+    lines = [line for line in corpus_text.splitlines() if line][:30]  # a batch of ~1,000 tokens
+    stdin = "\n".join(lines) + "\n"
+    rows = tsv(ok(run(["score", "-m", tiny_model, "--tokens", "-q"], input=stdin)).stdout)
+    totals = [float(r.split("\t")[0]) for r in ok(run(["score", "-m", tiny_model, "-q"], input=stdin)).stdout.splitlines()]
+    assert len(totals) == len(lines) and sum(len(line) + 1 for line in lines) > 256
+    for number, total in enumerate(totals, 1):
+        assert abs(sum(float(r[3]) for r in rows if r[0] == str(number)) - total) < 1e-5
+
+
 def test_alternatives_are_the_most_likely_tokens_with_the_true_one_at_its_rank(tiny_model):
     rows = tsv(ok(run(["score", "-m", tiny_model, "--tokens", "--alternatives", "3", "-q", LINES[0]])).stdout)
     assert all(len(r) == 6 + 2 * 3 for r in rows)
