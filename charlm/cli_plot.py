@@ -22,7 +22,7 @@ def plot(
     """Plot training and validation loss against steps, time or tokens; several runs overlay.
 
     Draws in the terminal (plotext), or writes an image with -o (matplotlib). Both come with
-    the optional extra: pip install 'charlm[plot]'.
+    the optional extra: pip install 'charlm\\[plot]'.
     """
     from .curves import read_curves, save_chart, terminal_chart
 

@@ -109,3 +109,8 @@ def test_user_errors(two_runs, tmp_path):
 def test_without_the_extra_one_line_says_what_to_install(two_runs, monkeypatch, module, args):
     monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
     assert_user_error(run(["plot", two_runs[0], *args]), 1, "pip install 'charlm[plot]'")
+
+
+def test_the_help_names_the_extra():
+    result = run(["plot", "--help"])
+    assert result.exit_code == 0 and "pip install 'charlm[plot]'" in result.stdout
