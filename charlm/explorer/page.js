@@ -66,11 +66,11 @@ function activations(index) {
   return decoded.get(index);
 }
 
-// The activation of the chosen unit at token i, in [-1, 1].
-function activation(i) {
-  const index = stateIndex(), entry = D.states[index];
-  const row = entry.units.indexOf(Number($("unit").value));
-  return activations(index)[row * N + i] / 127;
+// The chosen unit's activations: a function of the token index, in [-1, 1].
+function unitActivation() {
+  const index = stateIndex(), values = activations(index);
+  const row = D.states[index].units.indexOf(Number($("unit").value));
+  return (i) => values[row * N + i] / 127;
 }
 
 function unitMode() { return $("mode-unit").checked; }
@@ -80,7 +80,7 @@ function stateName(entry) {
 }
 
 function recolour() {
-  const byUnit = unitMode();
+  const byUnit = unitMode(), activation = byUnit ? unitActivation() : null;
   for (let i = 0; i < N; i++) {
     const [bg, ink] = byUnit ? activationColours(activation(i)) : surprisalColours(D.bits[i]);
     spans[i].style.backgroundColor = bg;
@@ -134,7 +134,7 @@ function showTip(i) {
   }
   const parts = [head, document.createTextNode("the model's top predictions here:"), table];
   if (unitMode()) {
-    const act = document.createElement("div"), a = activation(i);
+    const act = document.createElement("div"), a = unitActivation()(i);
     act.className = "act";
     act.textContent = `${stateName(D.states[stateIndex()])} unit ${$("unit").value}: ${a >= 0 ? "+" : ""}${a.toFixed(2)}`;
     parts.push(act);
