@@ -26,9 +26,10 @@ def score(
     color: Annotated[bool, typer.Option("--color", help="On a terminal, shade each token by its surprisal.")] = False,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Log-probability (natural log) and perplexity of each line.
+    """Log-probability (natural log) and perplexity of each line, or of each token.
 
     Output per input line (TSV): logprob, tokens, unk, ppl. Tokens include the end-of-line.
+    With --tokens, one record per token instead; with --color, the text shaded by surprisal.
     """
     from .api import load
     from .score import Totals, score_lines, score_text
@@ -40,7 +41,8 @@ def score(
         totals = Totals()
         as_line = file is None
         inputs = _inputs(texts, file)
-        if tokens or alternatives:
+        per_token = bool(tokens or alternatives)
+        if per_token:
             scores = _token_records(net, tokenizer, inputs, as_line, json_lines, alternatives)
         elif color:
             scores = _shaded(net, tokenizer, inputs, as_line, quiet)
@@ -50,7 +52,7 @@ def score(
             scores = (score_text(net, tokenizer, text, as_line=False) for text in inputs)
         for s in scores:
             totals.add(s)
-            if not (tokens or alternatives or color):
+            if not (per_token or color):  # the others printed their own output
                 print(_format_score(s, json_lines, show_text=as_line), flush=True)
         if not quiet:
             _print_totals(totals)
