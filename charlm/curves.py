@@ -131,6 +131,6 @@ def save_chart(curves: list[Curve], x_axis: str, output: Path) -> None:
         try:
             fig.savefig(output)
         except OSError as exc:
-            raise CharlmError(f"cannot write {output}: {exc.strerror or exc}") from None
+            raise CharlmError(f"cannot write {output}: {exc.strerror or exc}; pick another -o path") from None
     finally:
         pyplot.close(fig)

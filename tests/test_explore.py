@@ -141,6 +141,12 @@ def test_the_command_writes_one_html_file(tiny_model, tmp_path):
     assert "doc.txt" in result.stdout
 
 
+def test_an_unwritable_output_is_one_line_and_exit_1(tiny_model, tmp_path):
+    result = run(["explore", "x", "-m", tiny_model, "-o", tmp_path / "no" / "p.html"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith("error: cannot write") and "-o" in result.stderr
+
+
 @pytest.mark.parametrize("args,words", [
     ([], ["TEXT", "--file"]), (["x", "--file", "y.txt"], ["TEXT", "--file"]),
     (["a long text", "--max-tokens", "5"], ["--max-tokens"]), (["x", "--units", "0"], ["--units"]),

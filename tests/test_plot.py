@@ -100,6 +100,7 @@ def test_user_errors(two_runs, tmp_path):
     old = write_metrics(tmp_path / "old.metrics.jsonl", [2.0, 1.0], with_tokens=False)
     assert_user_error(run(["plot", old, "--x", "tokens"]), 1, "--x step")
     assert run(["plot", old]).exit_code == 0  # steps are fine
+    assert_user_error(run(["plot", two_runs[0], "-o", tmp_path / "no" / "c.png"]), 1, "cannot write", "-o")
     junk = tmp_path / "junk.jsonl"
     junk.write_text("not json\n")
     assert_user_error(run(["plot", junk]), 1, "line 1")
