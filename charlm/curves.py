@@ -19,6 +19,7 @@ X_AXES = {"step": ("step", "step"), "time": ("elapsed", "time (s)"), "tokens": (
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 INSTALL_HINT = "pip install 'charlm[plot]'"
 VALID_MARKERS = ["dot", "x", "+", "o", "*"]  # terminal: one per run, told apart without colour
+RUN_COLOURS = ["blue+", "red+", "green+", "magenta+", "cyan+", "orange+"]  # terminal: one per run
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def terminal_chart(curves: list[Curve], x_axis: str, width: int, height: int, co
     for c in curves:
         run = runs.index(c.label.rsplit(" ", 1)[0])
         marker = VALID_MARKERS[run % len(VALID_MARKERS)] if c.validation else "braille"
-        plt.plot(c.x, c.loss, label=c.label, marker=marker)
+        plt.plot(c.x, c.loss, label=c.label, marker=marker, color=RUN_COLOURS[run % len(RUN_COLOURS)])
     plt.title("loss (nats/token)")
     plt.xlabel(_axis(x_axis)[1])
     chart = plt.build()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -115,3 +116,14 @@ def test_without_the_extra_one_line_says_what_to_install(two_runs, monkeypatch, 
 def test_the_help_names_the_extra():
     result = run(["plot", "--help"])
     assert result.exit_code == 0 and "pip install 'charlm[plot]'" in result.stdout
+
+
+def test_a_terminal_gets_one_colour_per_run_and_a_pipe_none(two_runs):
+    from charlm.curves import read_curves, terminal_chart
+
+    curves = [c for path in two_runs for c in read_curves(path, "step")]
+    coloured = terminal_chart(curves, "step", 80, 20, color=True)
+    plain = terminal_chart(curves, "step", 80, 20, color=False)
+    assert "\x1b[" not in plain
+    codes = set(re.findall(r"\x1b\[38;5;(\d+)m", coloured))
+    assert len(codes) >= 2  # the two runs differ
