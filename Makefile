@@ -21,7 +21,7 @@ test: $(VENV)/.installed  ## unit, kernel, model and CLI tests (torch reference 
 test-slow: $(VENV)/.installed  ## the long-running tests marked slow
 	$(PY) -m pytest -q -m slow
 
-demo: $(VENV)/.installed  ## train about a minute on the bundled corpus, then sample and score
+demo: $(VENV)/.installed  ## train about a minute on the bundled corpus, then sample, score, plot and explore
 	mkdir -p $(DEMO)
 	$(CHARLM) train corpora/shipslog.txt -o $(DEMO)/shipslog.safetensors --hidden 256 --time 60s
 	$(CHARLM) info -m $(DEMO)/shipslog.safetensors
@@ -29,6 +29,9 @@ demo: $(VENV)/.installed  ## train about a minute on the bundled corpus, then sa
 	$(CHARLM) score -m $(DEMO)/shipslog.safetensors "Wind north, a gale. Sky stormy. Sea heavy." \
 		"Sea wind heavy north stormy, sky a gale."
 	printf 'The cook caught three fish.\nThe fish caught three cooks.\n' | $(CHARLM) score -m $(DEMO)/shipslog.safetensors --json
+	$(CHARLM) plot $(DEMO)/shipslog.metrics.jsonl --x tokens
+	tail -n 60 corpora/shipslog.txt > $(DEMO)/logbook-end.txt
+	$(CHARLM) explore --file $(DEMO)/logbook-end.txt -m $(DEMO)/shipslog.safetensors -o $(DEMO)/explore.html
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .hypothesis build *.egg-info

@@ -7,21 +7,20 @@ Library errors (CharlmError) become one line on stderr and exit status 1 (2 for 
 from __future__ import annotations
 
 import json
-import os
-import re
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .checkpoint import MODEL_ENVVAR, default_model_path
-from .errors import CharlmError, OptionError
+from .checkpoint import default_model_path
+from .cli_common import (  # noqa: F401  (parse_duration, use_threads: also imported from here)
+    ModelOpt, ThreadsOpt, _Console, _valid_text, err, parse_duration, use_threads, user_errors,
+)
+from .errors import OptionError
 
 app = typer.Typer(
     name="charlm",
@@ -31,116 +30,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-class _Console(Console):
-    """Rich's default on a closed pipe is exit status 1 (and /dev/null on stdout, even for a
-    stderr console). Here a closed stderr only silences the messages for people (a training
-    run goes on and saves), and a closed stdout ends the command quietly via user_errors."""
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        _silence(self.file)
-        if not self.stderr:
-            raise BrokenPipeError
-
-
-err = _Console(stderr=True, highlight=False)
-
-ModelOpt = Annotated[
-    Optional[str],
-    typer.Option("-m", "--model", envvar=MODEL_ENVVAR, show_envvar=True,
-                 help="Model file. \\[default: ./charlm.safetensors]"),
-]
-
-
-ThreadsOpt = Annotated[
-    Optional[int],
-    typer.Option("--threads", envvar="CHARLM_THREADS", show_envvar=True, min=1,
-                 help="Threads to compute on; results are the same for any count. \\[default: all cores]"),
-]
-
-
-def use_threads(count: int | None) -> None:
-    """Compute on `count` threads (None: the default, every core this process may use)."""
-    from .stack import set_threads
-
-    set_threads(count)
-
-
-# ---- error handling at the edge ----------------------------------------------------------
-@contextmanager
-def user_errors():
-    """CharlmError -> one line on stderr + exit status; a closed stdout ends quietly.
-
-    Under MPI (charlm.distributed), a rank that fails says which it is and ends every rank:
-    the others would otherwise wait for it forever."""
-    try:
-        yield
-    except CharlmError as exc:
-        _fail(str(exc), exc.exit_code)
-    except BrokenPipeError:
-        _silence(sys.stdout)
-        raise typer.Exit(0) from None
-    except (typer.Exit, typer.Abort):
-        raise
-    except Exception as exc:
-        if _ranks().size == 1:
-            raise
-        import traceback
-
-        traceback.print_exc()
-        _fail(f"{type(exc).__name__}: {exc}", 1)
-
-
-def _fail(message: str, code: int):
-    ranks = _ranks()
-    where = f"rank {ranks.rank} of {ranks.size}: " if ranks.size > 1 else ""
-    err.print(f"[red]error:[/] {escape(where + message)}", soft_wrap=True)
-    if ranks.size > 1:
-        ranks.abort(code)
-    raise typer.Exit(code) from None
-
-
-def _ranks():
-    """This process's place among MPI ranks, without importing MPI when not launched by it."""
-    from .distributed import launched_ranks, world
-
-    return world() if launched_ranks() > 1 else _ONE_PROCESS
-
-
-class _OneProcess:
-    rank, size = 0, 1
-
-
-_ONE_PROCESS = _OneProcess()
-
-
-def _silence(stream) -> None:
-    """After EPIPE, point the stream's file descriptor at /dev/null so that later writes and
-    the interpreter's final flush stay quiet."""
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError, ValueError):  # not a real file (e.g. in tests)
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)
-
-
-def _valid_text(text: str) -> str:
-    """Undecodable bytes (surrogate escapes from argv or a non-UTF-8 locale) -> U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def parse_duration(text: str | None) -> float | None:
-    """'90s', '10m', '1.5h', '45' (seconds) -> seconds."""
-    if text is None:
-        return None
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*", text.lower())
-    if not m:
-        raise OptionError(f"--time {text!r} is not a duration: use e.g. 90s, 10m or 1.5h")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 def _version(value: bool) -> None:
@@ -156,7 +45,7 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 # ---- train ---------------------------------------------------------------------------------
-from .cli_train import train  # noqa: E402  (registers on `app`, needs the helpers above)
+from .cli_train import train  # noqa: E402
 
 app.command(help=train.__doc__)(train)
 
@@ -214,64 +103,21 @@ def _check_sample_options(temp: float, length: int, top_k: int | None, num: int)
 
 
 # ---- score ---------------------------------------------------------------------------------
-@app.command()
-def score(
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to score; none or '-' reads stdin lines.")] = None,
-    model: ModelOpt = None,
-    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    file: Annotated[Optional[Path], typer.Option("--file", help="Score a whole document as one stream.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
-    threads: ThreadsOpt = None,
-) -> None:
-    """Log-probability (natural log) and perplexity of each line.
+from .cli_score import score  # noqa: E402
 
-    Output per input line (TSV): logprob, tokens, unk, ppl. Tokens include the end-of-line.
-    """
-    from .api import load
-    from .data import read_text
-    from .score import Totals, score_lines, score_lines_across, score_text
-
-    with user_errors():
-        use_threads(threads)
-        net, tokenizer, _ = load(model)
-        totals = Totals()
-        if file is not None:  # one stream: under MPI the root scores it alone
-            # Invalid UTF-8 becomes U+FFFD, an unseen character: UNK, counted, not an error.
-            results = ([score_text(net, tokenizer, read_text(str(file), "replace"), as_line=False)]
-                       if _ranks().rank == 0 else [])
-        else:
-            if not texts or texts == ["-"]:
-                if hasattr(sys.stdin, "reconfigure"):
-                    sys.stdin.reconfigure(errors="replace")
-                lines = (_valid_text(line) for line in sys.stdin)
-            else:
-                lines = [_valid_text(t) for t in texts]
-            ranks = _ranks()
-            results = (score_lines(net, tokenizer, lines) if ranks.size == 1
-                       else score_lines_across(ranks, net, tokenizer, lines if ranks.rank == 0 else None))
-        for s in results:
-            totals.add(s)
-            print(_format_score(s, json_lines, show_text=file is None), flush=True)
-        if not quiet and _ranks().rank == 0:
-            _print_totals(totals)
+app.command()(score)
 
 
-def _format_score(s, json_lines: bool, show_text: bool) -> str:
-    if json_lines:
-        d = s.as_dict()
-        if not show_text:
-            d.pop("text")
-        return json.dumps(d, ensure_ascii=False)
-    return f"{s.logprob:.6f}\t{s.tokens}\t{s.unk}\t{s.ppl:.4f}"
+# ---- explore -------------------------------------------------------------------------------
+from .cli_explore import explore  # noqa: E402
+
+app.command()(explore)
 
 
-def _print_totals(t) -> None:
-    err.print(
-        f"{t.lines} lines, {t.tokens} tokens ({t.unk} unk): logprob {t.logprob:.4f} (natural log), "
-        f"ppl {t.ppl:.4f}, ppl without unk {t.ppl_without_unk:.4f}, "
-        f"{t.bits_per_char:.4f} bits/char",
-        soft_wrap=True,
-    )
+# ---- plot ----------------------------------------------------------------------------------
+from .cli_plot import plot  # noqa: E402
+
+app.command()(plot)
 
 
 # ---- info ----------------------------------------------------------------------------------

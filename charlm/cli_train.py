@@ -71,7 +71,7 @@ def train(
     from rich.markup import escape
 
     from . import api
-    from .cli import err, parse_duration, use_threads, user_errors
+    from .cli_common import err, parse_duration, use_threads, user_errors
     from .render import TrainingView
 
     with user_errors():

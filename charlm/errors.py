@@ -23,3 +23,11 @@ class OptionError(CharlmError):
 
 class DivergenceError(CharlmError):
     """Training produced NaN/inf repeatedly and could not recover."""
+
+
+class MetricsError(CharlmError):
+    """A training metrics file is missing, unreadable or has nothing to plot."""
+
+
+class MissingExtraError(CharlmError):
+    """An optional dependency (an extra such as charlm[plot]) is not installed."""

@@ -26,6 +26,7 @@ class Step:
     grad_norm: float
     tokens_per_s: float
     elapsed: float
+    tokens: int  # training tokens read so far (steps x batch x seq-len)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Validated:
     bpc: float | None  # bits per character, char level only
     improved: bool
     elapsed: float
+    tokens: int  # training tokens read so far
 
 
 @dataclass(frozen=True)

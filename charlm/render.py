@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from . import events
+from .sparkline import sparkline
 
 PLAIN_LOG_SECONDS = 30.0  # a plain log line at most this often, plus one per validation
 
@@ -37,6 +38,7 @@ class TrainingView:
         self.last_valid: events.Validated | None = None
         self.best_valid: events.Validated | None = None
         self.last_step: events.Step | None = None
+        self.valid_losses: list[float] = []  # this run's validations, for the summary's curve
         self._last_plain = 0.0
 
     # ---- event handlers ---------------------------------------------------------------
@@ -84,6 +86,7 @@ class TrainingView:
 
     def _on_validated(self, e: events.Validated) -> None:
         self.last_valid = e
+        self.valid_losses.append(e.loss)
         if e.improved:
             self.best_valid = e
         if self.progress is not None:
@@ -129,6 +132,9 @@ class TrainingView:
             rows.append(("best validation ppl", _ppl(math.exp(min(e.best_loss, 700)))))
             if self.best_valid is not None and self.best_valid.bpc is not None:
                 rows.append(("best bits/char", f"{self.best_valid.bpc:.4f}"))
+        if len(self.valid_losses) >= 2:
+            first, last = self.valid_losses[0], self.valid_losses[-1]
+            rows.append(("validation curve", f"{sparkline(self.valid_losses)} {_fmt(first)} to {_fmt(last)}"))
         for name, value in rows:
             table.add_row(name, value)
         return table

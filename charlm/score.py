@@ -69,27 +69,28 @@ def _score_streams(model: Model, ids: np.ndarray, state):
     return np.concatenate(parts), state
 
 
-def _line_ids(tokenizer: Tokenizer, text: str) -> np.ndarray:
-    """EOS, the line's tokens, EOS: (n + 2,) int32."""
+def sequence_ids(tokenizer: Tokenizer, text: str, *, as_line: bool = True) -> np.ndarray:
+    """(n + 1,) int32: EOS, then the tokens of one line (as_line) or of a whole document, then
+    a closing EOS (a document ending in a line break already has it). Reading ids[t] predicts
+    ids[t + 1]: the n targets are ids[1:]."""
     eos = tokenizer.eos_id
-    return np.concatenate([[eos], tokenizer.encode_line(text), [eos]]).astype(np.int32)
-
-
-def _line_score(tokenizer: Tokenizer, text: str, ids: np.ndarray, logp: np.ndarray) -> Score:
-    """The Score of a line from its ids (EOS first) and the log-probabilities of ids[1:]."""
-    is_unk = ids[1:] == tokenizer.unk_id
-    chars = len(tokenizer.decode(ids[1:]))
-    return Score(text, float(logp.sum()), len(logp), int(is_unk.sum()), float(logp[is_unk].sum()), chars)
+    body = tokenizer.encode_line(text) if as_line else tokenizer.encode(text)
+    tail = [eos] if as_line or not text.endswith(("\n", "\r")) else []
+    return np.concatenate([[eos], body, tail]).astype(np.int32)
 
 
 def score_text(model: Model, tokenizer: Tokenizer, text: str, *, as_line: bool = True) -> Score:
     """Score one line (as_line) or a whole document carried as one stream."""
-    eos = tokenizer.eos_id
-    body = tokenizer.encode_line(text) if as_line else tokenizer.encode(text)
-    tail = [eos] if as_line or not text.endswith(("\n", "\r")) else []
-    ids = np.concatenate([[eos], body, tail]).astype(np.int32)
+    ids = sequence_ids(tokenizer, text, as_line=as_line)
     logp, _ = _score_ids(model, ids, model.zero_state(1))
-    return _line_score(tokenizer, text, ids, logp)
+    return score_of(tokenizer, text, ids, logp)
+
+
+def score_of(tokenizer: Tokenizer, text: str, ids: np.ndarray, logp: np.ndarray) -> Score:
+    """The Score of a sequence from sequence_ids and the log-probabilities (n,) of its targets."""
+    is_unk = ids[1:] == tokenizer.unk_id
+    chars = len(tokenizer.decode(ids[1:]))
+    return Score(text, float(logp.sum()), len(logp), int(is_unk.sum()), float(logp[is_unk].sum()), chars)
 
 
 def score_lines(model: Model, tokenizer: Tokenizer, lines: Iterable[str]) -> Iterator[Score]:
@@ -124,7 +125,7 @@ def score_lines_across(ranks, model: Model, tokenizer: Tokenizer, lines: Iterabl
 
 def score_batch(model: Model, tokenizer: Tokenizer, texts: list[str]) -> list[Score]:
     """Scores of lines, in their order, computed as streams of batches of similar lengths."""
-    ids = [_line_ids(tokenizer, t) for t in texts]
+    ids = [sequence_ids(tokenizer, t) for t in texts]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     scores: list[Score | None] = [None] * len(ids)
     for batch in _length_batches(order, [len(a) for a in ids]):
@@ -134,7 +135,7 @@ def score_batch(model: Model, tokenizer: Tokenizer, texts: list[str]) -> list[Sc
             padded[: len(ids[i]), column] = ids[i]
         logp, _ = _score_streams(model, padded, model.zero_state(len(batch)))
         for column, i in enumerate(batch):
-            scores[i] = _line_score(tokenizer, texts[i], ids[i], logp[: len(ids[i]) - 1, column])
+            scores[i] = score_of(tokenizer, texts[i], ids[i], logp[: len(ids[i]) - 1, column])
     return scores
 
 

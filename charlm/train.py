@@ -65,7 +65,8 @@ class Trainer:
         # Automatic: twice an epoch, between 10 and 250 steps apart. A validation costs about as
         # much as 15-20 training steps (forward only over the validation text, 10% of the corpus).
         self.valid_every = cfg.valid_every or min(250, max(10, self.stream.windows_per_epoch // 2))
-        self._stop_reason: str | None = None
+        self._stop_reason: str | None = None  # set by request_stop, at any moment
+        self._agreed_stop: str | None = None  # under MPI: the stop every rank has agreed on
         self._losses: list[float] = []  # train losses since the last log line
         self._last_norm = 0.0
         # --time includes the closing validation: seconds of the last step and validation
@@ -111,7 +112,7 @@ class Trainer:
             self._take_snapshot()
         start = time.perf_counter() - pr.elapsed
         interval = _Interval(time.perf_counter(), pr.tokens)
-        reason = self._stop_reason or self._limit_reached()  # e.g. --resume of a finished run
+        reason = self._stop_requested() or self._limit_reached()  # e.g. --resume of a finished run
         while reason is None:
             t0 = time.perf_counter()
             notice = self._train_step()
@@ -124,7 +125,7 @@ class Trainer:
                 yield interval.report(self, time.perf_counter())
             if not notice and pr.step % self.valid_every == 0 and not self._closing_is_near():
                 yield from self._validate(start)
-            reason = self._stop_reason or self._limit_reached()
+            reason = self._stop_requested() or self._limit_reached()
         if pr.last_valid_step != pr.step:
             yield from self._validate(start, scheduled=False)
         self._save_state()
@@ -231,7 +232,8 @@ class Trainer:
         self._valid_seconds = time.perf_counter() - t0  # model save included: the closing one has it too
         pr.elapsed = time.perf_counter() - start
         bpc = bits_per_char(loss) if self.tokenizer.level == "char" else None
-        yield events.Validated(pr.step, self.epoch, loss, perplexity(loss), bpc, improved, pr.elapsed)
+        yield events.Validated(pr.step, self.epoch, loss, perplexity(loss), bpc, improved, pr.elapsed,
+                               pr.tokens)
         self._save_state()
 
     def _limit_reached(self) -> str | None:
@@ -341,8 +343,13 @@ class Trainer:
             for v in (pr.elapsed, self._step_seconds, -1.0 if self._valid_seconds is None else self._valid_seconds)])
         stop, pr.elapsed, self._step_seconds, valid = self.world.agree(mine).tolist()
         self._valid_seconds = None if valid < 0 else valid
-        if stop and not self._stop_reason:
-            self._stop_reason = "stopped on another rank"
+        if stop:
+            self._agreed_stop = self._stop_reason or "stopped on another rank"
+
+    def _stop_requested(self) -> str | None:
+        """The stop request to act on now: under MPI only one that every rank has seen (a
+        signal may come between two ranks' checks)."""
+        return self._stop_reason if self.world.size == 1 else self._agreed_stop
 
     def restore(self, arrays: dict, info: dict) -> None:
         """Continue exactly where a saved state left off. Raises ModelFileError when the state
@@ -374,4 +381,4 @@ class _Interval:
         loss = float(np.mean(trainer._losses)) if trainer._losses else float("nan")
         trainer._losses.clear()
         return events.Step(pr.step, trainer.epoch, loss, trainer.optimizer.lr,
-                           trainer._last_norm, rate, pr.elapsed)
+                           trainer._last_norm, rate, pr.elapsed, pr.tokens)

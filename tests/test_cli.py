@@ -98,6 +98,9 @@ def test_train_writes_model_state_and_metrics_at_default_paths(corpus):
     assert [r["step"] for r in steps] == [10, 20]  # one line per log interval (10 steps)
     assert [r["step"] for r in valids] == [10, 20]
     assert all(math.isfinite(r["loss"]) for r in rows)
+    # tokens read so far: steps x batch (4) x seq-len (16), for plots against tokens
+    assert [r["tokens"] for r in steps] == [10 * 4 * 16, 20 * 4 * 16]
+    assert [r["tokens"] for r in valids] == [10 * 4 * 16, 20 * 4 * 16]
     c = card("charlm.safetensors")
     assert (c["cell"], c["hidden"], c["embed"], c["layers"]) == ("lstm", 16, 8, 1)
     assert c["training_steps"] in (10, 20)  # the best by validation loss
