@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CHARLM := $(VENV)/bin/charlm
 DEMO := demo
 
-.PHONY: install dev test test-slow demo bench clean
+.PHONY: install dev test test-slow demo bench bench-mpi clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,6 @@ clean:
 bench: $(VENV)/.installed  ## charlm vs PyTorch (if installed) on this CPU; see README "Performance"
 	$(PY) -m pip install -q threadpoolctl
 	$(PY) -m benchmarks.bench
+
+bench-mpi: $(VENV)/.installed  ## 2 ranks x 1 thread against 1 process x 2 threads (docs/distributed.md)
+	$(PY) -m benchmarks.mpi
