@@ -2,7 +2,7 @@
 
     python -m benchmarks.torch_char_baseline CORPUS --time 180 --out torch.metrics.jsonl
 
-The recipe of issue 4's PyTorch column: a 2x512 LSTM, embedding 64, dropout 0.2 (embedding,
+PyTorch's reference recipe (char-rnn's): a 2x512 LSTM, embedding 64, dropout 0.2 (embedding,
 between layers, before the decoder), Adam 2e-3, batch 32 x 100 with the state carried between
 windows (truncated BPTT), global-norm clip 5; the last 10% of the characters for validation.
 It writes charlm's metrics format (one "validated" line per validation, elapsed seconds

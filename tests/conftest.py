@@ -33,6 +33,28 @@ def make_corpus(n_chars: int = 20_000, seed: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
+SHARED_CORPORA_ENVVAR = "CHARLM_SHARED_CORPORA"
+
+
+@pytest.fixture(scope="session")
+def shared_corpus():
+    """shared_corpus("tinyshakespeare/input.txt") -> the path of a real corpus kept outside the
+    repository: under $CHARLM_SHARED_CORPORA, by default ../shared/corpora beside the checkout.
+    The test is skipped when the file is absent."""
+    import os
+
+    root = Path(os.environ.get(SHARED_CORPORA_ENVVAR)
+                or Path(__file__).resolve().parent.parent.parent / "shared" / "corpora")
+
+    def find(name: str) -> Path:
+        path = root / name
+        if not path.is_file():
+            pytest.skip(f"{name} not found under {root} (set {SHARED_CORPORA_ENVVAR})")
+        return path
+
+    return find
+
+
 @pytest.fixture(scope="session")
 def corpus_text() -> str:
     return make_corpus()
