@@ -14,7 +14,7 @@ from .presets import PRESETS
 
 # Model and window sizes by level, when not given: a 2x512 LSTM for characters (char-rnn's
 # recipe), PyTorch word_language_model's small shapes for words. Adam's rate for characters:
-# 3e-3 (measured on tiny-shakespeare: 2e-3 learns slower, 6e-3 stalled).
+# 3e-3 (docs/RESULTS.md).
 LEVEL_DEFAULTS = {
     "char": dict(embed=64, hidden=512, layers=2, batch=32, seq_len=100, lr=3e-3),
     "word": dict(embed=200, hidden=200, layers=2, batch=20, seq_len=35, lr=2e-3),

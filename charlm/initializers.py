@@ -3,9 +3,7 @@
 Two schemes (`--init`):
 
 - "uniform" (default): PyTorch's own for nn.LSTM/GRU/RNN: every recurrent weight and bias
-  uniform(-1/sqrt(H), 1/sqrt(H)) (small uniform recurrent weights). Measured on
-  tiny-shakespeare with the default 2x512 LSTM, it learns fastest early on: validation 1.861
-  nats/char after 200 steps, against 1.895 with forget-gate bias 1 and 1.924 with "orthogonal".
+  uniform(-1/sqrt(H), 1/sqrt(H)) (small uniform recurrent weights).
 - "orthogonal": recurrent weights orthogonal, one (H, H) block per gate (Saxe et al. 2014),
   which keeps the repeated product h W_hh^T from shrinking or exploding over long spans;
   biases zero except the LSTM forget gate, 1 (Jozefowicz et al. 2015), split so that

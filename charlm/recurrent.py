@@ -22,8 +22,8 @@ Memory contract (the kernels work in place to save memory and bandwidth):
   called only once per forward.
 - The GRU's backward allocates one more (T, B, 3H) array, the hidden side's gradient ``dgh``
   (dxw but for the n part), so that dW_hh comes from contiguous rows: 3H more floats a row
-  while the backward runs, for every layer of a stack at once (59 MB for a 2x384 GRU at
-  batch 64 x 100), in exchange for a strided copy of the r,z part per layer.
+  while the backward runs (4 * 3 * T * B * H bytes a layer in float32), in exchange for a
+  strided copy of the r,z part per layer.
 - The cache holds references to ``hs``, ``h0``, ``c0`` and ``w_hh``: do not modify them in place
   between the forward and the backward.
 

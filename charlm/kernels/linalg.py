@@ -2,8 +2,7 @@
 
 numpy and SciPy each ship their own OpenBLAS, each with its own thread pool. Numba's np.dot
 calls SciPy's. When numpy's GEMMs and the kernels' np.dot calls alternate, the two pools'
-threads spin against each other on a 2-core machine and a training step becomes 10-50x slower
-(measured with a test run busy beside it: 2.7 s vs 0.05 s for a 2x64 LSTM window). So every
+threads spin against each other and take the cores from each other's products. So every
 product of the training and scoring paths goes through here, into SciPy's OpenBLAS, and
 numpy's pool stays asleep.
 """
@@ -28,10 +27,8 @@ def rows_times_transposed(a, w, out, out_t):
     dgates W_hh backward with w = W_hh^T).
 
     Computed as out_t = w @ a^T, then transposed into out: with few rows B and many columns N,
-    SciPy's OpenBLAS (0.3.30, Zen) runs the product written (N, B) 1.3-3x faster than written
-    (B, N), far more than the transpose costs. One core, GFLOP/s of (B, K) x (K, N), direct
-    against this way: 60 -> 122 for an LSTM's 32 x 512 x 2048, 89 -> 123 for a GRU's
-    64 x 256 x 768, 35 -> 56 for 20 x 400 x 1600 (benchmarks/kernel_steps.py times the kernels)."""
+    OpenBLAS runs the product written (N, B) faster than written (B, N), by more than the
+    transpose costs (benchmarks/kernel_steps.py times the kernels)."""
     if a.shape[0] == 1:  # one row (scoring one line at batch 1): nothing to transpose
         np.dot(a, w.T, out)
         return
@@ -42,8 +39,7 @@ def rows_times_transposed(a, w, out, out_t):
 @njit(**JIT_OPTIONS)
 def _transpose_into(src, dst):
     """dst (C, R) = src (R, C)^T, in 16 x 16 tiles: a plain double loop strides through dst by
-    rows of a power-of-two length and thrashes the cache (a (2048, 32)
-    transposed in 237 us that way, 67 us in tiles)."""
+    rows of a power-of-two length and thrashes the cache."""
     R, C = src.shape
     for i0 in range(0, R, 16):
         i1 = min(i0 + 16, R)

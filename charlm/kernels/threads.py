@@ -3,7 +3,7 @@
 The recurrent loops make one small GEMM per time step ((B, H) x (H, G*H)); a second BLAS thread
 speeds each up by only ~20% and must meet the first at a barrier every step. When another
 process takes a core, that barrier waits for a descheduled thread and a training step became
-5x slower (measured on 2 cores with a test suite running beside it). So the sequential loops
+several times slower. So the sequential loops
 run their GEMMs on one thread, and the large GEMMs over all B*T rows keep every thread.
 """
 
@@ -43,7 +43,7 @@ def sequential_blas():
 
     Blocks nest, also across threads (charlm.stack's workers run inside the caller's block):
     only the outermost one sets and restores the library's thread count. Querying it through
-    threadpoolctl costs ~0.5 ms, too much to do for every time chunk."""
+    threadpoolctl costs more than a time chunk's work."""
     global _held
     lib = kernel_blas()
     with _lock:
