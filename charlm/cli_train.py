@@ -61,6 +61,7 @@ def train(
     valid_every: Annotated[int, Opt(help="Steps between validations (0: automatic).")] = 0,
     seed: Annotated[int, Opt(help="Random seed: same seed, same machine, same model.")] = 0,
     resume: Annotated[bool, Opt(help="Continue the interrupted run saved beside --output.")] = False,
+    init_from: Annotated[Optional[str], Opt(help="Fine-tune this model file: its weights, architecture and level; tokens new to its vocabulary get new ids after its own.")] = None,
     encoding_errors: Annotated[str, Opt(help="Invalid UTF-8: strict (error), replace or ignore.")] = "strict",
     threads: Annotated[Optional[int], Opt("--threads", envvar="CHARLM_THREADS", show_envvar=True, min=1, help="Threads to compute on; the model is the same for any count. \\[default: all cores]")] = None,
 ) -> None:
@@ -80,6 +81,8 @@ def train(
         notes: list[str] = []
         if preset is not None:
             _apply_preset(ctx, preset, a, notes)
+        if init_from is not None and not resume:
+            _fine_tuning_options(ctx, init_from, a, notes)
         sizes = {k: a[k] for k in ("embed", "hidden", "layers", "batch", "seq_len", "lr") if a[k] is not None}
         defaults = {**LEVEL_DEFAULTS.get(a["level"], LEVEL_DEFAULTS["char"]), **sizes}
         limits = dict(epochs=a["epochs"], steps=a["steps"], time_budget=parse_duration(a["time"]))
@@ -109,7 +112,8 @@ def train(
                               seed=a["seed"], **limits)
             trainer = api.prepare_training(corpus, model_cfg=model_cfg, tok_cfg=tok_cfg, cfg=cfg,
                                            valid=valid, output=output,
-                                           encoding_errors=encoding_errors, notes=notes)
+                                           encoding_errors=encoding_errors, notes=notes,
+                                           init_from=init_from)
         root = trainer.world.is_root  # under MPI, one rank speaks for all
         for note in notes if root else []:
             err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
@@ -137,7 +141,7 @@ def train(
 _RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "layers", "hidden", "embed",
                  "dropout", "locked_dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr",
                  "beta2", "weight_decay", "clip", "clip_mode", "schedule", "warmup", "decay", "patience", "lr_decay",
-                 "valid_every", "seed", "preset")
+                 "valid_every", "seed", "preset", "init_from")
 _LIMITS = ("epochs", "steps", "time")
 _OPTIONS = _RUN_SETTINGS + _LIMITS
 
@@ -158,6 +162,31 @@ def _apply_preset(ctx: typer.Context, name: str, a: dict, notes: list[str]) -> N
             if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") == "DEFAULT"}
     a.update(used)
     notes.append(f"preset {name}: {describe(used)}")
+
+
+# The architecture, which a fine-tuned model takes from its parent.
+_ARCHITECTURE = ("cell", "layers", "hidden", "embed", "tie", "init")
+
+
+def _fine_tuning_options(ctx: typer.Context, path: str, a: dict, notes: list[str]) -> None:
+    """--init-from: the level is the parent's unless given; architecture options are ignored."""
+    from .api import load
+
+    _, tokenizer, _ = load(path)
+    if _given(ctx, "level") and a["level"] != tokenizer.level:
+        from .errors import OptionError
+        raise OptionError(f"--level {a['level']} differs from {path}'s level {tokenizer.level}: "
+                          "a fine-tuned model keeps its parent's tokens; omit --level")
+    a["level"] = tokenizer.level
+    ignored = [name for name in _ARCHITECTURE if _given(ctx, name)]
+    if ignored:
+        notes.append("--init-from keeps the parent's architecture; ignored: "
+                     + ", ".join(f"--{n.replace('_', '-')}" for n in ignored))
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option was given (command line or environment), not left at its default."""
+    return getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
 
 
 def _ignored_on_resume(given: dict) -> list[str]:

@@ -8,7 +8,6 @@ from .evaluate import bits_per_char
 from .model import Model
 from .tokenizer import Tokenizer
 
-
 def model_card(path: str, model: Model, tokenizer: Tokenizer, header: dict) -> dict:
     cfg = model.config
     summary = header.get("summary", {})
@@ -36,4 +35,9 @@ def model_card(path: str, model: Model, tokenizer: Tokenizer, header: dict) -> d
     }
     if best is not None and tokenizer.level == "char":
         card["best_valid_bpc"] = round(bits_per_char(best), 4)
+    if "parent" in header:
+        card["fine_tuned_from"] = header["parent"]  # {file, sha256, corpus[, parent]}
+        card["corpora"] = header.get("corpora")
+    if "size_rule" in header:
+        card["size_rule"] = header["size_rule"]
     return card
