@@ -139,7 +139,7 @@ def info(
 ) -> None:
     """Describe a model: cell, sizes, parameters, vocabulary, training figures."""
     from .api import load
-    from .modelcard import model_card
+    from .modelcard import card_rows, model_card
 
     with user_errors():
         chosen = path or model or default_model_path()
@@ -151,8 +151,8 @@ def info(
         table = Table(title=f"charlm model {escape(chosen)}", show_header=False)
         table.add_column(style="bold")
         table.add_column()
-        for key, value in card.items():
-            table.add_row(key.replace("_", " "), escape(str(value)))
+        for label, text in card_rows(card):
+            table.add_row(label, escape(text))
         _Console().print(table)
 
 

@@ -710,6 +710,9 @@ def test_info_table(model):
     r = run(["info"])
     assert_ok(r)
     assert "lstm" in r.stdout and "parameters" in r.stdout
+    c = card("charlm.safetensors")
+    assert c["parameters"] >= 1000 and f"{c['parameters']:,}" in r.stdout  # 1,234
+    assert f"{c['best_valid_loss']:.4f}" in r.stdout and str(c["best_valid_loss"]) not in r.stdout
 
 
 def test_version_and_help():

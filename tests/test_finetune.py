@@ -133,6 +133,8 @@ def test_fine_tune_through_the_cli_keeps_the_parent_and_records_the_lineage(tmp_
                                        "sha256": hashlib.sha256(old_bytes).hexdigest()}
     assert card["corpora"] == ["old.txt", "new.txt"] and card["corpus"] == "new.txt"
     assert card["training_steps"] == 4  # a run of its own: steps and optimizer start afresh
+    table = run("info", new).stdout
+    assert "fine-tuned from" in table and "old.safetensors" in table
 
 
 def test_fine_tuning_a_tied_word_model_stays_tied_and_chains_the_lineage(tmp_path):
