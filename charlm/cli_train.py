@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import signal
 from contextlib import contextmanager
@@ -83,6 +84,9 @@ def train(
             _apply_preset(ctx, preset, a, notes)
         if init_from is not None and not resume:
             _fine_tuning_options(ctx, init_from, a, notes)
+        header_extra = {}
+        if _sized_by_budget(ctx, a, resume):
+            header_extra["size_rule"] = _apply_budget(ctx, corpus, a, notes)
         sizes = {k: a[k] for k in ("embed", "hidden", "layers", "batch", "seq_len", "lr") if a[k] is not None}
         defaults = {**LEVEL_DEFAULTS.get(a["level"], LEVEL_DEFAULTS["char"]), **sizes}
         limits = dict(epochs=a["epochs"], steps=a["steps"], time_budget=parse_duration(a["time"]))
@@ -113,7 +117,7 @@ def train(
             trainer = api.prepare_training(corpus, model_cfg=model_cfg, tok_cfg=tok_cfg, cfg=cfg,
                                            valid=valid, output=output,
                                            encoding_errors=encoding_errors, notes=notes,
-                                           init_from=init_from)
+                                           init_from=init_from, header_extra=header_extra)
         root = trainer.world.is_root  # under MPI, one rank speaks for all
         for note in notes if root else []:
             err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
@@ -162,6 +166,30 @@ def _apply_preset(ctx: typer.Context, name: str, a: dict, notes: list[str]) -> N
             if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") == "DEFAULT"}
     a.update(used)
     notes.append(f"preset {name}: {describe(used)}")
+
+
+def _sized_by_budget(ctx: typer.Context, a: dict, resume: bool) -> bool:
+    """A new model with a --time budget and no size option given: charlm.budget sizes it."""
+    from .budget import SIZE_OPTIONS
+
+    return (a["time"] is not None and not resume and a["init_from"] is None
+            and not any(_given(ctx, name) for name in SIZE_OPTIONS))
+
+
+def _apply_budget(ctx: typer.Context, corpus: str, a: dict, notes: list[str]) -> str:
+    """Fill the options left at their defaults from charlm.budget's rule; returns the rule."""
+    import os
+
+    from .budget import describe_sizing, size_for_budget
+    from .cli_common import parse_duration
+    from .stack import threads
+
+    size = os.path.getsize(corpus) if corpus != "-" and os.path.isfile(corpus) else None
+    sizing = size_for_budget(parse_duration(a["time"]), size, a["level"], threads())
+    used = {k: v for k, v in sizing.options.items() if not _given(ctx, k)}
+    a.update(used)
+    notes.append(describe_sizing(dataclasses.replace(sizing, options=used)))
+    return sizing.rule
 
 
 # The architecture, which a fine-tuned model takes from its parent.
