@@ -7,8 +7,6 @@ import subprocess
 import sys
 
 
-
-
 def test_a_diverging_run_of_a_deep_stack_prints_no_warning(tmp_path, corpus_file):
     """A real process (pytest would record the warnings of an in-process run itself)."""
     result = subprocess.run([
