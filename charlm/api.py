@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import run_identity
 from .checkpoint import default_model_path, load_model, load_training_state, sidecar
 from .config import CELLS, CLIP_MODES, LEVELS, OPTIMIZERS, ModelConfig, TokenizerConfig, TrainConfig
 from .data import Corpus, split_train_valid
-from .errors import CorpusError, OptionError
+from .errors import CharlmError, CorpusError, ModelFileError, OptionError
 from .initializers import INITS
 from .model import Model
+from .outputs import RunLock, check_outputs, follow_link
 from .schedule import BUDGET_SCHEDULES, SCHEDULES
 from .tokenizer import Tokenizer
 
@@ -29,15 +31,24 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RunPaths:
+    """The files of a run: the model and, beside it, the resumable state, the metrics and the
+    lock. A symbolic link is followed (charlm.outputs): the files go where it points."""
+
     model: str
     state: str
     metrics: str
+    lock: str
 
     @classmethod
     def for_model(cls, model_path: str | None) -> "RunPaths":
-        model_path = model_path or default_model_path()
-        return cls(model_path, str(sidecar(model_path, "state.safetensors")),
-                   str(sidecar(model_path, "metrics.jsonl")))
+        model_path = follow_link(model_path or default_model_path())
+        return cls(model_path, *(follow_link(str(sidecar(model_path, kind)))
+                                 for kind in ("state.safetensors", "metrics.jsonl", "lock")))
+
+    def claim(self) -> RunLock:
+        """Check the output files and lock them for this run (before the corpus is read)."""
+        check_outputs(self.model, [self.state, self.metrics, self.lock])
+        return RunLock.acquire(self.lock, self.model)
 
 
 def load(path: str | None = None):
@@ -115,50 +126,79 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
     notes = notes if notes is not None else []
     notes.extend(_idle_options(model_cfg, cfg))
     paths = RunPaths.for_model(output)
-    scratch = _scratch_dir(paths.model)
-    with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
-        tokenizer = Tokenizer.from_counts(source.count(tok_cfg.level), tok_cfg)  # pass 1
-        train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
-    cfg = _fit_to_corpus(cfg, len(train_ids), notes)
-    model_cfg = dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size)
-    model = Model.create(model_cfg, seed=cfg.seed)
-    extra = {"tokenizer_config": dataclasses.asdict(tok_cfg), "corpus": os.path.basename(corpus)}
-    _start_metrics(paths.metrics)
+    lock = paths.claim()
+    try:
+        _remove_old_state(paths)
+        scratch = _scratch_dir(paths.model)
+        with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
+            tokenizer = Tokenizer.from_counts(source.count(tok_cfg.level), tok_cfg)  # pass 1
+            train_ids, valid_ids, valid_text = _split(tokenizer, source, valid, cfg.valid_frac,
+                                                      encoding_errors, scratch)
+            identity = run_identity.make_identity(run_identity.text_identity(corpus, source.fingerprint),
+                                                  valid_text, model_cfg, tok_cfg, cfg, encoding_errors)
+        cfg = _fit_to_corpus(cfg, len(train_ids), notes)
+        model_cfg = dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size)
+        model = Model.create(model_cfg, seed=cfg.seed)
+        extra = {"tokenizer_config": dataclasses.asdict(tok_cfg), "corpus": os.path.basename(corpus),
+                 "run": identity}
+        _start_metrics(paths)
+    except BaseException:
+        lock.release()
+        raise
     from .train import Trainer  # the training machinery (and Numba) only when training
 
-    return Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra, paths.metrics)
+    return Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra,
+                   paths.metrics, run_lock=lock)
 
 
 def resume_training(corpus: str, *, output: str | None = None, valid: str | None = None,
-                    limits: dict | None = None, encoding_errors: str = "strict") -> Trainer:
+                    limits: dict | None = None, encoding_errors: str = "strict",
+                    settings: dict | None = None) -> Trainer:
     """A Trainer that continues exactly where the saved state of `output` stopped.
 
     limits: new stop conditions (steps, epochs, time_budget) replacing the saved ones.
+    settings: run settings the caller expects the saved run to have (option name -> value,
+    e.g. {"hidden": 512}); any other value is refused, as are another corpus or validation
+    text than the run's (charlm.run_identity).
     """
     paths = RunPaths.for_model(output)
-    model, tokenizer, arrays, info = load_training_state(paths.state)
-    cfg = TrainConfig(**info["train"])
-    if limits:
-        cfg = dataclasses.replace(cfg, **limits)
-    scratch = _scratch_dir(paths.model)
-    with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
-        train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
-    header = info.get("header", {})
-    extra = {k: header[k] for k in ("tokenizer_config", "corpus") if k in header}
-    from .train import Trainer
+    lock = paths.claim()
+    try:
+        model, tokenizer, arrays, info = load_training_state(paths.state)
+        header = info.get("header", {})
+        identity = _saved_identity(paths, header)
+        run_identity.check_settings(paths.state, identity, settings or {})
+        cfg = TrainConfig(**info["train"])
+        if limits:
+            cfg = dataclasses.replace(cfg, **limits)
+        scratch = _scratch_dir(paths.model)
+        with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
+            train_ids, valid_ids, valid_text = _split(tokenizer, source, valid, cfg.valid_frac,
+                                                      encoding_errors, scratch)
+            run_identity.check_texts(paths.state, identity, run_identity.text_identity(corpus, source.fingerprint),
+                                     valid_text)
+        extra = {k: header[k] for k in ("tokenizer_config", "corpus", "run") if k in header}
+        from .train import Trainer
 
-    trainer = Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra, paths.metrics)
-    trainer.restore(arrays, info)
+        trainer = Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra,
+                          paths.metrics, run_lock=lock)
+        trainer.restore(arrays, info)
+    except BaseException:
+        lock.release()
+        raise
     return trainer
 
 
 def _split(tokenizer: Tokenizer, source: Corpus, valid: str | None, valid_frac: float, errors: str,
            scratch: str):
-    """(train, valid) token arrays: memory maps of compact token files (or views of one)."""
+    """(train, valid) token arrays, memory maps of compact token files (or views of one), and
+    the identity of the validation file (None: the validation text is the corpus's end)."""
     ids = source.encode(tokenizer, scratch)  # pass 2
+    valid_text = None
     if valid is not None:
         with Corpus(valid, errors, spool_dir=scratch) as valid_source:
             valid_ids = valid_source.encode(tokenizer, scratch)
+            valid_text = run_identity.text_identity(valid, valid_source.fingerprint)
         train_ids = ids
     elif valid_frac > 0:
         train_ids, valid_ids = split_train_valid(ids, valid_frac)
@@ -169,7 +209,7 @@ def _split(tokenizer: Tokenizer, source: Corpus, valid: str | None, valid_frac: 
             f"the validation text has only {len(valid_ids)} tokens: give a longer --valid "
             "file or a larger --valid-frac"
         )
-    return train_ids, valid_ids
+    return train_ids, valid_ids, valid_text
 
 
 def _scratch_dir(model_path: str) -> str:
@@ -194,9 +234,30 @@ def _fit_to_corpus(cfg: TrainConfig, n_tokens: int, notes: list) -> TrainConfig:
     return dataclasses.replace(cfg, batch=batch, seq_len=seq_len)
 
 
-def _start_metrics(path: str) -> None:
+def _saved_identity(paths: RunPaths, header: dict) -> dict | None:
+    """The saved run's identity (None in states written before runs had one)."""
+    identity = header.get("run")
+    if identity is not None and not run_identity.is_well_formed(identity):
+        raise ModelFileError(f"{paths.state} holds a damaged training state (the run's identity): "
+                             "start a new run without --resume")
+    return identity
+
+
+def _remove_old_state(paths: RunPaths) -> None:
+    """A new run never continues an earlier one: the earlier run's resumable state goes."""
+    try:
+        os.unlink(paths.state)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise CharlmError(f"cannot remove the resumable state {paths.state} of an earlier run on "
+                          f"{paths.model} ({exc.strerror}): remove it, or choose another -o/--output") from exc
+
+
+def _start_metrics(paths: RunPaths) -> None:
     """A new run starts a new metrics file (a resumed run appends)."""
     try:
-        open(path, "w").close()
+        open(paths.metrics, "w").close()
     except OSError as exc:
-        raise OptionError(f"cannot write {path} ({exc.strerror}): choose another -o/--output") from exc
+        raise OptionError(f"cannot write the metrics file {paths.metrics} beside {paths.model} "
+                          f"({exc.strerror}): choose another -o/--output") from exc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import signal
 from contextlib import contextmanager
 from typing import Annotated, Optional
@@ -76,8 +75,9 @@ def train(
     with user_errors():
         a = {name: value for name, value in locals().items() if name in _OPTIONS}
         notes: list[str] = []
+        from_preset: list[str] = []
         if preset is not None:
-            _apply_preset(ctx, preset, a, notes)
+            from_preset = _apply_preset(ctx, preset, a, notes)
         sizes = {k: a[k] for k in ("embed", "hidden", "layers", "batch", "seq_len", "lr") if a[k] is not None}
         defaults = {**LEVEL_DEFAULTS.get(a["level"], LEVEL_DEFAULTS["char"]), **sizes}
         limits = dict(epochs=a["epochs"], steps=a["steps"], time_budget=parse_duration(a["time"]))
@@ -85,13 +85,11 @@ def train(
             from .errors import OptionError
             raise OptionError("--encoding-errors must be strict, replace or ignore")
         if resume:
-            ignored = _ignored_on_resume(locals())
-            if ignored:
-                notes.append("--resume continues the saved run with its own settings; ignored: "
-                             + ", ".join(ignored))
             given = {k: v for k, v in limits.items() if v is not None}
+            a["encoding_errors"] = encoding_errors
             trainer = api.resume_training(corpus, output=output, valid=valid, limits=given,
-                                          encoding_errors=encoding_errors)
+                                          encoding_errors=encoding_errors,
+                                          settings=_given_settings(ctx, a, from_preset))
         else:
             model_cfg = ModelConfig(cell=a["cell"], embed=defaults["embed"], hidden=defaults["hidden"],
                                     layers=defaults["layers"], dropout=a["dropout"],
@@ -142,8 +140,9 @@ def _schedule(name: str, limits: dict) -> str:
     return "wsd" if any(v is not None for v in limits.values()) else "plateau"
 
 
-def _apply_preset(ctx: typer.Context, name: str, a: dict, notes: list[str]) -> None:
-    """Fill the options the command line left at their defaults from the named preset."""
+def _apply_preset(ctx: typer.Context, name: str, a: dict, notes: list[str]) -> list[str]:
+    """Fill the options the command line left at their defaults from the named preset; the
+    names of the options it set."""
     from .presets import describe, get_preset
 
     chosen = get_preset(name).options
@@ -151,13 +150,18 @@ def _apply_preset(ctx: typer.Context, name: str, a: dict, notes: list[str]) -> N
             if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") == "DEFAULT"}
     a.update(used)
     notes.append(f"preset {name}: {describe(used)}")
+    return list(used)
 
 
-def _ignored_on_resume(given: dict) -> list[str]:
-    """The run settings given on the command line with a value other than their default."""
-    defaults = inspect.signature(train).parameters
-    return [f"--{name.replace('_', '-')} {given[name]}" for name in _RUN_SETTINGS
-            if given[name] != defaults[name].default]
+def _given_settings(ctx: typer.Context, a: dict, from_preset: list[str]) -> dict:
+    """The run settings set on the command line (or by --preset): what --resume checks the
+    saved run against. --schedule auto names no schedule of its own."""
+    names = [n for n in (*_RUN_SETTINGS, "encoding_errors") if n != "preset"]
+    given = {n: a[n] for n in names
+             if n in from_preset or getattr(ctx.get_parameter_source(n), "name", "DEFAULT") != "DEFAULT"}
+    if given.get("schedule") == "auto":
+        del given["schedule"]
+    return given
 
 
 @contextmanager

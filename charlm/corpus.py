@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import codecs
+import hashlib
 import os
 import re
 import sys
@@ -53,6 +54,8 @@ class Corpus:
                 f"--encoding-errors must be one of {', '.join(ENCODING_ERRORS)} (got {encoding_errors!r})")
         self.path, self.errors, self.chunk_bytes = str(path), encoding_errors, max(1, int(chunk_bytes))
         self.name = "standard input" if self.path == STDIN else self.path
+        # {"bytes": size, "blake2b": hex digest} of the raw bytes, once a pass has read them all
+        self.fingerprint: dict | None = None
         self._file = _spool(sys.stdin.buffer, spool_dir, self.chunk_bytes) if self.path == STDIN else _open(self.path)
 
     def close(self) -> None:
@@ -74,8 +77,10 @@ class Corpus:
         decoder = codecs.getincrementaldecoder("utf-8")(self.errors)
         offset = 0  # bytes read so far
         at_start, content = True, False
+        digest = hashlib.blake2b(digest_size=16)
         while True:
             data = _read(f, self.chunk_bytes, name)
+            digest.update(data)
             nul = data.find(b"\x00")
             if nul >= 0:
                 raise CorpusError(_binary_message(name, offset + nul))
@@ -94,6 +99,7 @@ class Corpus:
                 yield text
             if not data:
                 break
+        self.fingerprint = {"bytes": offset, "blake2b": digest.hexdigest()}
         if not content:
             raise CorpusError(f"{name} is empty or only whitespace: pass a text file with some content")
 

@@ -46,7 +46,9 @@ SKIP_BEFORE_CLOSE = 0.25
 class Trainer:
     def __init__(self, model: Model, tokenizer: Tokenizer, train_ids, valid_ids,
                  cfg: TrainConfig, model_path, state_path, extra_header: dict | None = None,
-                 metrics_path=None):
+                 metrics_path=None, run_lock=None):
+        # run_lock: the output's charlm.outputs.RunLock, released when run() ends (or None)
+        self.run_lock = run_lock
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.valid_ids = valid_ids
         self.model_path, self.state_path, self.metrics_path = model_path, state_path, metrics_path
@@ -79,11 +81,16 @@ class Trainer:
 
     # ---- the loop -----------------------------------------------------------------------
     def run(self):
-        """Train until a limit, early stopping or request_stop(); yields charlm.events."""
-        for event in self._run():
-            if isinstance(event, (events.Step, events.Validated)):
-                self._record(event)
-            yield event
+        """Train until a limit, early stopping or request_stop(); yields charlm.events.
+        The output's lock is released when the run ends, however it ends."""
+        try:
+            for event in self._run():
+                if isinstance(event, (events.Step, events.Validated)):
+                    self._record(event)
+                yield event
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
 
     def _record(self, event) -> None:
         """Append one JSON line per log interval / validation to the metrics file."""

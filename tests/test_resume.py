@@ -149,13 +149,17 @@ def test_request_stop_mid_run_resumes_exactly(corpus_file, dirs):
     assert_same_state(a / "m.state.safetensors", b / "m.state.safetensors")
 
 
-def test_resume_says_which_run_settings_it_ignores(corpus_file, tmp_path, monkeypatch):
+def test_resume_refuses_run_settings_other_than_the_saved_runs(corpus_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = CliRunner().invoke(app, ["train", str(corpus_file), *TINY, "--steps", "3"])
     assert first.exit_code == 0, first.output
-    resumed = CliRunner().invoke(app, ["train", str(corpus_file), "--resume", "--steps", "5",
-                                       "--hidden", "99", "--lr", "0.5"])
-    assert resumed.exit_code == 0, resumed.output
-    assert "ignored: --hidden 99, --lr 0.5" in resumed.stderr
-    quiet = CliRunner().invoke(app, ["train", str(corpus_file), "--resume", "--steps", "6"])
-    assert quiet.exit_code == 0 and "ignored" not in quiet.stderr
+    refused = CliRunner().invoke(app, ["train", str(corpus_file), "--resume", "--steps", "5",
+                                       "--hidden", "99", "--lr", "0.5", "--batch", "4"])
+    assert refused.exit_code == 1, refused.output
+    [line] = refused.stderr.strip().splitlines()
+    assert "--hidden 16 (given: 99)" in line and "--lr 0.003 (given: 0.5)" in line
+    assert "--batch" not in line  # the same value as the saved run's: accepted
+    # The whole command line of the run again, with --resume: the same settings, accepted.
+    again = CliRunner().invoke(app, ["train", str(corpus_file), *TINY, "--resume", "--steps", "5"])
+    assert again.exit_code == 0, again.output
+    assert "resumed at step 3" in again.stderr

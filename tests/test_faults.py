@@ -1,0 +1,208 @@
+"""Hostile inputs to the command line: outputs that are not regular files, two runs on one
+output, stale and foreign training states, diverged models, out-of-range seeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from charlm.checkpoint import load_model
+from charlm.cli import app
+from charlm.tensorfile import load_tensors
+
+from conftest import TINY
+
+
+def run(args, input=None):
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def cli(*args):
+    return [sys.executable, "-m", "charlm", *map(str, args)]
+
+
+def one_line_error(result, code: int, *words: str) -> str:
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    for w in words:
+        assert w.lower() in line.lower(), (w, line)
+    return line
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARLM_MODEL", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def corpus(cwd, corpus_text):
+    path = cwd / "corpus.txt"
+    path.write_text(corpus_text, encoding="utf-8")
+    return path
+
+
+# ---- -o/--output: what it points at ------------------------------------------------------
+def _make_special(path: Path, kind: str):
+    """Create a special file at path; returns an object to keep alive (a bound socket)."""
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        return sock
+    elif kind == "character device":
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # what /dev/null is
+        except PermissionError:
+            pytest.skip("creating a device file needs privileges")
+    return None
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "socket", "character device"])
+def test_output_that_is_not_a_regular_file_is_refused_before_the_corpus_is_read(cwd, kind):
+    out = cwd / "out.safetensors"
+    keep = _make_special(out, kind)
+    before = os.lstat(out)
+    # The corpus does not exist: the output is checked first, so its error is the one shown.
+    line = one_line_error(run(["train", "missing.txt", *TINY, "--steps", "2", "-o", out]), 2,
+                          str(out), kind.split()[0])
+    assert "missing.txt" not in line
+    after = os.lstat(out)
+    assert (stat.S_IFMT(after.st_mode), after.st_ino) == (stat.S_IFMT(before.st_mode), before.st_ino)
+    # Nothing was written beside it (no metrics file, no lock file).
+    assert sorted(os.listdir(cwd)) == ["out.safetensors"]
+    if keep is not None:
+        keep.close()
+
+
+def test_output_directory_leaves_nothing_behind(corpus):
+    (corpus.parent / "outdir").mkdir()
+    one_line_error(run(["train", corpus, *TINY, "--steps", "2", "-o", "outdir"]), 2,
+                   "outdir is a directory", "outdir/charlm.safetensors")
+    assert sorted(os.listdir(corpus.parent)) == ["corpus.txt", "outdir"]
+    assert os.listdir(corpus.parent / "outdir") == []
+
+
+def test_a_sidecar_that_is_not_a_regular_file_is_refused(corpus):
+    keep = _make_special(corpus.parent / "m.metrics.jsonl", "socket")
+    one_line_error(run(["train", corpus, *TINY, "--steps", "2", "-o", "m.safetensors"]), 2,
+                   "m.metrics.jsonl", "socket")
+    assert not (corpus.parent / "m.safetensors").exists()
+    keep.close()
+
+
+def test_output_in_a_missing_directory_is_a_usage_error_naming_it(corpus):
+    one_line_error(run(["train", corpus, *TINY, "--steps", "2", "-o", "nodir/m.safetensors"]), 2,
+                   "nodir", "does not exist")
+
+
+def test_a_symlinked_output_writes_its_target_and_stays_a_link(corpus):
+    target_dir = corpus.parent / "models"
+    target_dir.mkdir()
+    link = corpus.parent / "latest.safetensors"
+    link.symlink_to(target_dir / "run1.safetensors")  # dangling: the target is created
+    result = run(["train", corpus, *TINY, "--steps", "3", "-o", link])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == str(target_dir / "run1.safetensors")
+    load_model(target_dir / "run1.safetensors")
+    # The sidecars go beside the target, where --resume through the link finds them.
+    assert sorted(os.listdir(target_dir)) == ["run1.metrics.jsonl", "run1.safetensors",
+                                              "run1.state.safetensors"]
+    resumed = run(["train", corpus, "--resume", "--steps", "4", "-o", link])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resumed at step 3" in resumed.stderr
+
+
+def test_a_symlink_to_a_device_is_refused(corpus):
+    link = corpus.parent / "null.safetensors"
+    link.symlink_to(os.devnull)
+    one_line_error(run(["train", corpus, *TINY, "--steps", "2", "-o", link]), 2, "character device")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+# ---- one run per output --------------------------------------------------------------------
+def _start_long_run(cwd: Path, corpus: Path, *extra) -> subprocess.Popen:
+    proc = subprocess.Popen(cli("train", corpus, *TINY, "--steps", "1000000", "-o", "m.safetensors", *extra),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, text=True)
+    assert proc.stderr.readline().startswith("training "), "the run did not start"
+    return proc
+
+
+def test_a_second_run_on_the_same_output_is_refused_naming_the_holder(corpus):
+    cwd = corpus.parent
+    holder = _start_long_run(cwd, corpus)
+    try:
+        second = run(["train", corpus, *TINY, "--steps", "2", "-o", "m.safetensors"])
+        one_line_error(second, 1, f"PID {holder.pid}", "m.safetensors", "another -o")
+        resumed = run(["train", corpus, "--resume", "-o", "m.safetensors"])
+        one_line_error(resumed, 1, f"PID {holder.pid}")
+        # Another output in the same directory is free.
+        assert run(["train", corpus, *TINY, "--steps", "2", "-o", "other.safetensors"]).exit_code == 0
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+        holder.stderr.close()
+    # The killed run's lock file stays behind; the next run takes it over, and removes it.
+    assert (cwd / "m.lock").exists()
+    after = run(["train", corpus, *TINY, "--steps", "2", "-o", "m.safetensors"])
+    assert after.exit_code == 0, after.output
+    assert not (cwd / "m.lock").exists()
+
+
+# ---- a new run does not inherit an old run's state; --resume checks the run -----------------
+def _saved_step(path: Path) -> int:
+    return json.loads(load_tensors(str(path))[1]["charlm"])["train_state"]["progress"]["step"]
+
+
+def test_a_new_run_killed_before_its_first_validation_leaves_no_old_state_to_resume(corpus):
+    cwd = corpus.parent
+    assert run(["train", corpus, *TINY, "--steps", "5", "-o", "m.safetensors"]).exit_code == 0
+    assert _saved_step(cwd / "m.state.safetensors") == 5
+    # A new run with other options, killed before it validates (and so before it saves)
+    new = _start_long_run(cwd, corpus, "--hidden", "24", "--valid-every", "1000000")
+    new.send_signal(signal.SIGKILL)
+    new.wait(timeout=60)
+    new.stderr.close()
+    # ... took the old run's state away: --resume cannot continue the old run in its name.
+    one_line_error(run(["train", corpus, "--resume", "-o", "m.safetensors"]), 1,
+                   "no training state", "without --resume")
+
+
+def test_resume_on_another_corpus_is_refused_naming_both(corpus, corpus_text):
+    cwd = corpus.parent
+    assert run(["train", corpus, *TINY, "--steps", "3"]).exit_code == 0
+    (cwd / "other.txt").write_text(corpus_text[::-1], encoding="utf-8")  # same size, other text
+    line = one_line_error(run(["train", "other.txt", "--resume", "--steps", "5"]), 1,
+                          "corpus", "corpus.txt", "other.txt", "same corpus")
+    assert f"{len(corpus_text.encode()):,} bytes" in line
+    # A copy of the corpus under another name, touched, is the same corpus.
+    (cwd / "copy.txt").write_text(corpus_text, encoding="utf-8")
+    resumed = run(["train", "copy.txt", "--resume", "--steps", "5"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resumed at step 3" in resumed.stderr
+
+
+def test_resume_with_another_validation_text_is_refused(corpus, corpus_text):
+    cwd = corpus.parent
+    (cwd / "valid.txt").write_text(corpus_text[:3000], encoding="utf-8")
+    assert run(["train", corpus, *TINY, "--steps", "3", "--valid", "valid.txt"]).exit_code == 0
+    one_line_error(run(["train", corpus, "--resume", "--steps", "5"]), 1,
+                   "validation text", "valid.txt", "given: none")
+    ok = run(["train", corpus, "--resume", "--steps", "5", "--valid", "valid.txt"])
+    assert ok.exit_code == 0, ok.output
