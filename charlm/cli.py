@@ -21,6 +21,7 @@ from rich.table import Table
 
 from . import __version__
 from .checkpoint import MODEL_ENVVAR, default_model_path
+from .config import SEED_MAX
 from .errors import CharlmError, OptionError
 
 app = typer.Typer(
@@ -120,7 +121,7 @@ def sample(
     temp: Annotated[float, typer.Option(help="Temperature: lower is more conservative; 0 is greedy.")] = 1.0,
     length: Annotated[int, typer.Option("--length", "-n", help="Tokens to generate per sample.")] = 1000,
     prime: Annotated[str, typer.Option(help="Text to condition on; printed first.")] = "",
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: different each run).")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=SEED_MAX, help="Random seed (default: different each run).")] = None,
     top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k most likely tokens. \\[default: all]")] = None,
     num: Annotated[int, typer.Option(help="Number of samples.")] = 1,
     until_eos: Annotated[bool, typer.Option(help="End each sample at the end of a line.")] = False,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .config import ModelConfig, TokenizerConfig, TrainConfig
+from .config import SEED_MAX, ModelConfig, TokenizerConfig, TrainConfig
 from .presets import PRESETS
 
 # Model and window sizes by level, when not given: a 2x512 LSTM for characters (char-rnn's
@@ -58,7 +58,7 @@ def train(
     lr_decay: Annotated[float, Opt(help="Plateau: factor applied to the learning rate when validation stalls.")] = 0.5,
     preset: Annotated[Optional[str], Opt(help=f"A named recipe (docs/RESULTS.md); options given here override it: {', '.join(PRESETS)}.")] = None,
     valid_every: Annotated[int, Opt(help="Steps between validations (0: automatic).")] = 0,
-    seed: Annotated[int, Opt(help="Random seed: same seed, same machine, same model.")] = 0,
+    seed: Annotated[int, Opt(min=0, max=SEED_MAX, help="Random seed: same seed, same machine, same model.")] = 0,
     resume: Annotated[bool, Opt(help="Continue the interrupted run saved beside --output.")] = False,
     encoding_errors: Annotated[str, Opt(help="Invalid UTF-8: strict (error), replace or ignore.")] = "strict",
 ) -> None:

@@ -12,6 +12,10 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 CLIP_MODES = ("norm", "value")
 LEVELS = ("char", "word")
 
+# --seed's range: numpy's generators take any non-negative integer; the bound keeps the seed a
+# 64-bit signed integer for the readers of the JSON headers that store it.
+SEED_MAX = 2**63 - 1
+
 # Gates per cell, in PyTorch's order: LSTM i,f,g,o; GRU r,z,n; RNN one tanh pre-activation.
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 

@@ -206,3 +206,19 @@ def test_resume_with_another_validation_text_is_refused(corpus, corpus_text):
                    "validation text", "valid.txt", "given: none")
     ok = run(["train", corpus, "--resume", "--steps", "5", "--valid", "valid.txt"])
     assert ok.exit_code == 0, ok.output
+
+
+# ---- --seed out of range --------------------------------------------------------------------
+@pytest.mark.parametrize("seed", ["-1", str(2**63)])
+def test_seed_out_of_range_is_a_usage_error(corpus, tiny_model, seed):
+    for args in (["train", corpus, *TINY, "--steps", "1", "--seed", seed],
+                 ["sample", "-m", tiny_model, "--length", "5", "--seed", seed]):
+        result = run(args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output and "--seed" in result.output
+    assert not (corpus.parent / "charlm.safetensors").exists()
+
+
+def test_largest_seed_is_accepted(corpus, tiny_model):
+    result = run(["sample", "-m", tiny_model, "--length", "5", "--seed", str(2**63 - 1)])
+    assert result.exit_code == 0, result.output
