@@ -7,6 +7,7 @@ Library errors (CharlmError) become one line on stderr and exit status 1 (2 for 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -184,7 +185,9 @@ def score(
         totals = Totals()
         if file is not None:
             # Invalid UTF-8 becomes U+FFFD, an unseen character: UNK, counted, not an error.
-            results = [score_text(net, tokenizer, read_text(str(file), "replace"), as_line=False)]
+            # An empty file, like empty stdin, has nothing to score: no result, not an error.
+            document = read_text(str(file), "replace", allow_blank=True)
+            results = [score_text(net, tokenizer, document, as_line=False)] if document else []
         elif not texts or texts == ["-"]:
             if hasattr(sys.stdin, "reconfigure"):
                 sys.stdin.reconfigure(errors="replace")
@@ -199,8 +202,9 @@ def score(
 
 
 def _format_score(s, json_lines: bool, show_text: bool) -> str:
+    """TSV (a perplexity beyond a double is inf), or JSON, which has no infinity: null."""
     if json_lines:
-        d = s.as_dict()
+        d = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in s.as_dict().items()}
         if not show_text:
             d.pop("text")
         return json.dumps(d, ensure_ascii=False)
@@ -208,6 +212,9 @@ def _format_score(s, json_lines: bool, show_text: bool) -> str:
 
 
 def _print_totals(t) -> None:
+    if t.tokens == 0:
+        err.print("0 lines, 0 tokens: nothing to score")
+        return
     err.print(
         f"{t.lines} lines, {t.tokens} tokens ({t.unk} unk): logprob {t.logprob:.4f} (natural log), "
         f"ppl {t.ppl:.4f}, ppl without unk {t.ppl_without_unk:.4f}, "

@@ -29,13 +29,14 @@ CHUNK_BYTES = 4 << 20  # bytes read at a time: bounds the memory of every pass o
 _LAST_SPACE = re.compile(r"\s\S*\Z")  # the last whitespace character (str.split's notion)
 
 
-def read_text(path: str, encoding_errors: str = "strict") -> str:
+def read_text(path: str, encoding_errors: str = "strict", *, allow_blank: bool = False) -> str:
     """The UTF-8 text of `path` ("-" is stdin), without a leading BOM (for small texts).
 
     encoding_errors="replace" turns invalid bytes into U+FFFD ("ignore" drops them).
+    allow_blank: an empty or all-whitespace text is returned rather than refused.
     """
     with Corpus(path, encoding_errors) as corpus:
-        return "".join(corpus.texts())
+        return "".join(corpus.texts(allow_blank=allow_blank))
 
 
 class Corpus:
@@ -69,9 +70,10 @@ class Corpus:
 
     # ---- passes -------------------------------------------------------------------------
 
-    def texts(self) -> Iterator[str]:
+    def texts(self, allow_blank: bool = False) -> Iterator[str]:
         """The decoded text from the start, piece by piece, without the leading BOM; raises
-        CorpusError at the first NUL or invalid byte, or at the end if it is all whitespace."""
+        CorpusError at the first NUL or invalid byte, or at the end if it is all whitespace
+        (unless allow_blank)."""
         f, name = self._file, self.name
         f.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")(self.errors)
@@ -100,7 +102,7 @@ class Corpus:
             if not data:
                 break
         self.fingerprint = {"bytes": offset, "blake2b": digest.hexdigest()}
-        if not content:
+        if not content and not allow_blank:
             raise CorpusError(f"{name} is empty or only whitespace: pass a text file with some content")
 
     def pieces(self, level: str) -> Iterator[str]:

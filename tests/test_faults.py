@@ -208,6 +208,37 @@ def test_resume_with_another_validation_text_is_refused(corpus, corpus_text):
     assert ok.exit_code == 0, ok.output
 
 
+# ---- numbers from a model: never a traceback ------------------------------------------------
+@pytest.fixture
+def overflowing_model(cwd, tiny_model):
+    """A model file written by charlm whose perplexity exceeds a double: the decoder scaled up,
+    as after a divergence (lr 1e4, no clipping) that stayed finite."""
+    from charlm.checkpoint import save_model
+
+    model, tokenizer, header = load_model(tiny_model)
+    model.params["decoder.weight"] *= 1e5
+    path = cwd / "diverged.safetensors"
+    save_model(path, model, tokenizer, {k: header[k] for k in ("train", "summary") if k in header})
+    return path
+
+
+def test_score_of_a_model_whose_perplexity_overflows_prints_inf(overflowing_model):
+    tsv = run(["score", "-m", overflowing_model, "the quick fox", "rain"])
+    assert tsv.exit_code == 0, tsv.output
+    assert "Traceback" not in tsv.output
+    rows = [line.split("\t") for line in tsv.stdout.splitlines()]
+    assert [r[3] for r in rows] == ["inf", "inf"]
+    assert all(float(r[0]) < -1000 for r in rows)  # finite log-probabilities
+    assert "ppl inf" in tsv.stderr
+    as_json = run(["score", "-m", overflowing_model, "--json", "the quick fox"])
+    assert as_json.exit_code == 0, as_json.output
+    row = json.loads(as_json.stdout)  # strict JSON: no Infinity
+    assert row["ppl"] is None and row["logprob"] < -1000
+    document = run(["score", "-m", overflowing_model, "--file", "-"], input="the quick fox\n")
+    assert document.exit_code == 0 and document.stdout.split("\t")[3].strip() == "inf"
+    assert run(["info", overflowing_model]).exit_code == 0
+
+
 # ---- --seed out of range --------------------------------------------------------------------
 @pytest.mark.parametrize("seed", ["-1", str(2**63)])
 def test_seed_out_of_range_is_a_usage_error(corpus, tiny_model, seed):
@@ -222,3 +253,35 @@ def test_seed_out_of_range_is_a_usage_error(corpus, tiny_model, seed):
 def test_largest_seed_is_accepted(corpus, tiny_model):
     result = run(["sample", "-m", tiny_model, "--length", "5", "--seed", str(2**63 - 1)])
     assert result.exit_code == 0, result.output
+
+
+# ---- score: empty input, word-level characters ----------------------------------------------
+def test_empty_input_scores_nothing_and_is_not_an_error(cwd, tiny_model):
+    (cwd / "empty.txt").write_bytes(b"")
+    for args, stdin in ((["score"], ""), (["score", "--file", "empty.txt"], None), (["score", "-"], "")):
+        result = run([*args, "-m", tiny_model], input=stdin)
+        assert result.exit_code == 0, (args, result.output)
+        assert result.stdout == ""
+        assert result.stderr.strip() == "0 lines, 0 tokens: nothing to score"
+    # A document of blank lines is text: it is scored.
+    (cwd / "blank.txt").write_text("\n\n")
+    blank = run(["score", "--file", "blank.txt", "-m", tiny_model])
+    assert blank.exit_code == 0 and blank.stdout.split("\t")[1] == "2"
+
+
+def test_word_level_bits_per_char_count_the_characters_of_unknown_words():
+    from charlm.config import ModelConfig, TokenizerConfig
+    from charlm.model import Model
+    from charlm.score import Totals, score_text
+    from charlm.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.build("the cat sat\non the mat\n", TokenizerConfig(level="word"))
+    model = Model.create(ModelConfig(vocab_size=tokenizer.vocab_size, hidden=8, embed=4, layers=1))
+    unknown = score_text(model, tokenizer, "the  hippopotamus sat")
+    assert unknown.unk == 1
+    assert unknown.chars == len("the hippopotamus sat\n")  # not len("the <unk> sat\n")
+    document = score_text(model, tokenizer, "the cat\non zebras\n", as_line=False)
+    assert document.chars == len("the cat\non zebras\n")
+    totals = Totals()
+    totals.add(unknown)
+    assert totals.bits_per_char == pytest.approx(-unknown.logprob / np.log(2) / 21)
