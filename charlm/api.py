@@ -86,6 +86,7 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
          "--weight-decay must be 0 (off) or a positive number, and with adamw or sgd below 1 / --lr "
          "(each step multiplies the weights by 1 - lr x weight decay)"),
         (0.0 <= cfg.valid_frac < 1.0, "--valid-frac must be in [0, 1), e.g. 0.1"),
+        (cfg.valid_tokens == 0 or cfg.valid_tokens >= 2, "--valid-tokens must be 0 (all) or at least 2"),
         (cfg.steps is None or cfg.steps >= 1, "--steps must be at least 1"),
         (cfg.epochs is None or cfg.epochs > 0, "--epochs must be positive"),
         (cfg.time_budget is None or cfg.time_budget > 0, "--time must be positive, e.g. 90s or 10m"),

@@ -205,6 +205,7 @@ def load_training_state(path) -> tuple[Model, Tokenizer, dict, dict]:
 
 _TRAIN_TYPES = {  # TrainConfig field -> (accepted JSON types, lowest value)
     "batch": (int, 1), "seq_len": (int, 1), "patience": (int, 1), "valid_every": (int, 0),
+    "valid_tokens": (int, 0),
     "log_every": (int, 1), "seed": (int, 0), "steps": (int, 1), "lr": (float, 0.0),
     "clip": (float, 0.0), "lr_decay": (float, 0.0), "valid_frac": (float, 0.0),
     "weight_decay": (float, 0.0), "epochs": (float, 0.0), "time_budget": (float, 0.0),

@@ -58,6 +58,7 @@ def train(
     lr_decay: Annotated[float, Opt(help="Plateau: factor applied to the learning rate when validation stalls.")] = 0.5,
     preset: Annotated[Optional[str], Opt(help=f"A named recipe (docs/RESULTS.md); options given here override it: {', '.join(PRESETS)}.")] = None,
     valid_every: Annotated[int, Opt(help="Steps between validations (0: automatic).")] = 0,
+    valid_tokens: Annotated[int, Opt(min=0, help="Validate on the first N tokens of the validation text (0: all of it).")] = TrainConfig.valid_tokens,
     seed: Annotated[int, Opt(min=0, max=SEED_MAX, help="Random seed: same seed, same machine, same model.")] = 0,
     resume: Annotated[bool, Opt(help="Continue the interrupted run saved beside --output.")] = False,
     encoding_errors: Annotated[str, Opt(help="Invalid UTF-8: strict (error), replace or ignore.")] = "strict",
@@ -102,6 +103,7 @@ def train(
                               warmup=a["warmup"], decay=a["decay"],
                               patience=a["patience"], lr_decay=a["lr_decay"],
                               valid_every=a["valid_every"], valid_frac=a["valid_frac"],
+                              valid_tokens=a["valid_tokens"],
                               seed=a["seed"], **limits)
             trainer = api.prepare_training(corpus, model_cfg=model_cfg, tok_cfg=tok_cfg, cfg=cfg,
                                            valid=valid, output=output,
@@ -128,7 +130,7 @@ def train(
 _RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "layers", "hidden", "embed",
                  "dropout", "locked_dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr",
                  "beta2", "weight_decay", "clip", "clip_mode", "schedule", "warmup", "decay", "patience", "lr_decay",
-                 "valid_every", "seed", "preset")
+                 "valid_every", "valid_tokens", "seed", "preset")
 _LIMITS = ("epochs", "steps", "time")
 _OPTIONS = _RUN_SETTINGS + _LIMITS
 

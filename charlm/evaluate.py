@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -12,6 +13,16 @@ from .model import Model
 
 def evaluate_loss(model: Model, ids: np.ndarray, batch: int, seq_len: int) -> float:
     """Mean negative log-likelihood, nats/token, of every predicted token of `ids`."""
+    loss = 0.0
+    for _, loss in evaluate_in_windows(model, ids, batch, seq_len):
+        pass
+    return loss
+
+
+def evaluate_in_windows(model: Model, ids: np.ndarray, batch: int,
+                        seq_len: int) -> Iterator[tuple[int, float]]:
+    """evaluate_loss window by window: after each window, (tokens predicted so far, their mean
+    negative log-likelihood in nats/token); the last pair holds the result."""
     state = None  # sized by the first window: eval_windows may lower the batch for short text
     total, count = 0.0, 0
     for x, y in eval_windows(ids, batch, seq_len):
@@ -20,7 +31,7 @@ def evaluate_loss(model: Model, ids: np.ndarray, batch: int, seq_len: int) -> fl
         logp, state = model.target_logprobs(x.T, y.T, state)
         total -= float(logp.sum())
         count += logp.size
-    return total / max(count, 1)
+        yield count, total / count
 
 
 def perplexity(loss: float) -> float:

@@ -94,6 +94,16 @@ class TrainingView:
             f"{bpc} at {e.elapsed:.0f}s{mark}"
         )
 
+    def _on_validating(self, e: events.Validating) -> None:
+        """A long validation shows its progress: in the bar's val field, or a plain line at
+        most every PLAIN_LOG_SECONDS."""
+        share = f"{100 * e.tokens_done / max(e.tokens_total, 1):.0f}%"
+        if self.progress is not None:
+            self.progress.update(self.task, val=share)
+        elif time.monotonic() - self._last_plain >= PLAIN_LOG_SECONDS:
+            self._last_plain = time.monotonic()
+            self._line(f"validating step {e.step}: {e.tokens_done:,} of {e.tokens_total:,} tokens ({share})")
+
     def _on_notice(self, e: events.Notice) -> None:
         self._line(e.message, style="yellow")
 

@@ -19,7 +19,7 @@ from .checkpoint import save_model
 from .config import TrainConfig, to_dict
 from .data import BatchStream
 from .errors import DivergenceError
-from .evaluate import bits_per_char, evaluate_loss, perplexity
+from .evaluate import bits_per_char, evaluate_in_windows, perplexity
 from .model import Model
 from .optim import Optimizer, clip_gradients
 from .schedule import BUDGET_SCHEDULES, PLATEAU_DECAYS, budget_factor
@@ -50,7 +50,7 @@ class Trainer:
         # run_lock: the output's charlm.outputs.RunLock, released when run() ends (or None)
         self.run_lock = run_lock
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
-        self.valid_ids = valid_ids
+        self.valid_ids = valid_ids[: cfg.valid_tokens] if cfg.valid_tokens else valid_ids
         self.model_path, self.state_path, self.metrics_path = model_path, state_path, metrics_path
         self.extra_header = extra_header or {}
         self.stream = BatchStream(train_ids, cfg.batch, cfg.seq_len)
@@ -62,6 +62,8 @@ class Trainer:
         # much as 15-20 training steps (forward only over the validation text, 10% of the corpus).
         self.valid_every = cfg.valid_every or min(250, max(10, self.stream.windows_per_epoch // 2))
         self._stop_reason: str | None = None
+        self._stop_requests = 0  # a request during a validation interrupts it
+        self._validation_interrupted = False
         self._losses: list[float] = []  # train losses since the last log line
         self._last_norm = 0.0
         # --time includes the closing validation: seconds of the last step and validation
@@ -72,8 +74,10 @@ class Trainer:
 
     # ---- control ------------------------------------------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
-        """Safe from a signal handler: the loop stops after the current step and saves."""
+        """Safe from a signal handler: the loop stops after the current step (or interrupts
+        the current validation) and saves."""
         self._stop_reason = reason
+        self._stop_requests += 1
 
     @property
     def epoch(self) -> float:
@@ -112,6 +116,8 @@ class Trainer:
             self._take_snapshot()
         start = time.perf_counter() - pr.elapsed
         interval = _Interval(time.perf_counter(), pr.tokens)
+        if pr.interrupted_validation == pr.step:  # resumed where a stop interrupted it
+            yield from self._validate(start)
         reason = self._stop_reason or self._limit_reached()  # e.g. --resume of a finished run
         while reason is None:
             t0 = time.perf_counter()
@@ -125,7 +131,7 @@ class Trainer:
             if not notice and pr.step % self.valid_every == 0 and not self._closing_is_near():
                 yield from self._validate(start)
             reason = self._stop_reason or self._limit_reached()
-        if pr.last_valid_step != pr.step:
+        if pr.last_valid_step != pr.step and not self._validation_interrupted:
             yield from self._validate(start, scheduled=False)
         self._save_state()
         yield self._finished(reason)
@@ -198,8 +204,15 @@ class Trainer:
         drives the plateau schedule (learning-rate decay, early stopping)."""
         cfg, pr = self.cfg, self.progress
         t0 = time.perf_counter()
-        with _quiet_overflow():
-            loss = evaluate_loss(self.model, self.valid_ids, cfg.batch, cfg.seq_len)
+        loss = yield from self._evaluate()
+        if loss is None:  # interrupted by a stop request
+            self._validation_interrupted = True
+            if scheduled:
+                pr.interrupted_validation = pr.step
+            yield events.Notice(f"the validation of step {pr.step} was interrupted; "
+                                + ("--resume runs it again" if scheduled else "the state is saved"))
+            return
+        pr.interrupted_validation = -1
         if not (math.isfinite(loss) and self._params_finite()):
             self._valid_seconds = time.perf_counter() - t0
             problem = f"the loss is {loss}" if not math.isfinite(loss) else "the weights hold NaN or inf"
@@ -230,6 +243,22 @@ class Trainer:
         bpc = bits_per_char(loss) if self.tokenizer.level == "char" else None
         yield events.Validated(pr.step, self.epoch, loss, perplexity(loss), bpc, improved, pr.elapsed)
         self._save_state()
+
+    def _evaluate(self):
+        """The validation loss, yielding a Validating event after each window; None when a
+        stop is requested meanwhile."""
+        requests, pr = self._stop_requests, self.progress
+        windows = evaluate_in_windows(self.model, self.valid_ids, self.cfg.batch, self.cfg.seq_len)
+        loss = 0.0
+        while True:
+            with _quiet_overflow():
+                window = next(windows, None)
+            if self._stop_requests != requests:
+                return None
+            if window is None:
+                return loss
+            done, loss = window
+            yield events.Validating(pr.step, done, len(self.valid_ids))
 
     def _limit_reached(self) -> str | None:
         cfg, pr = self.cfg, self.progress

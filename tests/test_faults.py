@@ -285,3 +285,82 @@ def test_word_level_bits_per_char_count_the_characters_of_unknown_words():
     totals = Totals()
     totals.add(unknown)
     assert totals.bits_per_char == pytest.approx(-unknown.logprob / np.log(2) / 21)
+
+
+# ---- validation: capped, with progress, interruptible ----------------------------------------
+def _api_trainer(corpus, out: Path, steps: int, **cfg):
+    from charlm import api
+    from charlm.config import ModelConfig, TrainConfig
+
+    return api.prepare_training(
+        str(corpus), output=str(out), model_cfg=ModelConfig(embed=8, hidden=16, layers=1),
+        cfg=TrainConfig(batch=4, seq_len=16, steps=steps, seed=9, log_every=1, valid_every=5,
+                        valid_frac=0.3, **cfg))
+
+
+def test_validation_scores_the_first_valid_tokens_with_progress(corpus_file, tmp_path):
+    from charlm import events
+    from charlm.evaluate import evaluate_loss
+
+    trainer = _api_trainer(corpus_file, tmp_path / "m.safetensors", 5, valid_tokens=500)
+    whole = _api_trainer(corpus_file, tmp_path / "n.safetensors", 5, valid_tokens=0).valid_ids
+    assert len(whole) > 5000
+    assert np.array_equal(trainer.valid_ids, whole[:500])  # the first tokens: comparable runs
+    seen = list(trainer.run())
+    assert seen[0].valid_tokens == 500
+    progress = [e for e in seen if isinstance(e, events.Validating)]
+    done = [e.tokens_done for e in progress]
+    assert len(done) > 1 and done == sorted(done) and {e.tokens_total for e in progress} == {500}
+    [validated] = [e for e in seen if isinstance(e, events.Validated)]
+    assert seen.index(progress[-1]) < seen.index(validated)
+    assert validated.loss == pytest.approx(evaluate_loss(trainer.model, whole[:500], 4, 16))
+
+
+def test_valid_tokens_option(corpus):
+    result = run(["train", corpus, *TINY, "--steps", "2", "--valid-tokens", "300"])
+    assert result.exit_code == 0, result.output
+    assert "validating on 300" in result.stderr
+    assert run(["train", corpus, *TINY, "--steps", "2", "--valid-tokens", "-1"]).exit_code == 2
+    one_line_error(run(["train", corpus, *TINY, "--steps", "2", "--valid-tokens", "1"]), 2, "--valid-tokens")
+
+
+def test_a_long_validation_shows_progress_in_plain_logs(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from charlm import events, render
+
+    monkeypatch.setattr(render, "PLAIN_LOG_SECONDS", 0.0)
+    out = io.StringIO()
+    view = render.TrainingView(Console(file=out, force_terminal=False, width=200))
+    view.handle(events.Validating(step=20, tokens_done=5_000_000, tokens_total=20_000_000))
+    assert out.getvalue().strip() == "validating step 20: 5,000,000 of 20,000,000 tokens (25%)"
+
+
+def test_a_stop_during_a_validation_ends_at_once_and_resumes_exactly(corpus_file, tmp_path):
+    from charlm import api, events
+    from test_resume import assert_same_state
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    for _ in _api_trainer(corpus_file, a / "m.safetensors", 12).run():
+        pass
+
+    trainer = _api_trainer(corpus_file, b / "m.safetensors", 12)
+    seen = []
+    for event in trainer.run():
+        seen.append(event)
+        if isinstance(event, events.Validating) and event.step == 10 and event.tokens_done == 64:
+            trainer.request_stop("test")
+    notices = [e.message for e in seen if isinstance(e, events.Notice)]
+    assert notices == ["the validation of step 10 was interrupted; --resume runs it again"]
+    # No validation after the interrupted one: the run ended at once, with its state saved.
+    assert [e.step for e in seen if isinstance(e, events.Validated)] == [5]
+    assert sum(isinstance(e, events.Validating) and e.step == 10 for e in seen) == 1
+    assert isinstance(seen[-1], events.Finished) and seen[-1].steps == 10
+
+    resumed = api.resume_training(str(corpus_file), output=str(b / "m.safetensors"))
+    again = list(resumed.run())
+    assert [e.step for e in again if isinstance(e, events.Validated)] == [10, 12]
+    assert_same_state(a / "m.state.safetensors", b / "m.state.safetensors")
