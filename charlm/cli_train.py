@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -113,7 +115,7 @@ def train(
         view = TrainingView(err)
         caught: list[int] = []
         try:
-            with _stop_on_signals(trainer, caught):
+            with _stop_on_signals(trainer, caught, lambda signum: _exit_at_once(signum, trainer, corpus, output)):
                 for event in trainer.run():
                     view.handle(event)
         finally:
@@ -121,9 +123,33 @@ def train(
         err.print(escape(f"model saved to {trainer.model_path}; resumable state in {trainer.state_path}"),
                   soft_wrap=True)
         if caught:
-            err.print(escape(f"interrupted: continue with `charlm train {corpus} --resume"
-                             f"{'' if output is None else ' -o ' + output}`"), soft_wrap=True)
+            err.print(escape(f"interrupted: continue with {_resume_command(corpus, output)}"), soft_wrap=True)
             raise typer.Exit(EXIT_ON_SIGNAL[caught[0]])
+
+
+def _resume_command(corpus: str, output: str | None) -> str:
+    return f"`charlm train {corpus} --resume{'' if output is None else ' -o ' + output}`"
+
+
+def _exit_at_once(signum: int, trainer, corpus: str, output: str | None) -> NoReturn:
+    """A second Ctrl-C or SIGTERM: say so and end the process from the signal handler, without
+    unwinding the run. An exception raised into whatever the main thread was running (a save,
+    the worker pool's locks) could leave a lock taken and hang the exit; ending here cannot.
+    The files stay whole: every save is an atomic rename, and a save cut short leaves only its
+    temporary file, which a later save removes."""
+    name = signal.Signals(signum).name
+    if os.path.exists(trainer.state_path):
+        message = (f"stopped at once by a second {name}, without saving: {_resume_command(corpus, output)} "
+                   f"continues from the state saved last in {trainer.state_path}")
+    else:
+        message = f"stopped at once by a second {name}: the run had saved nothing yet"
+    try:
+        os.write(2, f"\n{message}\n".encode("utf-8", "replace"))  # no locks: safe in a handler
+    except OSError:  # stderr closed
+        pass
+    if trainer.run_lock is not None:
+        trainer.run_lock.release()
+    os._exit(EXIT_ON_SIGNAL[signum])
 
 
 # Options fixed by the run that --resume continues (the limits --steps/--epochs/--time are not).
@@ -167,13 +193,13 @@ def _given_settings(ctx: typer.Context, a: dict, from_preset: list[str]) -> dict
 
 
 @contextmanager
-def _stop_on_signals(trainer, caught: list):
-    """First Ctrl-C / SIGTERM: finish the step, save, stop. A second one: stop at once."""
+def _stop_on_signals(trainer, caught: list, at_once: Callable[[int], None]):
+    """First Ctrl-C / SIGTERM: finish the step, save, stop. A second one: at_once(signum)."""
 
     def handler(signum, frame):
         if caught:
-            signal.signal(signum, signal.SIG_DFL)
-            raise KeyboardInterrupt
+            at_once(signum)
+            return
         caught.append(signum)
         trainer.request_stop(f"stopped by {signal.Signals(signum).name}")
 

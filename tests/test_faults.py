@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -364,3 +365,31 @@ def test_a_stop_during_a_validation_ends_at_once_and_resumes_exactly(corpus_file
     again = list(resumed.run())
     assert [e.step for e in again if isinstance(e, events.Validated)] == [10, 12]
     assert_same_state(a / "m.state.safetensors", b / "m.state.safetensors")
+
+
+# ---- signals ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_second_signal_stops_at_once_with_its_exit_status_and_says_so(tmp_path, signum, code):
+    from conftest import make_corpus
+
+    # A validation text of ~1M tokens scored whole: the closing validation that the first
+    # signal starts lasts seconds, and the second signal arrives during it.
+    (tmp_path / "big.txt").write_text(make_corpus(2_000_000), encoding="utf-8")
+    proc = subprocess.Popen(cli("train", "big.txt", *TINY, "--steps", "1000000", "--valid-every", "1000000",
+                                "--valid-frac", "0.5", "--valid-tokens", "0", "-o", "m.safetensors"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, text=True)
+    assert proc.stderr.readline().startswith("training ")
+    try:
+        proc.send_signal(signum)
+        time.sleep(0.3)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    name = signal.Signals(signum).name
+    assert stderr.strip().splitlines()[-1] == f"stopped at once by a second {name}: the run had saved nothing yet"
+    assert not (tmp_path / "m.lock").exists()
