@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -184,6 +185,7 @@ def resume_training(corpus: str, *, output: str | None = None, valid: str | None
         trainer = Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra,
                           paths.metrics, run_lock=lock)
         trainer.restore(arrays, info)
+        _trim_metrics(paths, trainer.progress.step)
     except BaseException:
         lock.release()
         raise
@@ -253,6 +255,42 @@ def _remove_old_state(paths: RunPaths) -> None:
     except OSError as exc:
         raise CharlmError(f"cannot remove the resumable state {paths.state} of an earlier run on "
                           f"{paths.model} ({exc.strerror}): remove it, or choose another -o/--output") from exc
+
+
+def _trim_metrics(paths: RunPaths, step: int) -> None:
+    """Before a resumed run appends to the metrics file, drop the rows past the step it resumes
+    at (written after the saved state by a run that was then killed) and any line cut short:
+    each step's rows appear once."""
+    try:
+        with open(paths.metrics, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise CharlmError(f"cannot read the metrics file {paths.metrics} beside {paths.model} "
+                          f"({exc.strerror}): remove it to continue") from exc
+    kept = [line for line in lines if _row_step(line, default=step + 1) <= step]
+    if len(kept) == len(lines):
+        return
+    tmp = f"{paths.metrics}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in kept)
+        os.replace(tmp, paths.metrics)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise CharlmError(f"cannot write the metrics file {paths.metrics} beside {paths.model} "
+                          f"({exc.strerror}): free some disk space or choose another -o/--output") from exc
+
+
+def _row_step(line: str, default: int) -> int:
+    """The step of a metrics row; `default` for a line that is not one (e.g. cut short by a kill)."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return default
+    return step if isinstance(step, int) and not isinstance(step, bool) else default
 
 
 def _start_metrics(paths: RunPaths) -> None:

@@ -18,7 +18,7 @@ from . import events
 from .checkpoint import save_model
 from .config import TrainConfig, to_dict
 from .data import BatchStream
-from .errors import DivergenceError
+from .errors import CharlmError, DivergenceError
 from .evaluate import bits_per_char, evaluate_in_windows, perplexity
 from .model import Model
 from .optim import Optimizer, clip_gradients
@@ -71,6 +71,7 @@ class Trainer:
         self._valid_seconds: float | None = None
         self._snapshot: _Snapshot | None = None  # taken when run() starts, unless restored
         self._snapshot_is_current = False  # no optimizer step since it was taken or restored
+        self._last_rollback: tuple[int, int] | None = None  # (step, snapshot step) of the last one
 
     # ---- control ------------------------------------------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
@@ -101,8 +102,14 @@ class Trainer:
         if self.metrics_path is None:
             return
         row = {"event": type(event).__name__.lower(), **dataclasses.asdict(event)}
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as exc:
+            raise CharlmError(
+                f"cannot write the metrics file {self.metrics_path} beside the model {self.model_path} "
+                f"({exc.strerror or exc}): free some disk space or choose another -o/--output; "
+                "--resume continues from the last validation") from None
 
     def _run(self):
         cfg, pr = self.cfg, self.progress
@@ -177,6 +184,12 @@ class Trainer:
         self.hidden = self.model.zero_state(self.cfg.batch)
         self.optimizer.lr *= 0.5
         self.progress.lr_scale *= 0.5
+        again = self._last_rollback == (pr.step, snap.step)
+        self._last_rollback = (pr.step, snap.step)
+        if again:  # the same step number: a failed step does not count, the batch moved on
+            return (f"training diverged again, on the next batch: rolled back again, learning rate "
+                    f"lowered to {self.optimizer.lr:.3g} ({pr.divergences} of {MAX_DIVERGENCES - 1} "
+                    "rollbacks allowed since the last good validation)")
         origin = f"step {snap.step}" if snap.step else "the start"
         return (f"training diverged at {what}: rolled back to the weights of {origin}, "
                 f"learning rate lowered to {self.optimizer.lr:.3g}")

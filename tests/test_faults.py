@@ -393,3 +393,60 @@ def test_a_second_signal_stops_at_once_with_its_exit_status_and_says_so(tmp_path
     name = signal.Signals(signum).name
     assert stderr.strip().splitlines()[-1] == f"stopped at once by a second {name}: the run had saved nothing yet"
     assert not (tmp_path / "m.lock").exists()
+
+
+# ---- messages and files after failures --------------------------------------------------------
+def test_an_invalid_model_config_is_named_field_by_field(cwd, tiny_model):
+    from charlm.tensorfile import save_tensors
+
+    tensors, meta = load_tensors(str(tiny_model))
+    header = json.loads(meta["charlm"])
+    header["model"]["hidden"] = -3
+    save_tensors(str(cwd / "bad.safetensors"), tensors, {"charlm": json.dumps(header)})
+    line = one_line_error(run(["info", cwd / "bad.safetensors"]), 1,
+                          "hidden is -3, expected an integer, at least 1", "retrain")
+    assert "{" not in line
+
+
+def test_repeated_rollbacks_at_one_step_name_it_once(corpus_file, tmp_path):
+    from charlm import events
+    from test_divergence import make_trainer, poison_steps
+
+    trainer = make_trainer(corpus_file, tmp_path / "m.safetensors", steps=12, valid_every=5)
+    poison_steps(trainer, {8, 9, 10})  # three failures in a row: the step count stays at 7
+    notices = [e.message for e in trainer.run() if isinstance(e, events.Notice)]
+    assert len(notices) == 3
+    assert sum(n.count("step 8") for n in notices) == 1
+    assert notices[0].startswith("training diverged at step 8: the loss is nan: rolled back to the weights of step 5")
+    assert notices[1].startswith("training diverged again, on the next batch: rolled back again")
+    assert "lowered to 0.00025" in notices[2]
+
+
+def test_a_metrics_write_error_names_the_model(corpus_file, tmp_path):
+    from charlm.errors import CharlmError
+
+    trainer = _api_trainer(corpus_file, tmp_path / "m.safetensors", 5)
+    trainer.metrics_path = str(tmp_path / "gone" / "m.metrics.jsonl")  # its directory is gone
+    with pytest.raises(CharlmError, match=r"m\.metrics\.jsonl beside the model .*m\.safetensors"):
+        for _ in trainer.run():
+            pass
+    assert not (tmp_path / "m.lock").exists()
+
+
+def test_resume_drops_the_metrics_rows_written_after_the_saved_state(corpus):
+    cwd = corpus.parent
+    assert run(["train", corpus, *TINY, "--steps", "10", "--valid-every", "5"]).exit_code == 0
+    metrics = cwd / "charlm.metrics.jsonl"
+    before = metrics.read_text()
+    # A run killed after its last save wrote rows for steps the saved state has not reached,
+    # and a row cut short.
+    with open(metrics, "a") as f:
+        f.write(json.dumps({"event": "step", "step": 20, "loss": 9.0}) + "\n")
+        f.write('{"event": "validated", "st')
+    resumed = run(["train", corpus, "--resume", "--steps", "20"])
+    assert resumed.exit_code == 0, resumed.output
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert metrics.read_text().startswith(before)
+    assert [r["step"] for r in rows if r["event"] == "step"] == [10, 20]
+    assert [r["step"] for r in rows if r["event"] == "validated"] == [5, 10, 15, 20]
+    assert all(r.get("loss") != 9.0 for r in rows)
