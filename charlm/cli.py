@@ -201,10 +201,15 @@ def score(
             _print_totals(totals)
 
 
+def _json_safe(d: dict) -> dict:
+    """JSON has no infinity or NaN: such a number becomes null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
 def _format_score(s, json_lines: bool, show_text: bool) -> str:
     """TSV (a perplexity beyond a double is inf), or JSON, which has no infinity: null."""
     if json_lines:
-        d = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in s.as_dict().items()}
+        d = _json_safe(s.as_dict())
         if not show_text:
             d.pop("text")
         return json.dumps(d, ensure_ascii=False)
@@ -239,7 +244,7 @@ def info(
         net, tokenizer, header = load(chosen)
         card = model_card(chosen, net, tokenizer, header)
         if json_out:
-            print(json.dumps(card))
+            print(json.dumps(_json_safe(card)))
             return
         table = Table(title=f"charlm model {escape(chosen)}", show_header=False)
         table.add_column(style="bold")

@@ -35,7 +35,15 @@ def evaluate_in_windows(model: Model, ids: np.ndarray, batch: int,
 
 
 def perplexity(loss: float) -> float:
-    return math.exp(min(loss, 700.0))
+    return exp_or_inf(loss)
+
+
+def exp_or_inf(x: float) -> float:
+    """e**x, or inf where that exceeds a double (the perplexity of a diverged model)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 def bits_per_char(loss: float) -> float:

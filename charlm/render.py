@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from . import events
+from .evaluate import perplexity
 
 PLAIN_LOG_SECONDS = 30.0  # a plain log line at most this often, plus one per validation
 
@@ -134,7 +135,7 @@ class TrainingView:
             ("best validation loss", f"{_fmt(e.best_loss)} nats/token (step {e.best_step})"),
         ]
         if e.best_loss is not None:
-            rows.append(("best validation ppl", _ppl(math.exp(min(e.best_loss, 700)))))
+            rows.append(("best validation ppl", _ppl(perplexity(e.best_loss))))
             if self.best_valid is not None and self.best_valid.bpc is not None:
                 rows.append(("best bits/char", f"{self.best_valid.bpc:.4f}"))
         for name, value in rows:

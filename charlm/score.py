@@ -13,19 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .evaluate import exp_or_inf
 from .model import Model
 from .quick import QUICK_MAX_TOKENS, quick_logprobs
 from .tokenizer import Tokenizer, normalize
 
 DOCUMENT_CHUNK = 1024  # tokens per forward call when scoring a document as one stream
-
-
-def exp_or_inf(x: float) -> float:
-    """e**x, or inf where that exceeds a double (a perplexity of a diverged model)."""
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return math.inf
 
 
 @dataclass(frozen=True)

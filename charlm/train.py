@@ -102,6 +102,8 @@ class Trainer:
         if self.metrics_path is None:
             return
         row = {"event": type(event).__name__.lower(), **dataclasses.asdict(event)}
+        # JSON has no infinity (a diverged model's perplexity) or NaN: such a number is null
+        row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
         try:
             with open(self.metrics_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")

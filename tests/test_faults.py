@@ -219,7 +219,8 @@ def overflowing_model(cwd, tiny_model):
     model, tokenizer, header = load_model(tiny_model)
     model.params["decoder.weight"] *= 1e5
     path = cwd / "diverged.safetensors"
-    save_model(path, model, tokenizer, {k: header[k] for k in ("train", "summary") if k in header})
+    summary = {**header["summary"], "best_valid_loss": 903.9}  # a validation loss of such a run
+    save_model(path, model, tokenizer, {"train": header["train"], "summary": summary})
     return path
 
 
@@ -237,7 +238,16 @@ def test_score_of_a_model_whose_perplexity_overflows_prints_inf(overflowing_mode
     assert row["ppl"] is None and row["logprob"] < -1000
     document = run(["score", "-m", overflowing_model, "--file", "-"], input="the quick fox\n")
     assert document.exit_code == 0 and document.stdout.split("\t")[3].strip() == "inf"
-    assert run(["info", overflowing_model]).exit_code == 0
+
+
+def test_info_and_training_logs_show_an_overflowing_perplexity_as_inf(overflowing_model):
+    from charlm.evaluate import perplexity
+
+    table = run(["info", overflowing_model])
+    assert table.exit_code == 0 and "inf" in table.stdout.split("best valid ppl")[1].splitlines()[0]
+    card = json.loads(run(["info", overflowing_model, "--json"]).stdout)  # strict JSON
+    assert card["best_valid_ppl"] is None and card["best_valid_loss"] == 903.9
+    assert perplexity(903.9) == float("inf") and perplexity(2.0) == pytest.approx(np.exp(2.0))
 
 
 # ---- --seed out of range --------------------------------------------------------------------
