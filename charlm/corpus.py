@@ -79,10 +79,11 @@ class Corpus:
         decoder = codecs.getincrementaldecoder("utf-8")(self.errors)
         offset = 0  # bytes read so far
         at_start, content = True, False
-        digest = hashlib.blake2b(digest_size=16)
+        digest = hashlib.blake2b(digest_size=16) if self.fingerprint is None else None  # once
         while True:
             data = _read(f, self.chunk_bytes, name)
-            digest.update(data)
+            if digest is not None:
+                digest.update(data)
             nul = data.find(b"\x00")
             if nul >= 0:
                 raise CorpusError(_binary_message(name, offset + nul))
@@ -101,7 +102,8 @@ class Corpus:
                 yield text
             if not data:
                 break
-        self.fingerprint = {"bytes": offset, "blake2b": digest.hexdigest()}
+        if digest is not None:
+            self.fingerprint = {"bytes": offset, "blake2b": digest.hexdigest()}
         if not content and not allow_blank:
             raise CorpusError(f"{name} is empty or only whitespace: pass a text file with some content")
 

@@ -81,12 +81,21 @@ class RunLock:
                     f"another charlm run{holder} is writing {model} (it holds {path}): wait for it "
                     "to end, or choose another -o/--output") from None
             if _is_file_at(fd, path):
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-                return cls(path, fd)
+                lock = cls(path, fd)
+                lock._write_pid(model)
+                return lock
             os.close(fd)
         raise RunLockedError(f"could not lock {path} for {model}: other runs keep replacing it; "
                              "choose another -o/--output")
+
+    def _write_pid(self, model: str) -> None:
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            self.release()
+            raise CharlmError(f"cannot write {model}: writing {self.path} failed ({exc.strerror or exc}): "
+                              "free some disk space or choose another -o/--output") from None
 
     def release(self) -> None:
         """Remove the lock file and drop the lock (once; later calls do nothing)."""
@@ -100,7 +109,10 @@ class RunLock:
         self._fd = None
 
     def __del__(self):
-        self.release()
+        try:
+            self.release()
+        except Exception:  # at interpreter exit, when os may be gone: the kernel drops the lock
+            pass
 
 
 def _open_lock_file(path: str, model: str) -> int:

@@ -460,3 +460,17 @@ def test_resume_drops_the_metrics_rows_written_after_the_saved_state(corpus):
     assert [r["step"] for r in rows if r["event"] == "step"] == [10, 20]
     assert [r["step"] for r in rows if r["event"] == "validated"] == [5, 10, 15, 20]
     assert all(r.get("loss") != 9.0 for r in rows)
+
+
+def test_run_lock_holds_the_pid_and_goes_away_on_release(tmp_path):
+    from charlm.outputs import RunLock, RunLockedError
+
+    path = str(tmp_path / "m.lock")
+    lock = RunLock.acquire(path, "m.safetensors")
+    assert Path(path).read_text() == f"{os.getpid()}\n"
+    with pytest.raises(RunLockedError, match=f"PID {os.getpid()}"):
+        RunLock.acquire(path, "m.safetensors")
+    lock.release()
+    lock.release()  # once only
+    assert not Path(path).exists()
+    RunLock.acquire(path, "m.safetensors").release()
