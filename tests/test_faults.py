@@ -1,4 +1,4 @@
-"""Hostile inputs to the command line: outputs that are not regular files, two runs on one
+"""Faults a user can provoke from the command line: outputs that are not regular files, two runs on one
 output, stale and foreign training states, diverged models, out-of-range seeds."""
 
 from __future__ import annotations
