@@ -14,8 +14,7 @@ from .config import SEED_MAX, ModelConfig, TokenizerConfig, TrainConfig
 from .presets import PRESETS
 
 # Model and window sizes by level, when not given: a 2x512 LSTM for characters (char-rnn's
-# recipe), PyTorch word_language_model's small shapes for words. Adam's rate for characters:
-# 3e-3 (docs/RESULTS.md).
+# recipe), PyTorch word_language_model's small shapes for words.
 LEVEL_DEFAULTS = {
     "char": dict(embed=64, hidden=512, layers=2, batch=32, seq_len=100, lr=3e-3),
     "word": dict(embed=200, hidden=200, layers=2, batch=20, seq_len=35, lr=2e-3),
