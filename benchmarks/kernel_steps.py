@@ -2,7 +2,7 @@
 
 Prints the best of 5 runs of `lstm_forward` / `lstm_backward` and `gru_forward` over T steps of
 a (B, H) batch, float32, in milliseconds. Run it from two checkouts to compare kernel changes
-(the figures in docs/RESULTS.md were measured that way, one after the other on the same host).
+(one after the other on the same machine).
 """
 
 from __future__ import annotations

@@ -8,20 +8,23 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import run_identity
 from .checkpoint import default_model_path, load_model, load_training_state, sidecar
 from .config import CELLS, CLIP_MODES, LEVELS, OPTIMIZERS, ModelConfig, TokenizerConfig, TrainConfig
 from .data import Corpus, split_train_valid
 from .distributed import world
-from .errors import CharlmError, CorpusError, OptionError
+from .errors import CharlmError, CorpusError, ModelFileError, OptionError
 from .finetune import grown_model, grown_tokenizer, lineage
 from .initializers import INITS
 from .model import Model
+from .outputs import RunLock, check_outputs, follow_link
 from .schedule import BUDGET_SCHEDULES, SCHEDULES
 from .tokenizer import Tokenizer
 
@@ -30,20 +33,29 @@ if TYPE_CHECKING:
 
 
 # The model file's header sections that a resumed run writes again as they were.
-RESUMED_HEADER = ("tokenizer_config", "corpus", "parent", "corpora", "size_rule")
+RESUMED_HEADER = ("tokenizer_config", "corpus", "run", "parent", "corpora", "size_rule")
 
 
 @dataclass(frozen=True)
 class RunPaths:
+    """The files of a run: the model and, beside it, the resumable state, the metrics and the
+    lock. A symbolic link is followed (charlm.outputs): the files go where it points."""
+
     model: str
     state: str
     metrics: str
+    lock: str
 
     @classmethod
     def for_model(cls, model_path: str | None) -> "RunPaths":
-        model_path = model_path or default_model_path()
-        return cls(model_path, str(sidecar(model_path, "state.safetensors")),
-                   str(sidecar(model_path, "metrics.jsonl")))
+        model_path = follow_link(model_path or default_model_path())
+        return cls(model_path, *(follow_link(str(sidecar(model_path, kind)))
+                                 for kind in ("state.safetensors", "metrics.jsonl", "lock")))
+
+    def claim(self) -> RunLock:
+        """Check the output files and lock them for this run (before the corpus is read)."""
+        check_outputs(self.model, [self.state, self.metrics, self.lock])
+        return RunLock.acquire(self.lock, self.model)
 
 
 def load(path: str | None = None):
@@ -81,6 +93,7 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
          "--weight-decay must be 0 (off) or a positive number, and with adamw or sgd below 1 / --lr "
          "(each step multiplies the weights by 1 - lr x weight decay)"),
         (0.0 <= cfg.valid_frac < 1.0, "--valid-frac must be in [0, 1), e.g. 0.1"),
+        (cfg.valid_tokens == 0 or cfg.valid_tokens >= 2, "--valid-tokens must be 0 (all) or at least 2"),
         (cfg.steps is None or cfg.steps >= 1, "--steps must be at least 1"),
         (cfg.epochs is None or cfg.epochs > 0, "--epochs must be positive"),
         (cfg.time_budget is None or cfg.time_budget > 0, "--time must be positive, e.g. 90s or 10m"),
@@ -129,10 +142,13 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
     notes = notes if notes is not None else []
     notes.extend(_idle_options(model_cfg, cfg))
     paths = RunPaths.for_model(output)
-    scratch = _scratch_dir(paths.model)
     ranks = world()
+    held: list = []  # the root's run lock, once claimed
 
-    def read() -> tuple:
+    def read() -> tuple:  # on the root alone under MPI (_read_once)
+        lock = paths.claim()
+        held.append(lock)
+        _remove_old_state(paths)
         with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
             counts = source.count(tok_cfg.level)  # pass 1
             if parent is None:
@@ -140,26 +156,34 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
             else:
                 tokenizer = grown_tokenizer(parent[1], counts, tok_cfg)
                 notes.append(_growth_note(init_from, parent[1], tokenizer))
-            train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
+            train_ids, valid_ids, valid_text = _split(tokenizer, source, valid, cfg.valid_frac,
+                                                      encoding_errors, scratch)
+            identity = run_identity.make_identity(run_identity.text_identity(corpus, source.fingerprint),
+                                                  valid_text, model_cfg, tok_cfg, cfg, encoding_errors)
         fitted = _fit_to_corpus(cfg, len(train_ids), notes)
-        if ranks.is_root:
-            _start_metrics(paths.metrics)
-        return tokenizer, train_ids, valid_ids, fitted
+        _start_metrics(paths)
+        return tokenizer, train_ids, valid_ids, fitted, identity
 
-    tokenizer, train_ids, valid_ids, cfg = _read_once(ranks, read, paths.model)
-    extra = {"tokenizer_config": dataclasses.asdict(tok_cfg), "corpus": os.path.basename(corpus),
-             **(header_extra or {})}
-    if parent is None:
-        model = Model.create(dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size), seed=cfg.seed)
-    else:
-        grown = grown_model(parent[0], tokenizer.vocab_size, np.random.default_rng(cfg.seed))
-        model = Model(dataclasses.replace(grown.config, dropout=model_cfg.dropout,
-                                          locked_dropout=model_cfg.locked_dropout), grown.params)
-        extra.update(lineage(init_from, parent[2], corpus))
+    scratch = _scratch_dir(paths.model)
+    try:
+        tokenizer, train_ids, valid_ids, cfg, identity = _read_once(ranks, read, paths.model)
+        extra = {"tokenizer_config": dataclasses.asdict(tok_cfg), "corpus": os.path.basename(corpus),
+                 "run": identity, **(header_extra or {})}
+        if parent is None:
+            model = Model.create(dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size), seed=cfg.seed)
+        else:
+            grown = grown_model(parent[0], tokenizer.vocab_size, np.random.default_rng(cfg.seed))
+            model = Model(dataclasses.replace(grown.config, dropout=model_cfg.dropout,
+                                              locked_dropout=model_cfg.locked_dropout), grown.params)
+            extra.update(lineage(init_from, parent[2], corpus))
+    except BaseException:
+        for lock in held:
+            lock.release()
+        raise
     from .train import Trainer  # the training machinery (and Numba) only when training
 
     return Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra,
-                   paths.metrics, world=ranks)
+                   paths.metrics, run_lock=held[0] if held else None, world=ranks)
 
 
 def _fine_tuning_configs(parent: tuple, model_cfg: ModelConfig, tok_cfg: TokenizerConfig,
@@ -182,42 +206,66 @@ def _growth_note(path: str, parent: Tokenizer, grown: Tokenizer) -> str:
 
 
 def resume_training(corpus: str, *, output: str | None = None, valid: str | None = None,
-                    limits: dict | None = None, encoding_errors: str = "strict") -> Trainer:
+                    limits: dict | None = None, encoding_errors: str = "strict",
+                    settings: dict | None = None) -> Trainer:
     """A Trainer that continues exactly where the saved state of `output` stopped.
 
     limits: new stop conditions (steps, epochs, time_budget) replacing the saved ones.
+    settings: run settings the caller expects the saved run to have (option name -> value,
+    e.g. {"hidden": 512}); any other value is refused, as are another corpus or validation
+    text than the run's (charlm.run_identity).
     """
     paths = RunPaths.for_model(output)
-    model, tokenizer, arrays, info = load_training_state(paths.state)
-    cfg = TrainConfig(**info["train"])
-    if limits:
-        cfg = dataclasses.replace(cfg, **limits)
-    scratch = _scratch_dir(paths.model)
     ranks = world()
+    held: list = []  # the root's run lock, once claimed
+    model, tokenizer, arrays, info = load_training_state(paths.state) if not ranks.is_root else (None,) * 4
 
-    def read() -> tuple:
+    def read() -> tuple:  # on the root alone under MPI (_read_once)
+        header = info.get("header", {})
+        identity = _saved_identity(paths, header)
+        run_identity.check_settings(paths.state, identity, settings or {})
         with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
-            train_ids, valid_ids = _split(tokenizer, source, valid, cfg.valid_frac, encoding_errors, scratch)
-        return tokenizer, train_ids, valid_ids, cfg
+            train_ids, valid_ids, valid_text = _split(tokenizer, source, valid, cfg.valid_frac,
+                                                      encoding_errors, scratch)
+            run_identity.check_texts(paths.state, identity, run_identity.text_identity(corpus, source.fingerprint),
+                                     valid_text)
+        return tokenizer, train_ids, valid_ids, cfg, identity
 
-    _, train_ids, valid_ids, _ = _read_once(ranks, read, paths.model)
-    header = info.get("header", {})
-    extra = {k: header[k] for k in RESUMED_HEADER if k in header}
-    from .train import Trainer
+    try:
+        if ranks.is_root:
+            held.append(paths.claim())  # before the state is read: another run may be writing it
+            model, tokenizer, arrays, info = load_training_state(paths.state)
+        cfg = TrainConfig(**info["train"])
+        if limits:
+            cfg = dataclasses.replace(cfg, **limits)
+        scratch = _scratch_dir(paths.model)
+        _, train_ids, valid_ids, _, _ = _read_once(ranks, read, paths.model)
+        header = info.get("header", {})
+        extra = {k: header[k] for k in RESUMED_HEADER if k in header}
+        from .train import Trainer
 
-    trainer = Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra,
-                      paths.metrics, world=ranks)
-    trainer.restore(arrays, info)
+        trainer = Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra,
+                          paths.metrics, run_lock=held[0] if held else None, world=ranks)
+        trainer.restore(arrays, info)
+        if ranks.is_root:
+            _trim_metrics(paths, trainer.progress.step)
+    except BaseException:
+        for lock in held:
+            lock.release()
+        raise
     return trainer
 
 
 def _split(tokenizer: Tokenizer, source: Corpus, valid: str | None, valid_frac: float, errors: str,
            scratch: str):
-    """(train, valid) token arrays: memory maps of compact token files (or views of one)."""
+    """(train, valid) token arrays, memory maps of compact token files (or views of one), and
+    the identity of the validation file (None: the validation text is the corpus's end)."""
     ids = source.encode(tokenizer, scratch)  # pass 2
+    valid_text = None
     if valid is not None:
         with Corpus(valid, errors, spool_dir=scratch) as valid_source:
             valid_ids = valid_source.encode(tokenizer, scratch)
+            valid_text = run_identity.text_identity(valid, valid_source.fingerprint)
         train_ids = ids
     elif valid_frac > 0:
         train_ids, valid_ids = split_train_valid(ids, valid_frac)
@@ -228,36 +276,36 @@ def _split(tokenizer: Tokenizer, source: Corpus, valid: str | None, valid_frac: 
             f"the validation text has only {len(valid_ids)} tokens: give a longer --valid "
             "file or a larger --valid-frac"
         )
-    return train_ids, valid_ids
+    return train_ids, valid_ids, valid_text
 
 
 def _read_once(ranks, read, model_path: str) -> tuple:
-    """read() -> (tokenizer, train ids, valid ids, config) on the root alone, under MPI: the root
-    writes the token arrays beside the model (a filesystem every rank sees), the others wait
-    and map them; an error on the root is raised on every rank."""
+    """read() -> (tokenizer, train ids, valid ids, config, run identity), on the root alone under
+    MPI: the root writes the token arrays beside the model (a filesystem every rank sees), the
+    others wait and map them; an error on the root is raised on every rank."""
     if ranks.size == 1:
         return read()
     shared = None
     if ranks.is_root:
         try:
-            tokenizer, train_ids, valid_ids, cfg = read()
+            tokenizer, train_ids, valid_ids, cfg, identity = read()
             files = [_share_tokens(ids, sidecar(model_path, f"{kind}.tokens"))
                      for kind, ids in (("train", train_ids), ("valid", valid_ids))]
-            shared = ("ok", tokenizer.to_dict(), cfg, files)
+            shared = ("ok", tokenizer.to_dict(), cfg, files, identity)
         except CharlmError as exc:
             shared = ("error", type(exc), str(exc))
     shared = ranks.broadcast(shared)
     if shared[0] == "error":
         raise shared[1](shared[2])
-    _, tokenizer_dict, cfg, files = shared
+    _, tokenizer_dict, cfg, files, identity = shared
     if ranks.is_root:
         ranks.barrier()  # every rank has mapped the files: they live on in the maps
         for path, _, _ in files:
             os.unlink(path)
-        return tokenizer, train_ids, valid_ids, cfg
+        return tokenizer, train_ids, valid_ids, cfg, identity
     mapped = [np.memmap(path, dtype=dtype, mode="r", shape=(n,)) for path, dtype, n in files]
     ranks.barrier()
-    return (Tokenizer.from_dict(tokenizer_dict), *mapped, cfg)
+    return (Tokenizer.from_dict(tokenizer_dict), *mapped, cfg, identity)
 
 
 def _share_tokens(ids: np.ndarray, path) -> tuple[str, str, int]:
@@ -292,9 +340,66 @@ def _fit_to_corpus(cfg: TrainConfig, n_tokens: int, notes: list) -> TrainConfig:
     return dataclasses.replace(cfg, batch=batch, seq_len=seq_len)
 
 
-def _start_metrics(path: str) -> None:
+def _saved_identity(paths: RunPaths, header: dict) -> dict | None:
+    """The saved run's identity (None in states written before runs had one)."""
+    identity = header.get("run")
+    if identity is not None and not run_identity.is_well_formed(identity):
+        raise ModelFileError(f"{paths.state} holds a damaged training state (the run's identity): "
+                             "start a new run without --resume")
+    return identity
+
+
+def _remove_old_state(paths: RunPaths) -> None:
+    """A new run never continues an earlier one: the earlier run's resumable state goes."""
+    try:
+        os.unlink(paths.state)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise CharlmError(f"cannot remove the resumable state {paths.state} of an earlier run on "
+                          f"{paths.model} ({exc.strerror}): remove it, or choose another -o/--output") from exc
+
+
+def _trim_metrics(paths: RunPaths, step: int) -> None:
+    """Before a resumed run appends to the metrics file, drop the rows past the step it resumes
+    at (written after the saved state by a run that was then killed) and any line cut short:
+    each step's rows appear once."""
+    try:
+        with open(paths.metrics, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise CharlmError(f"cannot read the metrics file {paths.metrics} beside {paths.model} "
+                          f"({exc.strerror}): remove it to continue") from exc
+    kept = [line for line in lines if _row_step(line, default=step + 1) <= step]
+    if len(kept) == len(lines):
+        return
+    tmp = f"{paths.metrics}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in kept)
+        os.replace(tmp, paths.metrics)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise CharlmError(f"cannot write the metrics file {paths.metrics} beside {paths.model} "
+                          f"({exc.strerror}): free some disk space or choose another -o/--output") from exc
+
+
+def _row_step(line: str, default: int) -> int:
+    """The step of a metrics row; `default` for a line that is not one (e.g. cut short by a kill)."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return default
+    return step if isinstance(step, int) and not isinstance(step, bool) else default
+
+
+def _start_metrics(paths: RunPaths) -> None:
     """A new run starts a new metrics file (a resumed run appends)."""
     try:
-        open(path, "w").close()
+        open(paths.metrics, "w").close()
     except OSError as exc:
-        raise OptionError(f"cannot write {path} ({exc.strerror}): choose another -o/--output") from exc
+        raise OptionError(f"cannot write the metrics file {paths.metrics} beside {paths.model} "
+                          f"({exc.strerror}): choose another -o/--output") from exc

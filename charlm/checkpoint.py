@@ -134,24 +134,28 @@ def _build_model(path, tensors: dict, header: dict) -> tuple[Model, Tokenizer, d
 
 
 def _check_config(path, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
+    """Raise ModelFileError naming the first field of the model config that is out of range."""
     def count(x) -> bool:  # a JSON integer (bool is an int subclass in Python: reject it)
         return isinstance(x, int) and not isinstance(x, bool)
 
-    ok = (
-        all(count(x) for x in (cfg.layers, cfg.hidden, cfg.embed, cfg.vocab_size))
-        and isinstance(cfg.tie, bool)
-        and isinstance(cfg.locked_dropout, bool)
-        and isinstance(cfg.dropout, (int, float)) and 0.0 <= cfg.dropout < 1.0
-        and cfg.cell in CELLS
-        and cfg.init in INITS
-        and cfg.layers >= 1
-        and cfg.hidden >= 1
-        and cfg.embed >= 0
-        and cfg.vocab_size == tokenizer.vocab_size
-        and (not cfg.tie or cfg.embed == cfg.hidden)
-    )
-    if not ok:
-        raise ModelFileError(f"{path} has an invalid model config {to_dict(cfg)}: retrain the model")
+    checks = [
+        ("cell", cfg.cell in CELLS, f"one of {', '.join(CELLS)}"),
+        ("init", cfg.init in INITS, f"one of {', '.join(INITS)}"),
+        ("layers", count(cfg.layers) and cfg.layers >= 1, "an integer, at least 1"),
+        ("hidden", count(cfg.hidden) and cfg.hidden >= 1, "an integer, at least 1"),
+        ("embed", count(cfg.embed) and cfg.embed >= 0, "an integer, 0 or more"),
+        ("vocab_size", count(cfg.vocab_size) and cfg.vocab_size == tokenizer.vocab_size,
+         f"the vocabulary's size, {tokenizer.vocab_size}"),
+        ("dropout", isinstance(cfg.dropout, (int, float)) and not isinstance(cfg.dropout, bool)
+         and 0.0 <= cfg.dropout < 1.0, "a number in [0, 1)"),
+        ("tie", isinstance(cfg.tie, bool), "true or false"),
+        ("locked_dropout", isinstance(cfg.locked_dropout, bool), "true or false"),
+        ("tie", not cfg.tie or cfg.embed == cfg.hidden, f"false unless embed equals hidden ({cfg.hidden!r})"),
+    ]
+    for field, ok, expected in checks:
+        if not ok:
+            raise ModelFileError(f"{path} has an invalid model config: {field} is "
+                                 f"{getattr(cfg, field)!r}, expected {expected}: retrain the model")
 
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -205,7 +209,8 @@ def load_training_state(path) -> tuple[Model, Tokenizer, dict, dict]:
 
 _TRAIN_TYPES = {  # TrainConfig field -> (accepted JSON types, lowest value)
     "batch": (int, 1), "seq_len": (int, 1), "patience": (int, 1), "valid_every": (int, 0),
-    "log_every": (int, 1), "seed": (int, None), "steps": (int, 1), "lr": (float, 0.0),
+    "valid_tokens": (int, 0),
+    "log_every": (int, 1), "seed": (int, 0), "steps": (int, 1), "lr": (float, 0.0),
     "clip": (float, 0.0), "lr_decay": (float, 0.0), "valid_frac": (float, 0.0),
     "weight_decay": (float, 0.0), "epochs": (float, 0.0), "time_budget": (float, 0.0),
     "optimizer": (str, None), "clip_mode": (str, None), "schedule": (str, None),

@@ -18,8 +18,9 @@ from rich.table import Table
 from . import __version__
 from .checkpoint import default_model_path
 from .cli_common import (  # noqa: F401  (parse_duration, use_threads: also imported from here)
-    ModelOpt, ThreadsOpt, _Console, _valid_text, err, parse_duration, use_threads, user_errors,
+    ModelOpt, ThreadsOpt, _Console, _valid_text, err, json_safe, parse_duration, use_threads, user_errors,
 )
+from .config import SEED_MAX
 from .errors import OptionError
 
 app = typer.Typer(
@@ -57,7 +58,7 @@ def sample(
     temp: Annotated[float, typer.Option(help="Temperature: lower is more conservative; 0 is greedy.")] = 1.0,
     length: Annotated[int, typer.Option("--length", "-n", help="Tokens to generate per sample.")] = 1000,
     prime: Annotated[str, typer.Option(help="Text to condition on; printed first.")] = "",
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: different each run).")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=SEED_MAX, help="Random seed (default: different each run).")] = None,
     top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k most likely tokens. \\[default: all]")] = None,
     top_p: Annotated[float, typer.Option(help="Nucleus: sample only among the most likely tokens that together hold probability P, after --top-k and --temp. \\[default: 1, all]")] = 1.0,
     show_prob: Annotated[bool, typer.Option(help="On a terminal, shade each token by its probability (red: unlikely).")] = False,
@@ -146,7 +147,7 @@ def info(
         net, tokenizer, header = load(chosen)
         card = model_card(chosen, net, tokenizer, header)
         if json_out:
-            print(json.dumps(card))
+            print(json.dumps(json_safe(card)))
             return
         table = Table(title=f"charlm model {escape(chosen)}", show_header=False)
         table.add_column(style="bold")

@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import ModelOpt, ThreadsOpt, _Console, _valid_text, err, ranks, use_threads, user_errors
+from .cli_common import (ModelOpt, ThreadsOpt, _Console, _valid_text, err, json_safe, ranks, use_threads,
+                         user_errors)
 from .errors import OptionError
 
 
@@ -75,7 +76,9 @@ def _inputs(texts: list[str] | None, file: Path | None) -> Iterable[str]:
 
     if file is not None:
         # Invalid UTF-8 becomes U+FFFD, an unseen character: UNK, counted, not an error.
-        return [read_text(str(file), "replace")]
+        # An empty file, like empty stdin, has nothing to score: no result, not an error.
+        document = read_text(str(file), "replace", allow_blank=True)
+        return [document] if document else []
     if texts and texts != ["-"]:
         return [_valid_text(t).rstrip("\r\n") for t in texts]
     if hasattr(sys.stdin, "reconfigure"):
@@ -99,7 +102,7 @@ def _token_records(net, tokenizer, inputs, as_line: bool, json_lines: bool, alte
             for row in rows:
                 print(row)
         sys.stdout.flush()
-        yield score_of(tokenizer, text, ids, preds.logprob)
+        yield score_of(tokenizer, text, ids, preds.logprob, as_line=as_line)
 
 
 def _shaded(net, tokenizer, inputs, as_line: bool, quiet: bool):
@@ -122,12 +125,13 @@ def _shaded(net, tokenizer, inputs, as_line: bool, quiet: bool):
             out.print(shaded_text(tokenizer, preds, pieces, top), soft_wrap=True)
         else:
             print(plain_text(tokenizer, pieces), flush=True)
-        yield score_of(tokenizer, text, ids, preds.logprob)
+        yield score_of(tokenizer, text, ids, preds.logprob, as_line=as_line)
 
 
 def _format_score(s, json_lines: bool, show_text: bool) -> str:
+    """TSV (a perplexity beyond a double is inf), or JSON, which has no infinity: null."""
     if json_lines:
-        d = s.as_dict()
+        d = json_safe(s.as_dict())
         if not show_text:
             d.pop("text")
         return json.dumps(d, ensure_ascii=False)
@@ -135,6 +139,9 @@ def _format_score(s, json_lines: bool, show_text: bool) -> str:
 
 
 def _print_totals(t) -> None:
+    if t.tokens == 0:
+        err.print("0 lines, 0 tokens: nothing to score")
+        return
     err.print(
         f"{t.lines} lines, {t.tokens} tokens ({t.unk} unk): logprob {t.logprob:.4f} (natural log), "
         f"ppl {t.ppl:.4f}, ppl without unk {t.ppl_without_unk:.4f}, "

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import os
 import signal
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
-from .config import ModelConfig, TokenizerConfig, TrainConfig
+from .config import SEED_MAX, ModelConfig, TokenizerConfig, TrainConfig
 from .presets import PRESETS
 
 # Model and window sizes by level, when not given: a 2x512 LSTM for characters (char-rnn's
-# recipe), PyTorch word_language_model's small shapes for words. Adam's rate for characters:
-# 3e-3 (docs/RESULTS.md).
+# recipe), PyTorch word_language_model's small shapes for words.
 LEVEL_DEFAULTS = {
     "char": dict(embed=64, hidden=512, layers=2, batch=32, seq_len=100, lr=3e-3),
     "word": dict(embed=200, hidden=200, layers=2, batch=20, seq_len=35, lr=2e-3),
@@ -60,7 +60,8 @@ def train(
     lr_decay: Annotated[float, Opt(help="Plateau: factor applied to the learning rate when validation stalls.")] = 0.5,
     preset: Annotated[Optional[str], Opt(help=f"A named recipe (docs/RESULTS.md); options given here override it: {', '.join(PRESETS)}.")] = None,
     valid_every: Annotated[int, Opt(help="Steps between validations (0: automatic).")] = 0,
-    seed: Annotated[int, Opt(help="Random seed: same seed, same machine, same model.")] = 0,
+    valid_tokens: Annotated[int, Opt(min=0, help="Validate on the first N tokens of the validation text (0: all of it).")] = TrainConfig.valid_tokens,
+    seed: Annotated[int, Opt(min=0, max=SEED_MAX, help="Random seed: same seed, same machine, same model.")] = 0,
     resume: Annotated[bool, Opt(help="Continue the interrupted run saved beside --output.")] = False,
     init_from: Annotated[Optional[str], Opt(help="Fine-tune this model file: its weights, architecture and level; tokens new to its vocabulary get new ids after its own.")] = None,
     encoding_errors: Annotated[str, Opt(help="Invalid UTF-8: strict (error), replace or ignore.")] = "strict",
@@ -80,8 +81,9 @@ def train(
         use_threads(threads)
         a = {name: value for name, value in locals().items() if name in _OPTIONS}
         notes: list[str] = []
+        from_preset: list[str] = []
         if preset is not None:
-            _apply_preset(ctx, preset, a, notes)
+            from_preset = _apply_preset(ctx, preset, a, notes)
         if init_from is not None and not resume:
             _fine_tuning_options(ctx, init_from, a, notes)
         header_extra = {}
@@ -94,13 +96,11 @@ def train(
             from .errors import OptionError
             raise OptionError("--encoding-errors must be strict, replace or ignore")
         if resume:
-            ignored = _ignored_on_resume(locals())
-            if ignored:
-                notes.append("--resume continues the saved run with its own settings; ignored: "
-                             + ", ".join(ignored))
             given = {k: v for k, v in limits.items() if v is not None}
+            a["encoding_errors"] = encoding_errors
             trainer = api.resume_training(corpus, output=output, valid=valid, limits=given,
-                                          encoding_errors=encoding_errors)
+                                          encoding_errors=encoding_errors,
+                                          settings=_given_settings(ctx, a, from_preset))
         else:
             model_cfg = ModelConfig(cell=a["cell"], embed=defaults["embed"], hidden=defaults["hidden"],
                                     layers=defaults["layers"], dropout=a["dropout"],
@@ -113,6 +113,7 @@ def train(
                               warmup=a["warmup"], decay=a["decay"],
                               patience=a["patience"], lr_decay=a["lr_decay"],
                               valid_every=a["valid_every"], valid_frac=a["valid_frac"],
+                              valid_tokens=a["valid_tokens"],
                               seed=a["seed"], **limits)
             trainer = api.prepare_training(corpus, model_cfg=model_cfg, tok_cfg=tok_cfg, cfg=cfg,
                                            valid=valid, output=output,
@@ -124,7 +125,7 @@ def train(
         view = TrainingView(err) if root else None
         caught: list[int] = []
         try:
-            with _stop_on_signals(trainer, caught):
+            with _stop_on_signals(trainer, caught, lambda signum: _exit_at_once(signum, trainer, corpus, output)):
                 for event in trainer.run():
                     if view is not None:
                         view.handle(event)
@@ -136,16 +137,40 @@ def train(
                       soft_wrap=True)
         if caught:
             if root:
-                err.print(escape(f"interrupted: continue with `charlm train {corpus} --resume"
-                                 f"{'' if output is None else ' -o ' + output}`"), soft_wrap=True)
+                err.print(escape(f"interrupted: continue with {_resume_command(corpus, output)}"), soft_wrap=True)
             raise typer.Exit(EXIT_ON_SIGNAL[caught[0]])
+
+
+def _resume_command(corpus: str, output: str | None) -> str:
+    return f"`charlm train {corpus} --resume{'' if output is None else ' -o ' + output}`"
+
+
+def _exit_at_once(signum: int, trainer, corpus: str, output: str | None) -> NoReturn:
+    """A second Ctrl-C or SIGTERM: say so and end the process from the signal handler, without
+    unwinding the run. An exception raised into whatever the main thread was running (a save,
+    the worker pool's locks) could leave a lock taken and hang the exit; ending here cannot.
+    The files stay whole: every save is an atomic rename, and a save cut short leaves only its
+    temporary file, which a later save removes."""
+    name = signal.Signals(signum).name
+    if os.path.exists(trainer.state_path):
+        message = (f"stopped at once by a second {name}, without saving: {_resume_command(corpus, output)} "
+                   f"continues from the state saved last in {trainer.state_path}")
+    else:
+        message = f"stopped at once by a second {name}: the run had saved nothing yet"
+    try:
+        os.write(2, f"\n{message}\n".encode("utf-8", "replace"))  # no locks: safe in a handler
+    except OSError:  # stderr closed
+        pass
+    if trainer.run_lock is not None:
+        trainer.run_lock.release()
+    os._exit(EXIT_ON_SIGNAL[signum])
 
 
 # Options fixed by the run that --resume continues (the limits --steps/--epochs/--time are not).
 _RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "layers", "hidden", "embed",
                  "dropout", "locked_dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr",
                  "beta2", "weight_decay", "clip", "clip_mode", "schedule", "warmup", "decay", "patience", "lr_decay",
-                 "valid_every", "seed", "preset", "init_from")
+                 "valid_every", "valid_tokens", "seed", "preset", "init_from")
 _LIMITS = ("epochs", "steps", "time")
 _OPTIONS = _RUN_SETTINGS + _LIMITS
 
@@ -157,8 +182,9 @@ def _schedule(name: str, limits: dict) -> str:
     return "wsd" if any(v is not None for v in limits.values()) else "plateau"
 
 
-def _apply_preset(ctx: typer.Context, name: str, a: dict, notes: list[str]) -> None:
-    """Fill the options the command line left at their defaults from the named preset."""
+def _apply_preset(ctx: typer.Context, name: str, a: dict, notes: list[str]) -> list[str]:
+    """Fill the options the command line left at their defaults from the named preset; the
+    names of the options it set."""
     from .presets import describe, get_preset
 
     chosen = get_preset(name).options
@@ -166,6 +192,7 @@ def _apply_preset(ctx: typer.Context, name: str, a: dict, notes: list[str]) -> N
             if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") == "DEFAULT"}
     a.update(used)
     notes.append(f"preset {name}: {describe(used)}")
+    return list(used)
 
 
 def _sized_by_budget(ctx: typer.Context, a: dict, resume: bool) -> bool:
@@ -178,8 +205,6 @@ def _sized_by_budget(ctx: typer.Context, a: dict, resume: bool) -> bool:
 
 def _apply_budget(ctx: typer.Context, corpus: str, a: dict, notes: list[str]) -> str:
     """Fill the options left at their defaults from charlm.budget's rule; returns the rule."""
-    import os
-
     from .budget import describe_sizing, size_for_budget
     from .cli_common import parse_duration
     from .stack import threads
@@ -217,21 +242,25 @@ def _given(ctx: typer.Context, name: str) -> bool:
     return getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
 
 
-def _ignored_on_resume(given: dict) -> list[str]:
-    """The run settings given on the command line with a value other than their default."""
-    defaults = inspect.signature(train).parameters
-    return [f"--{name.replace('_', '-')} {given[name]}" for name in _RUN_SETTINGS
-            if given[name] != defaults[name].default]
+def _given_settings(ctx: typer.Context, a: dict, from_preset: list[str]) -> dict:
+    """The run settings set on the command line (or by --preset): what --resume checks the
+    saved run against. --schedule auto names no schedule of its own."""
+    names = [n for n in (*_RUN_SETTINGS, "encoding_errors") if n != "preset"]
+    given = {n: a[n] for n in names
+             if n in from_preset or getattr(ctx.get_parameter_source(n), "name", "DEFAULT") != "DEFAULT"}
+    if given.get("schedule") == "auto":
+        del given["schedule"]
+    return given
 
 
 @contextmanager
-def _stop_on_signals(trainer, caught: list):
-    """First Ctrl-C / SIGTERM: finish the step, save, stop. A second one: stop at once."""
+def _stop_on_signals(trainer, caught: list, at_once: Callable[[int], None]):
+    """First Ctrl-C / SIGTERM: finish the step, save, stop. A second one: at_once(signum)."""
 
     def handler(signum, frame):
         if caught:
-            signal.signal(signum, signal.SIG_DFL)
-            raise KeyboardInterrupt
+            at_once(signum)
+            return
         caught.append(signum)
         trainer.request_stop(f"stopped by {signal.Signals(signum).name}")
 

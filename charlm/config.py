@@ -12,6 +12,10 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 CLIP_MODES = ("norm", "value")
 LEVELS = ("char", "word")
 
+# --seed's range: numpy's generators take any non-negative integer; the bound keeps the seed a
+# 64-bit signed integer for the readers of the JSON headers that store it.
+SEED_MAX = 2**63 - 1
+
 # Gates per cell, in PyTorch's order: LSTM i,f,g,o; GRU r,z,n; RNN one tanh pre-activation.
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -63,6 +67,9 @@ class TrainConfig:
     lr_decay: float = 0.5  # factor applied on a validation plateau
     valid_frac: float = 0.1
     valid_every: int = 0  # steps between validations; 0 means automatic
+    # Validation scores the first this many tokens of the validation text (0: all of it): a
+    # validation's cost stays bounded on a large corpus, and its results comparable.
+    valid_tokens: int = 200_000
     log_every: int = 10
     seed: int = 0
     weight_decay: float = 0.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import codecs
+import hashlib
 import os
 import re
 import sys
@@ -28,13 +29,14 @@ CHUNK_BYTES = 4 << 20  # bytes read at a time: bounds the memory of every pass o
 _LAST_SPACE = re.compile(r"\s\S*\Z")  # the last whitespace character (str.split's notion)
 
 
-def read_text(path: str, encoding_errors: str = "strict") -> str:
+def read_text(path: str, encoding_errors: str = "strict", *, allow_blank: bool = False) -> str:
     """The UTF-8 text of `path` ("-" is stdin), without a leading BOM (for small texts).
 
     encoding_errors="replace" turns invalid bytes into U+FFFD ("ignore" drops them).
+    allow_blank: an empty or all-whitespace text is returned rather than refused.
     """
     with Corpus(path, encoding_errors) as corpus:
-        return "".join(corpus.texts())
+        return "".join(corpus.texts(allow_blank=allow_blank))
 
 
 class Corpus:
@@ -53,6 +55,8 @@ class Corpus:
                 f"--encoding-errors must be one of {', '.join(ENCODING_ERRORS)} (got {encoding_errors!r})")
         self.path, self.errors, self.chunk_bytes = str(path), encoding_errors, max(1, int(chunk_bytes))
         self.name = "standard input" if self.path == STDIN else self.path
+        # {"bytes": size, "blake2b": hex digest} of the raw bytes, once a pass has read them all
+        self.fingerprint: dict | None = None
         self._file = _spool(sys.stdin.buffer, spool_dir, self.chunk_bytes) if self.path == STDIN else _open(self.path)
 
     def close(self) -> None:
@@ -66,16 +70,20 @@ class Corpus:
 
     # ---- passes -------------------------------------------------------------------------
 
-    def texts(self) -> Iterator[str]:
+    def texts(self, allow_blank: bool = False) -> Iterator[str]:
         """The decoded text from the start, piece by piece, without the leading BOM; raises
-        CorpusError at the first NUL or invalid byte, or at the end if it is all whitespace."""
+        CorpusError at the first NUL or invalid byte, or at the end if it is all whitespace
+        (unless allow_blank)."""
         f, name = self._file, self.name
         f.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")(self.errors)
         offset = 0  # bytes read so far
         at_start, content = True, False
+        digest = hashlib.blake2b(digest_size=16) if self.fingerprint is None else None  # once
         while True:
             data = _read(f, self.chunk_bytes, name)
+            if digest is not None:
+                digest.update(data)
             nul = data.find(b"\x00")
             if nul >= 0:
                 raise CorpusError(_binary_message(name, offset + nul))
@@ -94,7 +102,9 @@ class Corpus:
                 yield text
             if not data:
                 break
-        if not content:
+        if digest is not None:
+            self.fingerprint = {"bytes": offset, "blake2b": digest.hexdigest()}
+        if not content and not allow_blank:
             raise CorpusError(f"{name} is empty or only whitespace: pass a text file with some content")
 
     def pieces(self, level: str) -> Iterator[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -11,10 +12,20 @@ from .model import Model
 
 
 def evaluate_loss(model: Model, ids: np.ndarray, batch: int, seq_len: int, world=None) -> float:
-    """Mean negative log-likelihood, nats/token, of every predicted token of `ids`.
+    """Mean negative log-likelihood, nats/token, of every predicted token of `ids`."""
+    loss = 0.0
+    for _, loss in evaluate_in_windows(model, ids, batch, seq_len, world):
+        pass
+    return loss
 
-    world (charlm.distributed): each rank scores its share of the streams, and the sums are
-    added in rank order."""
+
+def evaluate_in_windows(model: Model, ids: np.ndarray, batch: int, seq_len: int,
+                        world=None) -> Iterator[tuple[int, float]]:
+    """evaluate_loss window by window: after each window, (tokens predicted so far, their mean
+    negative log-likelihood in nats/token); the last pair holds the result.
+
+    world (charlm.distributed): each rank scores its share of the streams; the pairs are its
+    own until the last, the sums of every rank's added in rank order."""
     state = None  # sized by the first window: eval_windows may lower the batch for short text
     total, count = 0.0, 0
     for x, y in eval_windows(ids, batch, seq_len):
@@ -26,13 +37,22 @@ def evaluate_loss(model: Model, ids: np.ndarray, batch: int, seq_len: int, world
         logp, state = model.target_logprobs(x[s0:s1].T, y[s0:s1].T, state)
         total -= float(logp.sum())
         count += logp.size
+        yield count, total / count
     if world is not None and world.size > 1:
         total, count = world.sum_in_order(np.array([total, count], np.float64)).tolist()
-    return total / max(count, 1)
+        yield int(count), total / max(count, 1)
 
 
 def perplexity(loss: float) -> float:
-    return math.exp(min(loss, 700.0))
+    return exp_or_inf(loss)
+
+
+def exp_or_inf(x: float) -> float:
+    """e**x, or inf where that exceeds a double (the perplexity of a diverged model)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 def bits_per_char(loss: float) -> float:

@@ -42,6 +42,15 @@ class Validated:
 
 
 @dataclass(frozen=True)
+class Validating:
+    """Progress of a validation, after each of its windows."""
+
+    step: int
+    tokens_done: int
+    tokens_total: int
+
+
+@dataclass(frozen=True)
 class Notice:
     message: str
 

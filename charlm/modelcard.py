@@ -3,9 +3,7 @@ text for people (card_rows)."""
 
 from __future__ import annotations
 
-import math
-
-from .evaluate import bits_per_char
+from .evaluate import bits_per_char, perplexity
 from .model import Model
 from .tokenizer import Tokenizer
 
@@ -38,7 +36,7 @@ def model_card(path: str, model: Model, tokenizer: Tokenizer, header: dict) -> d
         "training_seconds": summary.get("seconds"),
         "training_threads": summary.get("threads"),
         "best_valid_loss": best,
-        "best_valid_ppl": None if best is None else round(math.exp(min(best, 700)), 4),
+        "best_valid_ppl": None if best is None else round(perplexity(best), 4),
     }
     if best is not None and tokenizer.level == "char":
         card["best_valid_bpc"] = round(bits_per_char(best), 4)

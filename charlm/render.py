@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from . import events
+from .evaluate import perplexity
 from .sparkline import sparkline
 
 PLAIN_LOG_SECONDS = 30.0  # a plain log line at most this often, plus one per validation
@@ -98,6 +99,16 @@ class TrainingView:
             f"{bpc} at {e.elapsed:.0f}s{mark}"
         )
 
+    def _on_validating(self, e: events.Validating) -> None:
+        """A long validation shows its progress: in the bar's val field, or a plain line at
+        most every PLAIN_LOG_SECONDS."""
+        share = f"{100 * e.tokens_done / max(e.tokens_total, 1):.0f}%"
+        if self.progress is not None:
+            self.progress.update(self.task, val=share)
+        elif time.monotonic() - self._last_plain >= PLAIN_LOG_SECONDS:
+            self._last_plain = time.monotonic()
+            self._line(f"validating step {e.step}: {e.tokens_done:,} of {e.tokens_total:,} tokens ({share})")
+
     def _on_notice(self, e: events.Notice) -> None:
         self._line(e.message, style="yellow")
 
@@ -129,7 +140,7 @@ class TrainingView:
             ("best validation loss", f"{_fmt(e.best_loss)} nats/token (step {e.best_step})"),
         ]
         if e.best_loss is not None:
-            rows.append(("best validation ppl", _ppl(math.exp(min(e.best_loss, 700)))))
+            rows.append(("best validation ppl", _ppl(perplexity(e.best_loss))))
             if self.best_valid is not None and self.best_valid.bpc is not None:
                 rows.append(("best bits/char", f"{self.best_valid.bpc:.4f}"))
         if len(self.valid_losses) >= 2:

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .evaluate import exp_or_inf
 from .model import Model
 from .quick import QUICK_MAX_TOKENS, quick_logprobs
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, normalize
 
 DOCUMENT_CHUNK = 1024  # tokens per forward call when scoring a document as one stream
 LINE_WINDOW = 1024  # lines read ahead and sorted by length before scoring
@@ -41,7 +42,7 @@ class Score:
 
     @property
     def ppl(self) -> float:
-        return math.exp(-self.logprob / self.tokens) if self.tokens else float("nan")
+        return exp_or_inf(-self.logprob / self.tokens) if self.tokens else float("nan")
 
     def as_dict(self) -> dict:
         return {"text": self.text, "logprob": self.logprob, "tokens": self.tokens,
@@ -83,14 +84,30 @@ def score_text(model: Model, tokenizer: Tokenizer, text: str, *, as_line: bool =
     """Score one line (as_line) or a whole document carried as one stream."""
     ids = sequence_ids(tokenizer, text, as_line=as_line)
     logp, _ = _score_ids(model, ids, model.zero_state(1))
-    return score_of(tokenizer, text, ids, logp)
+    return score_of(tokenizer, text, ids, logp, as_line=as_line)
 
 
-def score_of(tokenizer: Tokenizer, text: str, ids: np.ndarray, logp: np.ndarray) -> Score:
-    """The Score of a sequence from sequence_ids and the log-probabilities (n,) of its targets."""
+def score_of(tokenizer: Tokenizer, text: str, ids: np.ndarray, logp: np.ndarray, *,
+             as_line: bool = True) -> Score:
+    """The Score of a line (as_line) or a document from sequence_ids and the log-probabilities
+    (n,) of its targets."""
     is_unk = ids[1:] == tokenizer.unk_id
-    chars = len(tokenizer.decode(ids[1:]))
+    chars = _chars(tokenizer, text, ids, as_line)
     return Score(text, float(logp.sum()), len(logp), int(is_unk.sum()), float(logp[is_unk].sum()), chars)
+
+
+def _chars(tokenizer: Tokenizer, text: str, ids: np.ndarray, as_line: bool) -> int:
+    """Characters scored (for bits per character): each token's text, a line break per EOS,
+    and at word level one space between two words of a line, each UNK counted as the word
+    of the text it stands for (not as the 5 characters of "<unk>")."""
+    if tokenizer.level == "char":
+        return len(tokenizer.decode(ids[1:]))
+    text = normalize(text)
+    if as_line and text.endswith("\n"):
+        text = text[:-1]  # encode_line drops one line break: the final EOS stands for it
+    lines = [" ".join(line.split()) for line in text.split("\n")]
+    final_eos = as_line or not text.endswith("\n")  # the EOS that score_text adds
+    return len("\n".join(lines)) + int(final_eos)
 
 
 def score_lines(model: Model, tokenizer: Tokenizer, lines: Iterable[str]) -> Iterator[Score]:
@@ -219,12 +236,12 @@ class Totals:
 
     @property
     def ppl(self) -> float:
-        return math.exp(-self.logprob / self.tokens) if self.tokens else float("nan")
+        return exp_or_inf(-self.logprob / self.tokens) if self.tokens else float("nan")
 
     @property
     def ppl_without_unk(self) -> float:
         n = self.tokens - self.unk
-        return math.exp(-(self.logprob - self.unk_logprob) / n) if n else float("nan")
+        return exp_or_inf(-(self.logprob - self.unk_logprob) / n) if n else float("nan")
 
     @property
     def bits_per_char(self) -> float:

@@ -1,15 +1,15 @@
-"""safetensors-format files, read and written without pickle or dependencies.
+"""Model and state files in the safetensors format, through the safetensors library.
 
-Layout: u64 little-endian N, N bytes of UTF-8 JSON header (padded with spaces to a multiple
-of 8), then the tensors' raw little-endian C-order bytes, contiguous in header order. The
-header maps each name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative
-to the data start) and "__metadata__" to a {str: str} object.
+The library writes and parses the format (a u64 little-endian header length, a JSON header
+mapping each tensor name to its dtype, shape and byte range, plus "__metadata__" of strings,
+then the tensors' bytes). This module adds what a command-line tool needs around it: an atomic
+write (temporary file, fsync, rename, directory fsync; a crash leaves the old file or the new
+one), one clear error naming the file for every way a file can be missing or damaged, and a
+cap on the bytes a damaged header may make us read.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 import struct
@@ -17,25 +17,20 @@ import tempfile
 import time
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save as _to_bytes
 
 from .errors import CharlmError, ModelFileError
 
+# The dtypes charlm stores (safetensors' names): floats and the integer ids of states.
 DTYPES = {
-    "F64": np.dtype("<f8"),
-    "F32": np.dtype("<f4"),
-    "F16": np.dtype("<f2"),
-    "I64": np.dtype("<i8"),
-    "I32": np.dtype("<i4"),
-    "I16": np.dtype("<i2"),
-    "I8": np.dtype("i1"),
-    "U64": np.dtype("<u8"),
-    "U32": np.dtype("<u4"),
-    "U16": np.dtype("<u2"),
-    "U8": np.dtype("u1"),
+    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
+    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
+    "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
     "BOOL": np.dtype("?"),
 }
 _CODES = {(dt.kind, dt.itemsize): code for code, dt in DTYPES.items()}
-MAX_HEADER = 100 * 1024 * 1024  # a sane header is a few KB; refuse to allocate more
+MAX_HEADER = 100 * 1024 * 1024  # a sane header is a few KB; refuse to read more
 # A temporary file of an earlier save that was killed (kill -9, power loss) stays behind; the
 # next save of the same file removes it once it is this old (a live writer touches it
 # continuously, so a concurrent save of the same file is left alone).
@@ -50,7 +45,9 @@ TEMP_SUFFIX = ".tmp"
 def save_tensors(path: str, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     """Write atomically: a crash leaves either the old file or the new one at `path`."""
     arrays = {name: _little_endian(name, a) for name, a in tensors.items()}
-    header = _header_bytes(arrays, metadata)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise ValueError("metadata must map str to str")
+    data = _to_bytes(arrays, metadata=dict(metadata) or None)
     directory = os.path.dirname(os.path.abspath(path))
     prefix = "." + os.path.basename(path) + "."
     _remove_stale_temps(directory, prefix)
@@ -60,10 +57,7 @@ def save_tensors(path: str, tensors: dict[str, np.ndarray], metadata: dict[str, 
         raise _write_error(path, e) from None
     try:
         with tmp:
-            tmp.write(struct.pack("<Q", len(header)))
-            tmp.write(header)
-            for a in arrays.values():
-                tmp.write(a.tobytes())
+            tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
         os.chmod(tmp.name, _file_mode(path))
@@ -85,20 +79,6 @@ def _little_endian(name: str, a: np.ndarray) -> np.ndarray:
         raise ValueError(f"tensor {name!r}: dtype {a.dtype} cannot be stored")
     # asarray, not ascontiguousarray, which turns 0-d arrays into 1-d ones.
     return np.asarray(a, dtype=DTYPES[code], order="C")
-
-
-def _header_bytes(arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
-    """JSON header, space-padded so that the data starts at a multiple of 8 bytes."""
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-        raise ValueError("metadata must map str to str")
-    header: dict = {METADATA: dict(metadata)} if metadata else {}
-    offset = 0
-    for name, a in arrays.items():
-        code = _CODES[(a.dtype.kind, a.dtype.itemsize)]
-        header[name] = {"dtype": code, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
-    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return raw + b" " * (-len(raw) % 8)
 
 
 def _file_mode(path: str) -> int:
@@ -175,19 +155,12 @@ def _write_error(path: str, e: OSError) -> CharlmError:
 
 
 def load_tensors(path: str, max_bytes: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """(tensors, metadata) of a file written by save_tensors (or any safetensors file with
-    supported dtypes). Everything is validated before allocation; max_bytes caps the tensor
-    data size. Arrays are native-endian, C-contiguous and writable. Raises ModelFileError."""
+    """(tensors, metadata) of a safetensors file. Arrays are native-endian, C-contiguous and
+    writable. max_bytes caps the tensor data size. Raises ModelFileError."""
     try:
+        size = os.stat(path).st_size
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            header, data_start = _read_header(f, size, path)
-            entries, metadata = _parse_header(header, path)
-            data_len = size - data_start
-            _check_layout(entries, data_len, path)
-            if max_bytes is not None and data_len > max_bytes:
-                raise _invalid(path, f"{data_len} bytes of tensors exceed the limit of {max_bytes}")
-            buf = f.read(data_len)
+            data_len = size - _header_end(f.read(8), size, path)
     except FileNotFoundError:
         raise ModelFileError(f"no model at {path}: train one with `charlm train CORPUS` or pass -m/--model") from None
     except IsADirectoryError:
@@ -196,9 +169,35 @@ def load_tensors(path: str, max_bytes: int | None = None) -> tuple[dict[str, np.
         raise ModelFileError(f"cannot read {path}: permission denied: make it readable or pass another -m/--model") from None
     except OSError as e:
         raise ModelFileError(f"cannot read {path}: {e.strerror or e}: check the file or pass another -m/--model") from None
-    if len(buf) != data_len:
-        raise _invalid(path, "the file changed while it was read")
-    return _arrays(entries, buf), metadata
+    if max_bytes is not None and data_len > max_bytes:
+        raise _invalid(path, f"{data_len} bytes of tensors exceed the limit of {max_bytes}")
+    try:
+        with safe_open(str(path), framework="np") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: _owned(f.get_tensor(name)) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError, TypeError, OverflowError) as e:
+        raise _invalid(path, _reason(e)) from None
+    return tensors, metadata
+
+
+def _header_end(first: bytes, size: int, path: str) -> int:
+    """Where the tensor data starts, from the file's first 8 bytes (the header length)."""
+    if len(first) < 8:
+        raise _invalid(path, f"only {size} bytes")
+    (n,) = struct.unpack("<Q", first)
+    if n > MAX_HEADER or n > size - 8:
+        raise _invalid(path, f"header length {n} does not fit in a file of {size} bytes")
+    return 8 + n
+
+
+def _owned(a: np.ndarray) -> np.ndarray:
+    """A native-endian, C-contiguous, writable copy (the library may hand out views of its map)."""
+    return np.array(a, dtype=a.dtype.newbyteorder("="), order="C", copy=True)
+
+
+def _reason(e: Exception) -> str:
+    """The library's account of what is wrong, on one line."""
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _invalid(path: str, reason: str) -> ModelFileError:
@@ -206,87 +205,3 @@ def _invalid(path: str, reason: str) -> ModelFileError:
         f"{path} is not a valid, complete charlm model file ({reason}): it may be truncated or "
         "corrupt; retrain the model or pass the right file with -m/--model"
     )
-
-
-def _read_header(f, size: int, path: str) -> tuple[bytes, int]:
-    """The raw header bytes and the offset where tensor data starts; length checked first."""
-    if size < 8:
-        raise _invalid(path, f"only {size} bytes")
-    (n,) = struct.unpack("<Q", f.read(8))
-    if n > MAX_HEADER or n > size - 8:
-        raise _invalid(path, f"header length {n} does not fit in a file of {size} bytes")
-    header = f.read(n)
-    if len(header) != n:
-        raise _invalid(path, "the header is cut short")
-    return header, 8 + n
-
-
-def _no_duplicates(pairs: list) -> dict:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("duplicate key in header")
-    return dict(pairs)
-
-
-def _parse_header(raw: bytes, path: str) -> tuple[dict[str, tuple[np.dtype, tuple, int, int]], dict[str, str]]:
-    """{name: (dtype, shape, begin, end)} and metadata, every field type-checked."""
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise _invalid(path, f"unreadable header: {e}") from None
-    if not isinstance(header, dict):
-        raise _invalid(path, "the header is not a JSON object")
-    metadata = header.pop(METADATA, {})
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise _invalid(path, "__metadata__ is not an object of strings")
-    entries = {}
-    for name, entry in header.items():
-        problem = _entry_problem(entry)
-        if problem:
-            raise _invalid(path, f"tensor {name!r}: {problem}")
-        begin, end = entry["data_offsets"]
-        entries[name] = (DTYPES[entry["dtype"]], tuple(entry["shape"]), begin, end)
-    return entries, metadata
-
-
-def _is_count(x) -> bool:
-    """A non-negative JSON integer (bool is an int subclass in Python: reject it)."""
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
-
-
-def _entry_problem(entry) -> str | None:
-    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-        return "entry must have exactly dtype, shape and data_offsets"
-    if entry["dtype"] not in DTYPES:
-        return f"unknown dtype {entry['dtype']!r}"
-    shape, offsets = entry["shape"], entry["data_offsets"]
-    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
-        return "shape is not a list of non-negative integers"
-    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets):
-        return "data_offsets is not two non-negative integers"
-    begin, end = offsets
-    # Python ints: no overflow however large the claimed shape.
-    if end < begin or end - begin != math.prod(shape) * DTYPES[entry["dtype"]].itemsize:
-        return f"data_offsets {offsets} do not match shape {shape}"
-    return None
-
-
-def _check_layout(entries: dict, data_len: int, path: str) -> None:
-    """Tensors must tile the data exactly: no gap, no overlap, nothing missing or extra."""
-    spans = sorted((begin, end) for _, _, begin, end in entries.values())
-    cursor = 0
-    for begin, end in spans:
-        if begin != cursor:
-            raise _invalid(path, f"tensor data at byte {begin} leaves a gap or overlaps (expected {cursor})")
-        cursor = end
-    if cursor != data_len:
-        raise _invalid(path, f"the header describes {cursor} bytes of tensors but the file holds {data_len}")
-
-
-def _arrays(entries: dict, buf: bytes) -> dict[str, np.ndarray]:
-    """Copy each tensor out of buf into its own native-endian, writable array."""
-    out = {}
-    for name, (dtype, shape, begin, end) in entries.items():
-        flat = np.frombuffer(buf, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=begin)
-        out[name] = flat.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
-    return out

@@ -19,8 +19,8 @@ from .checkpoint import save_model
 from .config import TrainConfig, to_dict
 from .data import BatchStream
 from .distributed import SingleProcess
-from .errors import DivergenceError
-from .evaluate import bits_per_char, evaluate_loss, perplexity
+from .errors import CharlmError, DivergenceError
+from .evaluate import bits_per_char, evaluate_in_windows, perplexity
 from .model import Model
 from .optim import Optimizer, clip_gradients
 from .schedule import BUDGET_SCHEDULES, PLATEAU_DECAYS, budget_factor
@@ -48,13 +48,15 @@ SKIP_BEFORE_CLOSE = 0.25
 class Trainer:
     def __init__(self, model: Model, tokenizer: Tokenizer, train_ids, valid_ids,
                  cfg: TrainConfig, model_path, state_path, extra_header: dict | None = None,
-                 metrics_path=None, world: SingleProcess | None = None):
+                 metrics_path=None, run_lock=None, world: SingleProcess | None = None):
+        # run_lock: the output's charlm.outputs.RunLock, released when run() ends (or None)
+        self.run_lock = run_lock
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         # Under MPI each rank trains its share of the streams (charlm.distributed); the root
         # alone writes files.
         self.world = world or SingleProcess()
         self.streams = self.world.streams(cfg.batch)
-        self.valid_ids = valid_ids
+        self.valid_ids = valid_ids[: cfg.valid_tokens] if cfg.valid_tokens else valid_ids
         self.model_path, self.state_path, self.metrics_path = model_path, state_path, metrics_path
         self.extra_header = extra_header or {}
         self.stream = BatchStream(train_ids, cfg.batch, cfg.seq_len)
@@ -67,6 +69,8 @@ class Trainer:
         self.valid_every = cfg.valid_every or min(250, max(10, self.stream.windows_per_epoch // 2))
         self._stop_reason: str | None = None  # set by request_stop, at any moment
         self._agreed_stop: str | None = None  # under MPI: the stop every rank has agreed on
+        self._stop_requests = 0  # a request during a validation interrupts it (one process)
+        self._validation_interrupted = False
         self._losses: list[float] = []  # train losses since the last log line
         self._last_norm = 0.0
         # --time includes the closing validation: seconds of the last step and validation
@@ -74,11 +78,14 @@ class Trainer:
         self._valid_seconds: float | None = None
         self._snapshot: _Snapshot | None = None  # taken when run() starts, unless restored
         self._snapshot_is_current = False  # no optimizer step since it was taken or restored
+        self._last_rollback: tuple[int, int] | None = None  # (step, snapshot step) of the last one
 
     # ---- control ------------------------------------------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
-        """Safe from a signal handler: the loop stops after the current step and saves."""
+        """Safe from a signal handler: the loop stops after the current step (or interrupts
+        the current validation) and saves."""
         self._stop_reason = reason
+        self._stop_requests += 1
 
     @property
     def epoch(self) -> float:
@@ -86,19 +93,32 @@ class Trainer:
 
     # ---- the loop -----------------------------------------------------------------------
     def run(self):
-        """Train until a limit, early stopping or request_stop(); yields charlm.events."""
-        for event in self._run():
-            if isinstance(event, (events.Step, events.Validated)):
-                self._record(event)
-            yield event
+        """Train until a limit, early stopping or request_stop(); yields charlm.events.
+        The output's lock is released when the run ends, however it ends."""
+        try:
+            for event in self._run():
+                if isinstance(event, (events.Step, events.Validated)):
+                    self._record(event)
+                yield event
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
 
     def _record(self, event) -> None:
         """Append one JSON line per log interval / validation to the metrics file."""
         if self.metrics_path is None or not self.world.is_root:
             return
         row = {"event": type(event).__name__.lower(), **dataclasses.asdict(event)}
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        # JSON has no infinity (a diverged model's perplexity) or NaN: such a number is null
+        row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as exc:
+            raise CharlmError(
+                f"cannot write the metrics file {self.metrics_path} beside the model {self.model_path} "
+                f"({exc.strerror or exc}): free some disk space or choose another -o/--output; "
+                "--resume continues from the last validation") from None
 
     def _run(self):
         cfg, pr = self.cfg, self.progress
@@ -112,6 +132,8 @@ class Trainer:
             self._take_snapshot()
         start = time.perf_counter() - pr.elapsed
         interval = _Interval(time.perf_counter(), pr.tokens)
+        if pr.interrupted_validation == pr.step:  # resumed where a stop interrupted it
+            yield from self._validate(start)
         reason = self._stop_requested() or self._limit_reached()  # e.g. --resume of a finished run
         while reason is None:
             t0 = time.perf_counter()
@@ -126,7 +148,7 @@ class Trainer:
             if not notice and pr.step % self.valid_every == 0 and not self._closing_is_near():
                 yield from self._validate(start)
             reason = self._stop_requested() or self._limit_reached()
-        if pr.last_valid_step != pr.step:
+        if pr.last_valid_step != pr.step and not self._validation_interrupted:
             yield from self._validate(start, scheduled=False)
         self._save_state()
         yield self._finished(reason)
@@ -174,6 +196,12 @@ class Trainer:
         self.hidden = self._zero_state()
         self.optimizer.lr *= 0.5
         self.progress.lr_scale *= 0.5
+        again = self._last_rollback == (pr.step, snap.step)
+        self._last_rollback = (pr.step, snap.step)
+        if again:  # the same step number: a failed step does not count, the batch moved on
+            return (f"training diverged again, on the next batch: rolled back again, learning rate "
+                    f"lowered to {self.optimizer.lr:.3g} ({pr.divergences} of {MAX_DIVERGENCES - 1} "
+                    "rollbacks allowed since the last good validation)")
         origin = f"step {snap.step}" if snap.step else "the start"
         return (f"training diverged at {what}: rolled back to the weights of {origin}, "
                 f"learning rate lowered to {self.optimizer.lr:.3g}")
@@ -201,8 +229,15 @@ class Trainer:
         drives the plateau schedule (learning-rate decay, early stopping)."""
         cfg, pr = self.cfg, self.progress
         t0 = time.perf_counter()
-        with _quiet_overflow():
-            loss = evaluate_loss(self.model, self.valid_ids, cfg.batch, cfg.seq_len, self.world)
+        loss = yield from self._evaluate()
+        if loss is None:  # interrupted by a stop request
+            self._validation_interrupted = True
+            if scheduled:
+                pr.interrupted_validation = pr.step
+            yield events.Notice(f"the validation of step {pr.step} was interrupted; "
+                                + ("--resume runs it again" if scheduled else "the state is saved"))
+            return
+        pr.interrupted_validation = -1
         if not (math.isfinite(loss) and self._params_finite()):
             self._valid_seconds = time.perf_counter() - t0
             problem = f"the loss is {loss}" if not math.isfinite(loss) else "the weights hold NaN or inf"
@@ -235,6 +270,24 @@ class Trainer:
         yield events.Validated(pr.step, self.epoch, loss, perplexity(loss), bpc, improved, pr.elapsed,
                                pr.tokens)
         self._save_state()
+
+    def _evaluate(self):
+        """The validation loss, yielding a Validating event after each window; None when a
+        stop is requested meanwhile."""
+        requests, pr = self._stop_requests, self.progress
+        windows = evaluate_in_windows(self.model, self.valid_ids, self.cfg.batch, self.cfg.seq_len,
+                                      self.world)
+        loss = 0.0
+        while True:
+            with _quiet_overflow():
+                window = next(windows, None)
+            # under MPI every rank finishes the validation (a stop is agreed after the step)
+            if self._stop_requests != requests and self.world.size == 1:
+                return None
+            if window is None:
+                return loss
+            done, loss = window
+            yield events.Validating(pr.step, done, len(self.valid_ids))
 
     def _limit_reached(self) -> str | None:
         cfg, pr = self.cfg, self.progress

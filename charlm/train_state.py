@@ -40,6 +40,9 @@ class Progress:
     total_divergences: int = 0
     lr_scale: float = 1.0  # lowered by rollbacks (and wsd plateaus); multiplies the cosine/wsd schedule
     last_valid_step: int = -1
+    # The step of a scheduled validation that a stop request interrupted (-1: none): --resume
+    # runs it before the next step, as the uninterrupted run did.
+    interrupted_validation: int = -1
 
 
 @dataclass

@@ -819,7 +819,8 @@ def test_sigterm_saves_a_resumable_state_and_exits_143(corpus_file, tmp_path):
 def test_kill_9_at_any_moment_leaves_a_complete_model(corpus_file, tmp_path):
     """SIGKILL at random moments of a run that saves at every step: the model file, when there
     is one, is always complete. A kill during a save can leave that save's temporary file
-    (.charlm.safetensors.XXXXXXXX.tmp) behind; the next save removes stale ones."""
+    (.charlm.safetensors.XXXXXXXX.tmp) behind; the next save removes stale ones. The killed
+    run's lock file stays too, and the next run takes it over."""
     from charlm import tensorfile
     from charlm.checkpoint import load_model, load_training_state
 
@@ -840,7 +841,7 @@ def test_kill_9_at_any_moment_leaves_a_complete_model(corpus_file, tmp_path):
         if state.exists():
             load_training_state(state)
         stray = set(os.listdir(tmp_path)) - {"charlm.safetensors", "charlm.state.safetensors",
-                                             "charlm.metrics.jsonl"}
+                                             "charlm.metrics.jsonl", "charlm.lock"}
         temps = set(map(os.path.basename, tensorfile.temp_files(str(model)) + tensorfile.temp_files(str(state))))
         assert stray == temps, stray
     assert model.exists()
@@ -852,6 +853,7 @@ def test_kill_9_at_any_moment_leaves_a_complete_model(corpus_file, tmp_path):
         os.utime(leftover, (time.time() - 3600,) * 2)
     assert_ok(run(["train", str(corpus_file), *TINY, "--steps", "1", "-o", str(model)]))
     assert tensorfile.temp_files(str(model)) == tensorfile.temp_files(str(state)) == []
+    assert not (tmp_path / "charlm.lock").exists()
 
 
 def test_sigint_saves_a_resumable_state(corpus_file, tmp_path):

@@ -109,14 +109,14 @@ def test_nan_before_the_first_validation_rolls_back_to_the_start(corpus_file, tm
 
 def test_non_finite_validation_loss_rolls_back(corpus_file, tmp_path, monkeypatch):
     trainer = make_trainer(corpus_file, tmp_path / "m.safetensors", steps=15, valid_every=5)
-    real = train.evaluate_loss
+    real = train.evaluate_in_windows
     calls = []
 
-    def evaluate_loss(*args, **kwargs):
+    def evaluate_in_windows(*args, **kwargs):  # (tokens so far, loss so far) per window
         calls.append(1)
-        return float("inf") if len(calls) == 2 else real(*args, **kwargs)
+        return iter([(1, float("inf"))]) if len(calls) == 2 else real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "evaluate_loss", evaluate_loss)
+    monkeypatch.setattr(train, "evaluate_in_windows", evaluate_in_windows)
     seen = list(trainer.run())
     valid_steps = [e.step for e in seen if isinstance(e, events.Validated)]
     notices = [e.message for e in seen if isinstance(e, events.Notice)]

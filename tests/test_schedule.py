@@ -135,7 +135,7 @@ def test_the_reserve_is_the_whole_last_validation_model_save_included(corpus_fil
     import charlm.train as train_module
 
     trainer = _timed_trainer(corpus_file, tmp_path, budget=1e6)
-    monkeypatch.setattr(train_module, "evaluate_loss", lambda *a, **k: 2.0)
+    monkeypatch.setattr(train_module, "evaluate_in_windows", lambda *a, **k: iter([(1, 2.0)]))
 
     def slow_save(*args, **kwargs):
         time.sleep(0.2)
@@ -161,7 +161,7 @@ def test_wsd_also_lowers_the_rate_on_a_validation_plateau(corpus_file, tmp_path,
     trainer = _timed_trainer(corpus_file, tmp_path, budget=1e6)
     trainer.cfg = dataclasses.replace(trainer.cfg, patience=1, lr=0.01)
     losses = iter([2.0, 2.5, 2.6])  # one improvement, then two plateaus
-    monkeypatch.setattr(train_module, "evaluate_loss", lambda *a, **k: next(losses))
+    monkeypatch.setattr(train_module, "evaluate_in_windows", lambda *a, **k: iter([(1, next(losses))]))
     notices = []
     for _ in range(3):
         notices += [e for e in trainer._validate(0.0) if isinstance(e, events.Notice)]

