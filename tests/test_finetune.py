@@ -162,3 +162,17 @@ def test_fine_tuning_at_another_level_is_a_user_error(tmp_path, tiny_model):
                                       "--level", "word", "-o", str(tmp_path / "x.safetensors")])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and "omit --level" in result.stderr
+
+
+def test_a_resumed_fine_tuning_run_keeps_its_lineage(tmp_path):
+    (tmp_path / "old.txt").write_text(OLD)
+    (tmp_path / "new.txt").write_text(NEW)
+    old, new = tmp_path / "old.safetensors", tmp_path / "new.safetensors"
+    run("train", tmp_path / "old.txt", "-o", old, *TINY, "--steps", "3")
+    small = ["--batch", "4", "--seq-len", "16"]
+    run("train", tmp_path / "new.txt", "--init-from", old, "-o", new, "--steps", "2", *small)
+    run("train", tmp_path / "new.txt", "-o", new, "--resume", "--steps", "4")
+    card = json.loads(run("info", new, "--json").stdout)
+    assert card["training_steps"] == 4
+    assert card["fine_tuned_from"]["file"] == "old.safetensors"
+    assert card["corpora"] == ["old.txt", "new.txt"]
