@@ -21,6 +21,7 @@ from .config import CELLS, CLIP_MODES, LEVELS, OPTIMIZERS, ModelConfig, Tokenize
 from .data import Corpus, split_train_valid
 from .distributed import world
 from .errors import CharlmError, CorpusError, ModelFileError, OptionError
+from .finetune import grown_model, grown_tokenizer, lineage
 from .initializers import INITS
 from .model import Model
 from .outputs import RunLock, check_outputs, follow_link
@@ -29,6 +30,10 @@ from .tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     from .train import Trainer
+
+
+# The model file's header sections that a resumed run writes again as they were.
+RESUMED_HEADER = ("tokenizer_config", "corpus", "run", "parent", "corpora", "size_rule")
 
 
 @dataclass(frozen=True)
@@ -116,15 +121,23 @@ def _idle_options(model_cfg: ModelConfig, cfg: TrainConfig) -> list[str]:
 def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
                      tok_cfg: TokenizerConfig | None = None, cfg: TrainConfig | None = None,
                      valid: str | None = None, output: str | None = None,
-                     encoding_errors: str = "strict", notes: list | None = None) -> Trainer:
+                     encoding_errors: str = "strict", notes: list | None = None,
+                     init_from: str | None = None, header_extra: dict | None = None) -> Trainer:
     """Read and encode the corpus, build the vocabulary and a fresh model, return a Trainer.
 
     The corpus is read in chunks, twice (counting, then encoding into a compact token file
     that training reads through a memory map), so memory does not grow with its size.
 
-    `notes` collects messages for the user (e.g. a batch shrunk to fit a small corpus).
+    init_from: a model file to fine-tune (charlm.finetune): its weights, architecture and
+    level, its vocabulary grown by the corpus's new tokens; of model_cfg only dropout and
+    locked_dropout apply; the optimizer starts afresh. header_extra: JSON-able sections
+    stored in the model file's header. `notes` collects messages for the user (e.g. a batch
+    shrunk to fit a small corpus).
     """
     model_cfg, tok_cfg, cfg = model_cfg or ModelConfig(), tok_cfg or TokenizerConfig(), cfg or TrainConfig()
+    parent = load_model(init_from) if init_from is not None else None
+    if parent is not None:
+        model_cfg, tok_cfg = _fine_tuning_configs(parent, model_cfg, tok_cfg, init_from)
     validate_options(model_cfg, tok_cfg, cfg)
     notes = notes if notes is not None else []
     notes.extend(_idle_options(model_cfg, cfg))
@@ -137,7 +150,12 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
         held.append(lock)
         _remove_old_state(paths)
         with Corpus(corpus, encoding_errors, spool_dir=scratch) as source:
-            tokenizer = Tokenizer.from_counts(source.count(tok_cfg.level), tok_cfg)  # pass 1
+            counts = source.count(tok_cfg.level)  # pass 1
+            if parent is None:
+                tokenizer = Tokenizer.from_counts(counts, tok_cfg)
+            else:
+                tokenizer = grown_tokenizer(parent[1], counts, tok_cfg)
+                notes.append(_growth_note(init_from, parent[1], tokenizer))
             train_ids, valid_ids, valid_text = _split(tokenizer, source, valid, cfg.valid_frac,
                                                       encoding_errors, scratch)
             identity = run_identity.make_identity(run_identity.text_identity(corpus, source.fingerprint),
@@ -149,10 +167,15 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
     scratch = _scratch_dir(paths.model)
     try:
         tokenizer, train_ids, valid_ids, cfg, identity = _read_once(ranks, read, paths.model)
-        model_cfg = dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size)
-        model = Model.create(model_cfg, seed=cfg.seed)
         extra = {"tokenizer_config": dataclasses.asdict(tok_cfg), "corpus": os.path.basename(corpus),
-                 "run": identity}
+                 "run": identity, **(header_extra or {})}
+        if parent is None:
+            model = Model.create(dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size), seed=cfg.seed)
+        else:
+            grown = grown_model(parent[0], tokenizer.vocab_size, np.random.default_rng(cfg.seed))
+            model = Model(dataclasses.replace(grown.config, dropout=model_cfg.dropout,
+                                              locked_dropout=model_cfg.locked_dropout), grown.params)
+            extra.update(lineage(init_from, parent[2], corpus))
     except BaseException:
         for lock in held:
             lock.release()
@@ -161,6 +184,25 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
 
     return Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra,
                    paths.metrics, run_lock=held[0] if held else None, world=ranks)
+
+
+def _fine_tuning_configs(parent: tuple, model_cfg: ModelConfig, tok_cfg: TokenizerConfig,
+                         path: str) -> tuple[ModelConfig, TokenizerConfig]:
+    """The parent's architecture with model_cfg's dropout; tok_cfg at the parent's level."""
+    parent_model, parent_tok, _ = parent
+    if tok_cfg.level != parent_tok.level:
+        raise OptionError(f"--level {tok_cfg.level} differs from {path}'s level {parent_tok.level}: "
+                          f"a fine-tuned model keeps its parent's tokens; omit --level")
+    return (dataclasses.replace(parent_model.config, dropout=model_cfg.dropout,
+                                locked_dropout=model_cfg.locked_dropout), tok_cfg)
+
+
+def _growth_note(path: str, parent: Tokenizer, grown: Tokenizer) -> str:
+    added = grown.vocab_size - parent.vocab_size
+    if added == 0:
+        return f"fine-tuning {os.path.basename(path)}: the corpus has no token outside its vocabulary"
+    return (f"fine-tuning {os.path.basename(path)}: {added} new tokens get ids {parent.vocab_size}-"
+            f"{grown.vocab_size - 1} after its {parent.vocab_size}")
 
 
 def resume_training(corpus: str, *, output: str | None = None, valid: str | None = None,
@@ -199,7 +241,7 @@ def resume_training(corpus: str, *, output: str | None = None, valid: str | None
         scratch = _scratch_dir(paths.model)
         _, train_ids, valid_ids, _, _ = _read_once(ranks, read, paths.model)
         header = info.get("header", {})
-        extra = {k: header[k] for k in ("tokenizer_config", "corpus", "run") if k in header}
+        extra = {k: header[k] for k in RESUMED_HEADER if k in header}
         from .train import Trainer
 
         trainer = Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra,

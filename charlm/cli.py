@@ -60,6 +60,8 @@ def sample(
     prime: Annotated[str, typer.Option(help="Text to condition on; printed first.")] = "",
     seed: Annotated[Optional[int], typer.Option(min=0, max=SEED_MAX, help="Random seed (default: different each run).")] = None,
     top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k most likely tokens. \\[default: all]")] = None,
+    top_p: Annotated[float, typer.Option(help="Nucleus: sample only among the most likely tokens that together hold probability P, after --top-k and --temp. \\[default: 1, all]")] = 1.0,
+    show_prob: Annotated[bool, typer.Option(help="On a terminal, shade each token by its probability (red: unlikely).")] = False,
     num: Annotated[int, typer.Option(help="Number of samples, drawn together (as fast as one, nearly).")] = 1,
     until_eos: Annotated[bool, typer.Option(help="End each sample at the end of a line.")] = False,
     threads: ThreadsOpt = None,
@@ -69,22 +71,24 @@ def sample(
 
     from .api import load
     from .sample import generate_samples
+    from .shading import token_writer
 
     with user_errors():
-        _check_sample_options(temp, length, top_k, num)
+        _check_sample_options(temp, length, top_k, num, top_p)
         use_threads(threads)
         net, tokenizer, _ = load(model)
         prime = _valid_text(prime)
         out = sys.stdout
+        write = token_writer(out, show_prob and _stdout_is_terminal())
         out.write(prime)
         last, current = prime, 0
-        for i, piece in generate_samples(net, tokenizer, num=num, length=length, temp=temp,
-                                         top_k=top_k or 0, prime=prime, until_eos=until_eos,
-                                         rng=np.random.default_rng(seed)):
+        for i, piece, prob in generate_samples(net, tokenizer, num=num, length=length, temp=temp,
+                                               top_k=top_k or 0, top_p=top_p, prime=prime,
+                                               until_eos=until_eos, rng=np.random.default_rng(seed)):
             if i != current:  # the next sample starts on a line of its own, after the prime
                 out.write(("" if last.endswith("\n") else "\n") + prime)
                 last, current = prime, i
-            out.write(piece)
+            write(piece, prob)
             out.flush()
             last = piece or last
         if not last.endswith("\n"):
@@ -92,7 +96,11 @@ def sample(
         out.flush()
 
 
-def _check_sample_options(temp: float, length: int, top_k: int | None, num: int) -> None:
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _check_sample_options(temp: float, length: int, top_k: int | None, num: int, top_p: float = 1.0) -> None:
     if not (temp >= 0 and temp < float("inf")):
         raise OptionError(f"--temp must be 0 (greedy) or a positive number, not {temp}")
     if length < 1:
@@ -101,6 +109,8 @@ def _check_sample_options(temp: float, length: int, top_k: int | None, num: int)
         raise OptionError(f"--top-k must be at least 1, not {top_k} (omit it to sample from all tokens)")
     if num < 1:
         raise OptionError(f"--num must be at least 1, not {num}")
+    if not 0.0 < top_p <= 1.0:
+        raise OptionError(f"--top-p must be in (0, 1], not {top_p} (1 samples from all tokens)")
 
 
 # ---- score ---------------------------------------------------------------------------------
@@ -130,7 +140,7 @@ def info(
 ) -> None:
     """Describe a model: cell, sizes, parameters, vocabulary, training figures."""
     from .api import load
-    from .modelcard import model_card
+    from .modelcard import card_rows, model_card
 
     with user_errors():
         chosen = path or model or default_model_path()
@@ -142,8 +152,8 @@ def info(
         table = Table(title=f"charlm model {escape(chosen)}", show_header=False)
         table.add_column(style="bold")
         table.add_column()
-        for key, value in card.items():
-            table.add_row(key.replace("_", " "), escape(str(value)))
+        for label, text in card_rows(card):
+            table.add_row(label, escape(text))
         _Console().print(table)
 
 

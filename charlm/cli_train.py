@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from collections.abc import Callable
@@ -62,6 +63,7 @@ def train(
     valid_tokens: Annotated[int, Opt(min=0, help="Validate on the first N tokens of the validation text (0: all of it).")] = TrainConfig.valid_tokens,
     seed: Annotated[int, Opt(min=0, max=SEED_MAX, help="Random seed: same seed, same machine, same model.")] = 0,
     resume: Annotated[bool, Opt(help="Continue the interrupted run saved beside --output.")] = False,
+    init_from: Annotated[Optional[str], Opt(help="Fine-tune this model file: its weights, architecture and level; tokens new to its vocabulary get new ids after its own.")] = None,
     encoding_errors: Annotated[str, Opt(help="Invalid UTF-8: strict (error), replace or ignore.")] = "strict",
     threads: Annotated[Optional[int], Opt("--threads", envvar="CHARLM_THREADS", show_envvar=True, min=1, help="Threads to compute on; the model is the same for any count. \\[default: all cores]")] = None,
 ) -> None:
@@ -82,6 +84,11 @@ def train(
         from_preset: list[str] = []
         if preset is not None:
             from_preset = _apply_preset(ctx, preset, a, notes)
+        if init_from is not None and not resume:
+            _fine_tuning_options(ctx, init_from, a, notes)
+        header_extra = {}
+        if _sized_by_budget(ctx, a, resume):
+            header_extra["size_rule"] = _apply_budget(ctx, corpus, a, notes)
         sizes = {k: a[k] for k in ("embed", "hidden", "layers", "batch", "seq_len", "lr") if a[k] is not None}
         defaults = {**LEVEL_DEFAULTS.get(a["level"], LEVEL_DEFAULTS["char"]), **sizes}
         limits = dict(epochs=a["epochs"], steps=a["steps"], time_budget=parse_duration(a["time"]))
@@ -110,7 +117,8 @@ def train(
                               seed=a["seed"], **limits)
             trainer = api.prepare_training(corpus, model_cfg=model_cfg, tok_cfg=tok_cfg, cfg=cfg,
                                            valid=valid, output=output,
-                                           encoding_errors=encoding_errors, notes=notes)
+                                           encoding_errors=encoding_errors, notes=notes,
+                                           init_from=init_from, header_extra=header_extra)
         root = trainer.world.is_root  # under MPI, one rank speaks for all
         for note in notes if root else []:
             err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
@@ -162,7 +170,7 @@ def _exit_at_once(signum: int, trainer, corpus: str, output: str | None) -> NoRe
 _RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "layers", "hidden", "embed",
                  "dropout", "locked_dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr",
                  "beta2", "weight_decay", "clip", "clip_mode", "schedule", "warmup", "decay", "patience", "lr_decay",
-                 "valid_every", "valid_tokens", "seed", "preset")
+                 "valid_every", "valid_tokens", "seed", "preset", "init_from")
 _LIMITS = ("epochs", "steps", "time")
 _OPTIONS = _RUN_SETTINGS + _LIMITS
 
@@ -185,6 +193,53 @@ def _apply_preset(ctx: typer.Context, name: str, a: dict, notes: list[str]) -> l
     a.update(used)
     notes.append(f"preset {name}: {describe(used)}")
     return list(used)
+
+
+def _sized_by_budget(ctx: typer.Context, a: dict, resume: bool) -> bool:
+    """A new model with a --time budget and no size option given: charlm.budget sizes it."""
+    from .budget import SIZE_OPTIONS
+
+    return (a["time"] is not None and not resume and a["init_from"] is None
+            and not any(_given(ctx, name) for name in SIZE_OPTIONS))
+
+
+def _apply_budget(ctx: typer.Context, corpus: str, a: dict, notes: list[str]) -> str:
+    """Fill the options left at their defaults from charlm.budget's rule; returns the rule."""
+    from .budget import describe_sizing, size_for_budget
+    from .cli_common import parse_duration
+    from .stack import threads
+
+    size = os.path.getsize(corpus) if corpus != "-" and os.path.isfile(corpus) else None
+    sizing = size_for_budget(parse_duration(a["time"]), size, a["level"], threads())
+    used = {k: v for k, v in sizing.options.items() if not _given(ctx, k)}
+    a.update(used)
+    notes.append(describe_sizing(dataclasses.replace(sizing, options=used)))
+    return sizing.rule
+
+
+# The architecture, which a fine-tuned model takes from its parent.
+_ARCHITECTURE = ("cell", "layers", "hidden", "embed", "tie", "init")
+
+
+def _fine_tuning_options(ctx: typer.Context, path: str, a: dict, notes: list[str]) -> None:
+    """--init-from: the level is the parent's unless given; architecture options are ignored."""
+    from .api import load
+
+    _, tokenizer, _ = load(path)
+    if _given(ctx, "level") and a["level"] != tokenizer.level:
+        from .errors import OptionError
+        raise OptionError(f"--level {a['level']} differs from {path}'s level {tokenizer.level}: "
+                          "a fine-tuned model keeps its parent's tokens; omit --level")
+    a["level"] = tokenizer.level
+    ignored = [name for name in _ARCHITECTURE if _given(ctx, name)]
+    if ignored:
+        notes.append("--init-from keeps the parent's architecture; ignored: "
+                     + ", ".join(f"--{n.replace('_', '-')}" for n in ignored))
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option was given (command line or environment), not left at its default."""
+    return getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
 
 
 def _given_settings(ctx: typer.Context, a: dict, from_preset: list[str]) -> dict:

@@ -38,13 +38,11 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndar
     H, G, V = cfg.hidden, cfg.gates, cfg.vocab_size
     bound = 1.0 / np.sqrt(H)
     params: dict[str, np.ndarray] = {}
-    if cfg.embed > 0 and cfg.tie:
-        params["embedding.weight"] = rng.uniform(-TIED_RANGE, TIED_RANGE, (V, cfg.embed))
-    elif cfg.embed > 0:
-        params["embedding.weight"] = rng.standard_normal((V, cfg.embed))
+    if cfg.embed > 0:
+        params["embedding.weight"] = _embedding_rows(cfg, rng, V)
     for layer in range(cfg.layers):
         n_in = cfg.input_size(layer)
-        params[f"rnn.weight_ih_l{layer}"] = rng.uniform(-bound, bound, (G * H, n_in))
+        params[f"rnn.weight_ih_l{layer}"] = _input_weights(rng, bound, G * H, n_in)
         w_hh, bias_ih, bias_hh = _recurrent(cfg, rng, bound)
         params[f"rnn.weight_hh_l{layer}"] = w_hh
         params[f"rnn.bias_ih_l{layer}"] = bias_ih
@@ -52,9 +50,42 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndar
     if cfg.tie:
         params["decoder.weight"] = params["embedding.weight"]
     else:
-        params["decoder.weight"] = rng.uniform(-bound, bound, (V, H))
+        params["decoder.weight"] = _decoder_rows(rng, bound, V, H)
     params["decoder.bias"] = np.zeros(V)
     return _unshared(params)
+
+
+def new_token_params(cfg: ModelConfig, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """float32 parameters of n tokens appended to a vocabulary, drawn as init_params draws
+    them at creation: rows of embedding.weight (n, E) and decoder.weight (n, H), decoder.bias
+    (n,) zeros, and with one-hot input (embed 0) the columns of rnn.weight_ih_l0 (G*H, n).
+    Tied, the embedding rows are also the decoder's: decoder.weight is not returned."""
+    H, G = cfg.hidden, cfg.gates
+    bound = 1.0 / np.sqrt(H)
+    new: dict[str, np.ndarray] = {}
+    if cfg.embed > 0:
+        new["embedding.weight"] = _embedding_rows(cfg, rng, n)
+    else:
+        new["rnn.weight_ih_l0"] = _input_weights(rng, bound, G * H, n)
+    if not cfg.tie:
+        new["decoder.weight"] = _decoder_rows(rng, bound, n, H)
+    new["decoder.bias"] = np.zeros(n)
+    return {name: p.astype(np.float32) for name, p in new.items()}
+
+
+def _embedding_rows(cfg: ModelConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, E): N(0, 1), or uniform(-0.1, 0.1) when tied to the decoder."""
+    if cfg.tie:
+        return rng.uniform(-TIED_RANGE, TIED_RANGE, (n, cfg.embed))
+    return rng.standard_normal((n, cfg.embed))
+
+
+def _input_weights(rng: np.random.Generator, bound: float, rows: int, columns: int) -> np.ndarray:
+    return rng.uniform(-bound, bound, (rows, columns))
+
+
+def _decoder_rows(rng: np.random.Generator, bound: float, n: int, H: int) -> np.ndarray:
+    return rng.uniform(-bound, bound, (n, H))
 
 
 def _recurrent(cfg: ModelConfig, rng: np.random.Generator, bound: float):

@@ -1,10 +1,16 @@
-"""The facts `charlm info` shows about a model file."""
+"""The facts `charlm info` shows about a model file: as JSON-able values (model_card) and as
+text for people (card_rows)."""
 
 from __future__ import annotations
 
 from .evaluate import bits_per_char, perplexity
 from .model import Model
 from .tokenizer import Tokenizer
+
+# Card entries shown to 4 decimals in the table (the JSON keeps every digit).
+FOUR_DECIMALS = ("best_valid_loss", "best_valid_ppl", "best_valid_bpc")
+SHA_SHOWN = 12  # hex digits of a parent's sha256 shown in the table (all in the JSON)
+LABELS = {"training_seconds": "training time", "fine_tuned_from": "fine-tuned from"}
 
 
 def model_card(path: str, model: Model, tokenizer: Tokenizer, header: dict) -> dict:
@@ -34,4 +40,54 @@ def model_card(path: str, model: Model, tokenizer: Tokenizer, header: dict) -> d
     }
     if best is not None and tokenizer.level == "char":
         card["best_valid_bpc"] = round(bits_per_char(best), 4)
+    if "parent" in header:
+        card["fine_tuned_from"] = header["parent"]  # {file, sha256, corpus[, parent]}
+        card["corpora"] = header.get("corpora")
+    if "size_rule" in header:
+        card["size_rule"] = header["size_rule"]
     return card
+
+
+def card_rows(card: dict) -> list[tuple[str, str]]:
+    """(label, text) per card entry, for people: 12,345; losses to 4 decimals; 1h02m."""
+    return [(LABELS.get(key, key.replace("_", " ")), _text(key, value)) for key, value in card.items()]
+
+
+def _text(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key == "training_seconds":
+        return duration(value)
+    if key in FOUR_DECIMALS:
+        return f"{value:,.4f}"
+    if key == "fine_tuned_from":
+        return lineage_text(value)
+    if key == "corpora":
+        return ", then ".join(str(c) for c in value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def duration(seconds: float) -> str:
+    """12.3s, 3m05s, 1h02m (the largest two units, rounded down)."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def lineage_text(parent: dict) -> str:
+    """'b.safetensors (sha256 0123456789ab…, trained on b.txt) <- a.safetensors (…)'."""
+    parts = []
+    while parent:
+        parts.append(f"{parent.get('file')} (sha256 {str(parent.get('sha256'))[:SHA_SHOWN]}…, "
+                     f"trained on {parent.get('corpus')})")
+        parent = parent.get("parent")
+    return " <- ".join(parts)

@@ -1,7 +1,13 @@
-"""Sampling: one token at a time, each fed back as the next input, with temperature and top-k.
+"""Sampling: one token at a time, each fed back as the next input, with temperature, top-k
+and top-p.
 
-The model is first conditioned on EOS (every training line follows one) and on the prime
-text. UNK is never emitted: its probability is set to zero and the rest renormalized. The
+The distribution of the next token is shaped in this order: the banned token (UNK) removed,
+top-k (the k highest logits), temperature (softmax(logits / temp)), then top-p (the nucleus:
+the fewest most likely tokens whose probability reaches p, renormalized). Top-k does not
+depend on the temperature; top-p does, as in Hugging Face transformers' order.
+
+The model is first conditioned on EOS (every training line follows one, so a sample starts at
+the beginning of a line) and on the prime text. UNK is never emitted: its probability is set to zero and the rest renormalized. The
 token loop runs compiled (charlm.kernels.sampling) in chunks; text is yielded token by token.
 """
 
@@ -19,9 +25,10 @@ from .tokenizer import Tokenizer
 CHUNK = 64  # tokens generated per compiled call: output stays responsive, Python cost vanishes
 
 
-def next_token_distribution(logits: np.ndarray, temp: float, top_k: int, banned: int) -> np.ndarray:
+def next_token_distribution(logits: np.ndarray, temp: float, top_k: int, banned: int,
+                            top_p: float = 1.0) -> np.ndarray:
     """Probabilities (V,) float64 from logits (V,): the plain-numpy statement of what the
-    compiled sampler draws from (temperature, top-k, `banned` id removed)."""
+    compiled sampler draws from (`banned` id removed, top-k, temperature, then top-p)."""
     z = logits.astype(np.float64)
     z[banned] = -np.inf
     if top_k and top_k < len(z):
@@ -32,7 +39,13 @@ def next_token_distribution(logits: np.ndarray, temp: float, top_k: int, banned:
         probs[int(np.argmax(z))] = 1.0
         return probs
     probs = np.exp((z - z.max()) / temp)
-    return probs / probs.sum()
+    probs /= probs.sum()
+    if top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")  # most likely first, ties in id order
+        n = int(np.searchsorted(np.cumsum(probs[order]), top_p, side="left")) + 1
+        probs[order[n:]] = 0.0
+        probs /= probs.sum()
+    return probs
 
 
 class _SamplerWeights:
@@ -63,20 +76,23 @@ class _SamplerWeights:
 
 
 def generate(model: Model, tokenizer: Tokenizer, *, length: int, temp: float = 1.0,
-             top_k: int = 0, prime: str = "", until_eos: bool = False,
+             top_k: int = 0, top_p: float = 1.0, prime: str = "", until_eos: bool = False,
              rng: np.random.Generator | None = None) -> Iterator[str]:
     """Yield the text of each generated token as soon as it is drawn (the prime not included)."""
-    for _, piece in generate_samples(model, tokenizer, num=1, length=length, temp=temp, top_k=top_k,
-                                     prime=prime, until_eos=until_eos, rng=rng):
+    for _, piece, _ in generate_samples(model, tokenizer, num=1, length=length, temp=temp,
+                                        top_k=top_k, top_p=top_p, prime=prime, until_eos=until_eos,
+                                        rng=rng):
         yield piece
 
 
 def generate_samples(model: Model, tokenizer: Tokenizer, *, num: int, length: int, temp: float = 1.0,
-                     top_k: int = 0, prime: str = "", until_eos: bool = False,
-                     rng: np.random.Generator | None = None) -> Iterator[tuple[int, str]]:
-    """`num` samples drawn together, one stream each: yields (sample, text of a token) in
-    reading order, sample 0 token by token as it is drawn, each later one from where the one
-    before it ended (the tokens it drew meanwhile at once). The prime is not included.
+                     top_k: int = 0, top_p: float = 1.0, prime: str = "", until_eos: bool = False,
+                     rng: np.random.Generator | None = None) -> Iterator[tuple[int, str, float]]:
+    """`num` samples drawn together, one stream each: yields (sample, text of a token, its
+    probability in the distribution it was drawn from) in reading order, sample 0 token by
+    token as it is drawn, each later one from where the one before it ended (the tokens it drew
+    meanwhile at once). The prime is not included; a sample's first input is EOS, then the
+    prime.
 
     The uniform numbers come from rng as (step, sample) in C order: with num = 1, the same
     draws as a single sample."""
@@ -95,10 +111,12 @@ def generate_samples(model: Model, tokenizer: Tokenizer, *, num: int, length: in
     while remaining > 0 and active.any():
         n = min(CHUNK, remaining)
         out = np.empty((n, num), np.int64)
+        probs = np.empty((n, num), np.float64)
         with sequential_blas():  # a step's products are small: a second BLAS thread costs more than it saves
             steps = _sample_tokens(*w.args(), state, tokens, rng.random((n, num)), float(temp), int(top_k),
-                                   tokenizer.unk_id, tokenizer.eos_id, until_eos, out, active)
-        yield from texts.add(out[:steps])
+                                   float(top_p), tokenizer.unk_id, tokenizer.eos_id, until_eos, out,
+                                   probs, active)
+        yield from texts.add(out[:steps], probs[:steps])
         remaining -= steps
     yield from texts.finish()
 
@@ -110,33 +128,33 @@ class _SampleTexts:
     def __init__(self, tokenizer: Tokenizer, num: int, first: int | None):
         self.tokenizer = tokenizer
         self.prev = [first] * num
-        self.kept: list[list[str]] = [[] for _ in range(num)]
+        self.kept: list[list[tuple[str, float]]] = [[] for _ in range(num)]
         self.reading = 0
         self.ended = [False] * num
 
-    def add(self, out: np.ndarray) -> Iterator[tuple[int, str]]:
-        """out (steps, num): tokens, -1 where a stream had stopped."""
+    def add(self, out: np.ndarray, probs: np.ndarray) -> Iterator[tuple[int, str, float]]:
+        """out (steps, num): tokens, -1 where a stream had stopped; probs (steps, num) theirs."""
         for column in range(out.shape[1]):
-            for token in out[:, column].tolist():
+            for token, prob in zip(out[:, column].tolist(), probs[:, column].tolist()):
                 if token < 0:
                     self.ended[column] = True
                     break
                 piece = self.tokenizer.decode_token(token, self.prev[column])
                 self.prev[column] = token
                 if column == self.reading:
-                    yield column, piece
+                    yield column, piece, prob
                 else:
-                    self.kept[column].append(piece)
+                    self.kept[column].append((piece, prob))
         while self.ended[self.reading] and self.reading + 1 < len(self.kept):
             yield from self._next_sample()
 
-    def finish(self) -> Iterator[tuple[int, str]]:
+    def finish(self) -> Iterator[tuple[int, str, float]]:
         while self.reading + 1 < len(self.kept):
             yield from self._next_sample()
 
-    def _next_sample(self) -> Iterator[tuple[int, str]]:
+    def _next_sample(self) -> Iterator[tuple[int, str, float]]:
         self.reading += 1
-        yield self.reading, ""  # the sample starts, even if it drew nothing
-        for piece in self.kept[self.reading]:
-            yield self.reading, piece
+        yield self.reading, "", 1.0  # the sample starts, even if it drew nothing
+        for piece, prob in self.kept[self.reading]:
+            yield self.reading, piece, prob
         self.kept[self.reading] = []

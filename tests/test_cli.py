@@ -484,9 +484,47 @@ def test_sample_model_from_env_and_option(cwd, tiny_model):
     (["--top-k", "-1"], "--top-k"),
     (["--top-k", "0"], "--top-k"),
     (["--num", "0"], "--num"),
+    (["--top-p", "0"], "--top-p"),
+    (["--top-p", "1.5"], "--top-p"),
+    (["--top-p", "nan"], "--top-p"),
 ])
 def test_bad_sample_option(model, extra, words):
     assert_user_error(run(["sample", *extra]), 2, words)
+
+
+def test_sample_top_p_narrows_the_sample_and_one_keeps_all(model):
+    base = run(["sample", "--length", "300", "--seed", "2"])
+    all_p = run(["sample", "--length", "300", "--seed", "2", "--top-p", "1"])
+    narrow = run(["sample", "--length", "300", "--seed", "2", "--top-p", "0.3", "--top-k", "5"])
+    for r in (base, all_p, narrow):
+        assert_ok(r)
+    assert base.stdout == all_p.stdout
+    assert narrow.stdout != base.stdout
+    assert len(set(narrow.stdout)) < len(set(base.stdout))  # fewer distinct characters drawn
+
+
+def test_show_prob_is_plain_text_off_a_terminal_and_shaded_on_one(model, monkeypatch):
+    import charlm.cli as cli
+
+    args = ["sample", "--length", "60", "--seed", "5", "--show-prob"]
+    plain = run(["sample", "--length", "60", "--seed", "5"])
+    piped = run(args)
+    assert_ok(piped)
+    assert piped.stdout == plain.stdout and "\x1b[" not in piped.stdout
+    monkeypatch.setattr(cli, "_stdout_is_terminal", lambda: True)
+    shaded = run(args)
+    assert_ok(shaded)
+    assert "\x1b[48;2;" in shaded.stdout  # truecolor backgrounds
+    import re
+    assert re.sub(r"\x1b\[[0-9;]*m", "", shaded.stdout) == plain.stdout
+
+
+def test_prob_style_is_red_for_unlikely_tokens_and_black_for_certain_ones():
+    from charlm.shading import prob_style
+
+    assert prob_style(0.0) == "on rgb(200,0,0)"
+    assert prob_style(1.0) == "on rgb(0,0,0)"
+    assert prob_style(0.5) == "on rgb(100,0,0)"
 
 
 def test_top_k_message_says_how_to_turn_it_off(model):
@@ -672,6 +710,9 @@ def test_info_table(model):
     r = run(["info"])
     assert_ok(r)
     assert "lstm" in r.stdout and "parameters" in r.stdout
+    c = card("charlm.safetensors")
+    assert c["parameters"] >= 1000 and f"{c['parameters']:,}" in r.stdout  # 1,234
+    assert f"{c['best_valid_loss']:.4f}" in r.stdout and str(c["best_valid_loss"]) not in r.stdout
 
 
 def test_version_and_help():

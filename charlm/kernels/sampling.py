@@ -2,8 +2,8 @@
 
 Each step embeds the previous token, runs every layer one step (the one-row product h W_hh^T
 here, then the cells' row functions), applies the decoder, shapes the distribution (banned
-token removed, top-k, temperature) and draws the next token by inverse CDF from a given
-uniform number.
+token removed, top-k, temperature, then top-p on the renormalized distribution) and draws the
+next token by inverse CDF from a given uniform number.
 """
 
 from __future__ import annotations
@@ -51,9 +51,11 @@ def _exp_shifted_(logits, peak, inv_temp, bits):
 
 
 @njit(**JIT_OPTIONS)
-def _draw(logits, temp, top_k, banned, u, bits):
-    """Index drawn from softmax(logits / temp) restricted to the top_k, without `banned`.
-    temp == 0 is argmax. logits (V,) float32 is used as scratch; bits (V,) int32 scratch."""
+def _draw(logits, temp, top_k, top_p, banned, u, bits):
+    """(index, its probability) drawn from softmax(logits / temp) restricted to the top_k, without
+    `banned`, then to its nucleus when top_p < 1 (_nucleus_). The probability is the drawn
+    token's in that final distribution. temp == 0 is argmax (probability 1). logits (V,)
+    float32 is used as scratch; bits (V,) int32 scratch."""
     V = logits.shape[0]
     logits[banned] = -np.inf
     if top_k > 0 and top_k < V:
@@ -66,20 +68,45 @@ def _draw(logits, temp, top_k, banned, u, bits):
         if logits[v] > logits[best]:
             best = v
     if temp == 0.0:
-        return best
+        return best, 1.0
     total = _exp_shifted_(logits, logits[best], 1.0 / temp, bits)
+    if top_p < 1.0:
+        total = _nucleus_(logits, total, top_p)
     target = u * total
     acc = 0.0
     for v in range(V):
         acc += logits[v]
         if acc > target and logits[v] > 0.0:
-            return v
-    return best
+            return v, logits[v] / total
+    return best, logits[best] / total
+
+
+@njit(**JIT_OPTIONS)
+def _nucleus_(weights, total, top_p):
+    """Keep the nucleus of weights (V,) >= 0 summing to `total`, in place: the fewest most likely
+    tokens (ties in id order) whose weights reach top_p x total; the others become 0. Returns
+    the kept weights' sum."""
+    order = np.argsort(-weights, kind="mergesort")
+    target = top_p * total
+    acc = 0.0
+    n = weights.shape[0]
+    for i in range(weights.shape[0]):
+        acc += weights[order[i]]
+        if acc >= target:
+            n = i + 1
+            break
+    kept = 0.0
+    for i in range(weights.shape[0]):
+        if i < n:
+            kept += weights[order[i]]
+        else:
+            weights[order[i]] = 0.0
+    return kept
 
 
 @njit(**JIT_OPTIONS)
 def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, dec_w, dec_b, state, tokens,
-                   uniforms, temp, top_k, banned, eos, stop_at_eos, out, active):
+                   uniforms, temp, top_k, top_p, banned, eos, stop_at_eos, out, probs, active):
     """Advance K streams together, one token each per step; returns the number of steps run.
 
     emb (V, E), or (0, 0) for one-hot input. The input and decoder weights come as the
@@ -89,7 +116,8 @@ def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, dec_w, dec_b, sta
     w_ih0 (I0, G*H), w_ih (max(L-1, 1), H, G*H), dec_w (H, V). b_ih, b_hh (L, G*H); w_hh_t
     (L, H, G*H) = W_hh^T per layer; dec_b (V,); all C-contiguous. state (L, S, K, H) is updated in
     place. tokens (K,): each stream's last token, updated. uniforms (n, K) in [0, 1), one per
-    token. out (n, K): the tokens drawn, -1 once a stream has stopped. active (K,): streams
+    token. out (n, K): the tokens drawn, -1 once a stream has stopped; probs (n, K) float64: each
+    drawn token's probability in the distribution it was drawn from. active (K,): streams
     still drawing; a stream stops at EOS when stop_at_eos. The run ends early when none is.
     Each step is one product (K rows) per weight matrix: K samples cost little more than one.
     """
@@ -140,10 +168,12 @@ def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, dec_w, dec_b, sta
         for k in range(K):
             if not active[k]:
                 out[step, k] = -1
+                probs[step, k] = 0.0
                 continue
             logits[k] += dec_b
-            token = _draw(logits[k], temp, top_k, banned, uniforms[step, k], bits)
+            token, prob = _draw(logits[k], temp, top_k, top_p, banned, uniforms[step, k], bits)
             out[step, k] = token
+            probs[step, k] = prob
             tokens[k] = token
             if stop_at_eos and token == eos:
                 active[k] = False
