@@ -137,6 +137,9 @@ def _check_config(path, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
     def count(x) -> bool:  # a JSON integer (bool is an int subclass in Python: reject it)
         return isinstance(x, int) and not isinstance(x, bool)
 
+    def number_or_none(x, low: float, high: float) -> bool:  # None: the cell's default
+        return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool) and low < x <= high)
+
     ok = (
         all(count(x) for x in (cfg.layers, cfg.hidden, cfg.embed, cfg.vocab_size))
         and isinstance(cfg.tie, bool)
@@ -149,6 +152,10 @@ def _check_config(path, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
         and cfg.embed >= 0
         and cfg.vocab_size == tokenizer.vocab_size
         and (not cfg.tie or cfg.embed == cfg.hidden)
+        and number_or_none(cfg.leak, 0.0, 1.0)
+        and number_or_none(cfg.spectral_radius, 0.0, math.inf)
+        and isinstance(cfg.learn_leak, bool)
+        and (not cfg.learn_leak or cfg.cell == "leaky")
     )
     if not ok:
         raise ModelFileError(f"{path} has an invalid model config {to_dict(cfg)}: retrain the model")
@@ -165,6 +172,8 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         shapes[f"rnn.weight_hh_l{layer}"] = (GH, H)
         shapes[f"rnn.bias_ih_l{layer}"] = (GH,)
         shapes[f"rnn.bias_hh_l{layer}"] = (GH,)
+        if cfg.learn_leak:
+            shapes[f"rnn.leak_logit_l{layer}"] = (H,)
     shapes["decoder.weight"] = (V, H)
     shapes["decoder.bias"] = (V,)
     return shapes

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .schedule import WSD_DECAY
 
-CELLS = ("lstm", "gru", "rnn")
+CELLS = ("lstm", "gru", "rnn", "leaky", "esn")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 CLIP_MODES = ("norm", "value")
 LEVELS = ("char", "word")

@@ -8,6 +8,12 @@ projections, decoder, weight gradients) is one BLAS GEMM here.
 Shapes: T time steps, B streams, H hidden, E embedding, V vocabulary, G gates, L layers,
 N = T*B rows. Tokens are time-major (T, B). The recurrent state is one array (L, S, B, H) with
 S = 2 for the LSTM (h, c) and 1 otherwise.
+
+The leaky unit (cell "leaky") is nn.RNN's layer with a leak rate a per unit (the config's, or
+learned as `rnn.leak_logit_l{layer}`, a = sigmoid(logit)). The echo state network (cell "esn")
+runs the same steps through a frozen random reservoir (charlm.reservoir): only the decoder is
+trained, so its training step is the forward pass and the decoder's gradient, with no
+backpropagation through time.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .blocks import BlockLayout
-from .config import ModelConfig
+from .config import LEAKY_CELLS, ModelConfig
 from .initializers import init_params
 from .losses import fused_softmax_xent_, fused_target_logprobs
 
@@ -68,8 +74,28 @@ class Model:
         return np.zeros((cfg.layers, self.state_slots, batch, cfg.hidden), dtype)
 
     def trainable_names(self) -> list[str]:
-        """Parameter names with distinct arrays (a tied decoder.weight is embedding.weight)."""
+        """Parameter names with distinct arrays (a tied decoder.weight is embedding.weight) that
+        training updates: the decoder's alone for an echo state network."""
+        if self.config.reservoir:
+            return ["decoder.weight", "decoder.bias"]
         return [n for n in self.params if not (self.config.tie and n == "decoder.weight")]
+
+    def frozen_names(self) -> list[str]:
+        """The parameters training never changes: an echo state network's embedding and reservoir."""
+        trained = set(self.trainable_names())
+        return [n for n in self.params if n not in trained and not (self.config.tie and n == "decoder.weight")]
+
+    def leak_rates(self, layer: int) -> np.ndarray | None:
+        """(H,) the leak rates a of a leaky cell's layer, in the parameters' dtype; None for the
+        other cells."""
+        cfg = self.config
+        if cfg.cell not in LEAKY_CELLS:
+            return None
+        dtype = self.params["decoder.bias"].dtype
+        if cfg.learn_leak:
+            logit = self._p("leak_logit", layer)
+            return (1 / (1 + np.exp(-logit.astype(np.float64)))).astype(dtype)
+        return np.full(cfg.hidden, cfg.leak_rate, dtype)
 
     def num_parameters(self) -> int:
         return sum(self.params[n].size for n in self.trainable_names())
@@ -105,6 +131,7 @@ class Model:
         trace.masks = [self._dropout_mask((T, B, cfg.embed), dropout_rng) if cfg.embed > 0 else None]
         trace.masks += [self._dropout_mask((T, B, H), dropout_rng) for _ in range(L)]
         masks = trace.row_masks = [None if m is None else layout.to_blocks(m) for m in trace.masks]
+        leaks = [self.leak_rates(layer) for layer in range(L)]
         x = None
         if cfg.embed > 0:
             x = _apply_mask(self.params["embedding.weight"][trace.rows], masks[0])
@@ -116,7 +143,7 @@ class Model:
         caches = [[recurrent_start(cfg.cell, layout.view(trace.xws[layer], k), self._p("weight_hh", layer),
                                    self._p("bias_hh", layer), state[layer, 0, b0:b1],
                                    state[layer, 1, b0:b1] if self.state_slots == 2 else None, keep,
-                                   hs=layout.view(trace.hs[layer], k))
+                                   hs=layout.view(trace.hs[layer], k), leak=leaks[layer])
                    for layer in range(L)] for k, (b0, b1) in enumerate(layout.bounds)]
         chunks = chunk_bounds(T, L)
 
@@ -204,11 +231,23 @@ class Model:
         tokens, targets (T, B); state (L, S, B, H) is the carried state (truncated BPTT: no
         gradient flows into it). Returns (loss, grads, new_state).
         """
-        trace = self._forward(tokens, state, dropout_rng, keep=True)
+        reservoir = self.config.reservoir  # nothing to backpropagate through: keep nothing
+        trace = self._forward(tokens, state, dropout_rng, keep=not reservoir)
         targets = trace.layout.to_blocks(np.ascontiguousarray(targets, dtype=np.int32))
         loss, dlogits, dbias = fused_softmax_xent_(self.logits(trace.top), targets)
+        if reservoir:
+            return loss, self._decoder_grads(dlogits, trace, dbias), trace.new_state
         grads = self.backward(dlogits, trace, dbias)
         return loss, grads, trace.new_state
+
+    def _decoder_grads(self, dlogits: np.ndarray, trace: _Trace, dbias=None) -> dict[str, np.ndarray]:
+        """The decoder's weight (V, H) and bias (V,) gradients from dlogits (N, V) block-major."""
+        from .kernels.linalg import matmul
+
+        return {
+            "decoder.weight": matmul(dlogits.T, trace.top),
+            "decoder.bias": dlogits.sum(axis=0) if dbias is None else dbias,
+        }
 
     def backward(self, dlogits: np.ndarray, trace: _Trace, dbias=None) -> dict[str, np.ndarray]:
         """Backpropagation through the decoder, the layers (through time) and the embedding.
@@ -223,10 +262,7 @@ class Model:
         cfg, p, layout = self.config, self.params, trace.layout
         N, L, H = layout.rows, cfg.layers, cfg.hidden
         masks = trace.row_masks
-        grads = {
-            "decoder.weight": matmul(dlogits.T, trace.top),  # (V, H)
-            "decoder.bias": dlogits.sum(axis=0) if dbias is None else dbias,
-        }
+        grads = self._decoder_grads(dlogits, trace, dbias)
         # dhs[l] (N, H): dLoss/d(output of layer l); the layers above the first fill the one
         # below chunk by chunk inside the wavefront.
         dhs = [np.empty((N, H), dlogits.dtype) for _ in range(L - 1)]
@@ -268,8 +304,11 @@ class Model:
         cfg = self.config
         dx = None
         for layer in reversed(range(cfg.layers)):
-            for block in trace.caches:
-                recurrent_backward_finish(block[layer], hidden_grads=False)
+            finished = [recurrent_backward_finish(block[layer], hidden_grads=False)
+                        for block in trace.caches]
+            if cfg.learn_leak:  # dL/dlogit = dL/da * a (1 - a), summed over the blocks in order
+                a = self.leak_rates(layer)
+                grads[f"rnn.leak_logit_l{layer}"] = sum(g.dleak for g in finished) * (a * (1 - a))
             dxw = trace.xws[layer]  # (N, G*H): dL/dxw by now
             dgh = dxw if dghs[layer] is None else dghs[layer]  # dL/d(h_{t-1} W_hh^T + b_hh)
             grads[f"rnn.weight_hh_l{layer}"] = matmul(dgh.T, self._previous_states(trace, layer))
