@@ -69,6 +69,9 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
          f"--spectral-radius is for --cell esn, not {model_cfg.cell}"),
         (_real_in(model_cfg.spectral_radius, 0.0, np.inf),
          "--spectral-radius must be positive, e.g. 0.9 (below 1 the reservoir forgets its start)"),
+        (not model_cfg.learn_embedding or (model_cfg.reservoir and model_cfg.embed > 0),
+         "--learn-embedding is for --cell esn with an embedding (--embed above 0); the other "
+         "cells always learn theirs"),
         (not (model_cfg.reservoir and model_cfg.tie),
          "--tie cannot be used with --cell esn: the embedding is frozen and the decoder is trained"),
         (cfg.batch >= 1, "--batch must be at least 1"),

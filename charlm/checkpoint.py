@@ -156,6 +156,7 @@ def _check_config(path, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
         and number_or_none(cfg.spectral_radius, 0.0, math.inf)
         and isinstance(cfg.learn_leak, bool)
         and (not cfg.learn_leak or cfg.cell == "leaky")
+        and isinstance(cfg.learn_embedding, bool)
     )
     if not ok:
         raise ModelFileError(f"{path} has an invalid model config {to_dict(cfg)}: retrain the model")

@@ -36,6 +36,7 @@ def train(
     cell: Annotated[str, Opt(help="Recurrent cell: lstm, gru, rnn (tanh), leaky (a tanh RNN whose state leaks at the rate --leak) or esn (echo state network: a fixed random reservoir, only the output layer learns). No bidirectional RNN: it sees the future it should predict, so it is no language model; sequence-to-sequence models are out of scope.")] = "lstm",
     leak: Annotated[Optional[str], Opt(help="leaky, esn: the leak rate a in (0, 1]: s = (1 - a) s + a tanh(...); 1 is the plain RNN, smaller remembers longer. leaky: learn = one rate per unit, trained. \\[default: 0.5 leaky, 1 esn]")] = None,
     spectral_radius: Annotated[Optional[float], Opt(help="esn: the reservoir's largest eigenvalue modulus. \\[default: 0.9]")] = None,
+    learn_embedding: Annotated[bool, Opt(help="esn: train the embedding too, backpropagating through the frozen reservoir (slower steps); by default only the output layer learns.")] = False,
     layers: Annotated[Optional[int], Opt(help="Stacked recurrent layers. \\[default: 2]")] = None,
     hidden: Annotated[Optional[int], Opt(help="Units per layer. \\[default: 512 char, 200 word]")] = None,
     embed: Annotated[Optional[int], Opt(help="Embedding size, 0 for one-hot. \\[default: 64 char, 200 word]")] = None,
@@ -101,7 +102,8 @@ def train(
             model_cfg = ModelConfig(cell=a["cell"], embed=defaults["embed"], hidden=defaults["hidden"],
                                     layers=defaults["layers"], dropout=a["dropout"],
                                     locked_dropout=a["locked_dropout"], tie=a["tie"], init=a["init"],
-                                    leak=rate, learn_leak=learned, spectral_radius=a["spectral_radius"])
+                                    leak=rate, learn_leak=learned, spectral_radius=a["spectral_radius"],
+                                    learn_embedding=a["learn_embedding"])
             tok_cfg = TokenizerConfig(level=a["level"], max_vocab=a["max_vocab"], min_count=a["min_count"])
             cfg = TrainConfig(batch=defaults["batch"], seq_len=defaults["seq_len"],
                               optimizer=a["optimizer"], lr=defaults["lr"], beta2=a["beta2"],
@@ -134,6 +136,7 @@ def train(
 
 # Options fixed by the run that --resume continues (the limits --steps/--epochs/--time are not).
 _RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "leak", "spectral_radius",
+                 "learn_embedding",
                  "layers", "hidden", "embed",
                  "dropout", "locked_dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr",
                  "beta2", "weight_decay", "clip", "clip_mode", "schedule", "warmup", "decay", "patience", "lr_decay",

@@ -43,6 +43,8 @@ class ModelConfig:
     learn_leak: bool = False
     # esn: the spectral radius the reservoir's W_hh is scaled to; None means the default
     spectral_radius: float | None = None
+    # esn: train the embedding too, by backpropagation through the frozen reservoir
+    learn_embedding: bool = False
 
     @property
     def gates(self) -> int:

@@ -13,7 +13,8 @@ The leaky unit (cell "leaky") is nn.RNN's layer with a leak rate a per unit (the
 learned as `rnn.leak_logit_l{layer}`, a = sigmoid(logit)). The echo state network (cell "esn")
 runs the same steps through a frozen random reservoir (charlm.reservoir): only the decoder is
 trained, so its training step is the forward pass and the decoder's gradient, with no
-backpropagation through time.
+backpropagation through time; with learn_embedding the embedding learns too, its gradient
+backpropagated through the frozen reservoir.
 """
 
 from __future__ import annotations
@@ -77,11 +78,13 @@ class Model:
         """Parameter names with distinct arrays (a tied decoder.weight is embedding.weight) that
         training updates: the decoder's alone for an echo state network."""
         if self.config.reservoir:
-            return ["decoder.weight", "decoder.bias"]
+            learned = ["embedding.weight"] if self.config.learn_embedding else []
+            return learned + ["decoder.weight", "decoder.bias"]
         return [n for n in self.params if not (self.config.tie and n == "decoder.weight")]
 
     def frozen_names(self) -> list[str]:
-        """The parameters training never changes: an echo state network's embedding and reservoir."""
+        """The parameters training never changes: an echo state network's reservoir (and its
+        embedding unless learn_embedding)."""
         trained = set(self.trainable_names())
         return [n for n in self.params if n not in trained and not (self.config.tie and n == "decoder.weight")]
 
@@ -231,13 +234,16 @@ class Model:
         tokens, targets (T, B); state (L, S, B, H) is the carried state (truncated BPTT: no
         gradient flows into it). Returns (loss, grads, new_state).
         """
-        reservoir = self.config.reservoir  # nothing to backpropagate through: keep nothing
-        trace = self._forward(tokens, state, dropout_rng, keep=not reservoir)
+        cfg = self.config
+        read_out_only = cfg.reservoir and not cfg.learn_embedding  # nothing to backpropagate through
+        trace = self._forward(tokens, state, dropout_rng, keep=not read_out_only)
         targets = trace.layout.to_blocks(np.ascontiguousarray(targets, dtype=np.int32))
         loss, dlogits, dbias = fused_softmax_xent_(self.logits(trace.top), targets)
-        if reservoir:
+        if read_out_only:
             return loss, self._decoder_grads(dlogits, trace, dbias), trace.new_state
         grads = self.backward(dlogits, trace, dbias)
+        if cfg.reservoir:  # the frozen layers' gradients are computed on the way, and dropped
+            grads = {name: grads[name] for name in self.trainable_names()}
         return loss, grads, trace.new_state
 
     def _decoder_grads(self, dlogits: np.ndarray, trace: _Trace, dbias=None) -> dict[str, np.ndarray]:

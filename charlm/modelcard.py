@@ -56,5 +56,6 @@ def _cell_settings(model: Model) -> dict:
         settings = {"leak": cfg.leak_rate}
     if cfg.reservoir:
         settings["spectral_radius"] = cfg.radius
+        settings["learned_embedding"] = cfg.learn_embedding
         settings["frozen_parameters"] = sum(model.params[n].size for n in model.frozen_names())
     return settings

@@ -144,6 +144,7 @@ def test_train_other_cells_and_one_hot(corpus, cell):
     (["--cell", "esn"], {"leak": 1.0, "spectral_radius": 0.9}),
     (["--cell", "esn", "--leak", "0.4", "--spectral-radius", "1.1", "--embed", "0"],
      {"leak": 0.4, "spectral_radius": 1.1}),
+    (["--cell", "esn", "--learn-embedding"], {"leak": 1.0, "learned_embedding": True}),
 ])
 def test_leaky_and_echo_state_cells_train_sample_score_and_show_in_info(corpus, cell_options, settings):
     assert_ok(run(["train", "corpus.txt", *TINY, *cell_options, "--steps", "6", "--seed", "2"]))
@@ -155,7 +156,8 @@ def test_leaky_and_echo_state_cells_train_sample_score_and_show_in_info(corpus, 
         assert c["leak_min"] < c["leak_max"]  # the rates moved apart in training
     if c["cell"] == "esn":  # only the decoder is trained: 16 units x vocabulary, and a bias
         vocab = c["vocabulary"]
-        assert c["parameters"] == vocab * 16 + vocab and c["frozen_parameters"] > 16 * 16
+        embedding = vocab * 8 if c["learned_embedding"] else 0  # TINY: --embed 8
+        assert c["parameters"] == vocab * 16 + vocab + embedding and c["frozen_parameters"] > 16 * 16
     # the stored config holds the rates written out, not the cell's defaults as None
     header = json.loads(load_tensors("charlm.safetensors")[1]["charlm"])["model"]
     assert header["leak"] is not None and (header["spectral_radius"] is not None) == (c["cell"] == "esn")
@@ -304,6 +306,8 @@ BAD_TRAIN_OPTIONS = [
     (["--cell", "gru", "--spectral-radius", "0.5"], "--spectral-radius is for --cell esn"),
     (["--cell", "esn", "--spectral-radius", "0"], "--spectral-radius must be positive"),
     (["--cell", "esn", "--tie", "--embed", "16"], "--tie cannot be used with --cell esn"),
+    (["--learn-embedding"], "--learn-embedding is for --cell esn"),
+    (["--cell", "esn", "--embed", "0", "--learn-embedding"], "--learn-embedding is for --cell esn"),
 ]
 
 

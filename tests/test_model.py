@@ -86,11 +86,15 @@ def rel_error(a, n):
 
 
 @pytest.mark.parametrize("cell, variant", cell_variants(CELLS, VARIANTS) + [
-    ("leaky-fixed", "embed-2layers"), ("leaky-fixed", "dropout-3layers")])
+    ("leaky-fixed", "embed-2layers"), ("leaky-fixed", "dropout-3layers"),
+    ("esn-learned-embedding", "embed-2layers"), ("esn-learned-embedding", "dropout-3layers")])
 def test_finite_differences(cell, variant, chunking):
     if cell == "leaky-fixed":  # a leak rate that is not learned: no leak parameter
         model = make_model("leaky", variant, leak=0.3, learn_leak=False)
         assert not any("leak" in n for n in model.params)
+    elif cell == "esn-learned-embedding":  # backpropagated through the frozen reservoir
+        model = make_model("esn", variant, learn_embedding=True)
+        assert model.trainable_names() == ["embedding.weight", "decoder.weight", "decoder.bias"]
     else:
         model = make_model(cell, variant)
     tokens, targets, state = make_data(model)

@@ -52,10 +52,13 @@ def test_the_reservoir_comes_from_the_seed():
     assert a.num_parameters() == 9 * 40 + 9
 
 
-def test_training_changes_the_decoder_and_nothing_else(tmp_path, corpus_file):
-    """Frozen in training: the embedding and every reservoir weight keep the values drawn from
-    the seed, in memory and in the saved model; the decoder learns (the loss falls)."""
-    model_cfg = ModelConfig(cell="esn", embed=8, hidden=32, layers=2, dropout=0.2, leak=0.5)
+@pytest.mark.parametrize("learn_embedding", [False, True])
+def test_training_changes_the_decoder_and_nothing_else(tmp_path, corpus_file, learn_embedding):
+    """Frozen in training: every reservoir weight (and the embedding, unless learned) keeps the
+    values drawn from the seed, in memory and in the saved model; the decoder learns (the loss
+    falls), and the embedding when asked."""
+    model_cfg = ModelConfig(cell="esn", embed=8, hidden=32, layers=2, dropout=0.2, leak=0.5,
+                            learn_embedding=learn_embedding)
     cfg = TrainConfig(batch=4, seq_len=16, steps=40, lr=0.01, seed=7, valid_every=20)
     trainer = api.prepare_training(str(corpus_file), model_cfg=model_cfg, tok_cfg=TokenizerConfig(),
                                    cfg=cfg, output=str(tmp_path / "esn.safetensors"))
@@ -69,6 +72,8 @@ def test_training_changes_the_decoder_and_nothing_else(tmp_path, corpus_file):
     for name in trained.frozen_names():
         np.testing.assert_array_equal(saved.params[name], fresh.params[name], err_msg=name)
     assert not np.array_equal(trained.params["decoder.weight"], fresh.params["decoder.weight"])
+    assert ("embedding.weight" in trained.frozen_names()) != learn_embedding
+    assert np.array_equal(trained.params["embedding.weight"], fresh.params["embedding.weight"]) != learn_embedding
     assert losses[-1] < losses[0]
     # the spectral radius survives the float32 model file
     assert abs(exact_radius(saved.params["rnn.weight_hh_l1"]) / 0.9 - 1) < 1e-3
