@@ -67,6 +67,12 @@ class ModelConfig:
         """An echo state network: recurrent layers frozen, only the decoder learns."""
         return self.cell == "esn"
 
+    @property
+    def read_out_only(self) -> bool:
+        """Training runs the forward pass alone and learns the decoder: an echo state network
+        whose embedding is frozen."""
+        return self.reservoir and not self.learn_embedding
+
     def with_cell_defaults(self) -> "ModelConfig":
         """The same config with the cell's defaults written out (what a model file stores)."""
         if self.cell == "leaky":

@@ -76,7 +76,8 @@ class Model:
 
     def trainable_names(self) -> list[str]:
         """Parameter names with distinct arrays (a tied decoder.weight is embedding.weight) that
-        training updates: the decoder's alone for an echo state network."""
+        training updates: for an echo state network the decoder alone (and the embedding with
+        learn_embedding)."""
         if self.config.reservoir:
             learned = ["embedding.weight"] if self.config.learn_embedding else []
             return learned + ["decoder.weight", "decoder.bias"]
@@ -235,7 +236,7 @@ class Model:
         gradient flows into it). Returns (loss, grads, new_state).
         """
         cfg = self.config
-        read_out_only = cfg.reservoir and not cfg.learn_embedding  # nothing to backpropagate through
+        read_out_only = cfg.read_out_only  # nothing to backpropagate through: keep nothing
         trace = self._forward(tokens, state, dropout_rng, keep=not read_out_only)
         targets = trace.layout.to_blocks(np.ascontiguousarray(targets, dtype=np.int32))
         loss, dlogits, dbias = fused_softmax_xent_(self.logits(trace.top), targets)
