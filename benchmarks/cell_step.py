@@ -1,10 +1,11 @@
 """Time the training step of each cell at one size: `python -m benchmarks.cell_step [HIDDEN [LAYERS [BATCH]]]`.
 
 Random tokens of tiny-shakespeare's 65 characters, windows of 100, embedding 64, no dropout,
-Adam. The cells take turns (rnn, leaky, leaky with learned rates, esn, three rounds) so that a
-change in the host's speed touches them all alike; prints each cell's median step of all
-rounds and the tokens per second that gives. The echo state network's step is the forward
-pass and the decoder's gradient alone (no backpropagation through time, nothing kept).
+Adam. The cells take turns (rnn, leaky, leaky with learned rates, esn, esn with a learned
+embedding; three rounds) so that a change in the host's speed touches them all alike; prints
+each cell's median step of all rounds and the tokens per second that gives. The echo state
+network's step is the forward pass and the decoder's gradient alone (no backpropagation
+through time, nothing kept); with a learned embedding it backpropagates through the reservoir.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from charlm.config import ModelConfig, TrainConfig
 from charlm.model import Model
 from charlm.optim import Optimizer, clip_gradients
 
-CELLS = {"rnn": {}, "leaky": dict(leak=0.5), "leaky-learned": dict(learn_leak=True), "esn": {}}
+CELLS = {"rnn": {}, "leaky": dict(leak=0.5), "leaky-learned": dict(learn_leak=True), "esn": {},
+         "esn-embedding": dict(learn_embedding=True)}
 ROUNDS, STEPS = 3, 8
 
 
