@@ -17,8 +17,8 @@ Memory contract (the kernels work in place to save memory and bandwidth):
 
 - ``recurrent_forward`` consumes ``xw`` (which must be writeable): with keep=True it is kept in
   the cache and, for LSTM, GRU and the leaky unit, overwritten with the activations (the RNN
-  forward leaves it intact; its backward writes dxw there). keep=False currently leaves it intact, but callers
-  should not rely on that. Do not reuse xw after the call.
+  forward leaves it intact; its backward writes dxw there). keep=False may overwrite it too (the
+  GRU's and the leaky unit's forward do). Do not reuse xw after the call.
 - Read-only w_hh, b_hh, h0, c0, dhs (e.g. memory-mapped weights) are accepted; Numba compiles a
   separate specialization for them on first use.
 - ``recurrent_backward`` writes ``dxw`` into that same buffer (so ``grads.dxw is xw``) and can be
