@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -79,19 +81,32 @@ def test_training_changes_the_decoder_and_nothing_else(tmp_path, corpus_file, le
     assert abs(exact_radius(saved.params["rnn.weight_hh_l1"]) / 0.9 - 1) < 1e-3
 
 
-def test_a_training_step_needs_no_backward_through_the_reservoir():
-    """The ESN's step keeps nothing for a backward (no recurrent caches) and its gradients are
-    the decoder's: the same as a linear read-out's gradient computed from the forward's top
-    layer."""
+def test_a_training_step_needs_no_backward_through_the_reservoir(monkeypatch):
+    """The ESN's step runs the forward without keeping anything for a backward, never
+    backpropagates, and its gradients are a linear read-out's, computed from the top layer."""
     cfg = ModelConfig(cell="esn", vocab_size=7, embed=5, hidden=12, layers=2, dropout=0.0)
     model = Model.create(cfg, seed=1)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 7, (6, 3)).astype(np.int32)
     targets = rng.integers(0, 7, (6, 3)).astype(np.int32)
     state = model.zero_state(3)
+    kept = []
+    forward = Model._forward
+
+    def watched_forward(self, tokens, state, dropout_rng, keep):
+        kept.append(keep)
+        return forward(self, tokens, state, dropout_rng, keep)
+
+    def no_backward(*args, **kwargs):
+        raise AssertionError("backpropagated through the reservoir")
+
+    monkeypatch.setattr(Model, "_forward", watched_forward)
+    monkeypatch.setattr(Model, "backward", no_backward)
     loss, grads, new_state = model.loss_and_grads(tokens, targets, state)
-    top, state2, trace = model.forward(tokens, state)
-    assert trace.caches == []
+    assert kept == [False] and set(grads) == {"decoder.weight", "decoder.bias"}
+    with pytest.raises(AssertionError, match="backpropagated"):  # a learned embedding does
+        Model(dataclasses.replace(cfg, learn_embedding=True), model.params).loss_and_grads(tokens, targets, state)
+    top, state2, _ = model.forward(tokens, state)
     np.testing.assert_array_equal(new_state, state2)
     logits = top.astype(np.float64) @ model.params["decoder.weight"].T.astype(np.float64) + model.params["decoder.bias"]
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
