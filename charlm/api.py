@@ -17,7 +17,8 @@ import numpy as np
 
 from . import run_identity
 from .checkpoint import default_model_path, load_model, load_training_state, sidecar
-from .config import CELLS, CLIP_MODES, LEVELS, OPTIMIZERS, ModelConfig, TokenizerConfig, TrainConfig
+from .config import (CELLS, CLIP_MODES, LEAKY_CELLS, LEVELS, OPTIMIZERS, ModelConfig, TokenizerConfig,
+                     TrainConfig)
 from .data import Corpus, split_train_valid
 from .distributed import world
 from .errors import CharlmError, CorpusError, ModelFileError, OptionError
@@ -75,6 +76,22 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
         (0.0 <= model_cfg.dropout < 1.0, "--dropout must be in [0, 1)"),
         (not model_cfg.tie or model_cfg.embed == model_cfg.hidden,
          "--tie needs --embed equal to --hidden"),
+        (model_cfg.leak is None or model_cfg.cell in LEAKY_CELLS,
+         f"--leak is for --cell leaky or esn, not {model_cfg.cell}"),
+        (not model_cfg.learn_leak or model_cfg.cell == "leaky",
+         "--leak learn is for --cell leaky (an echo state network's reservoir is not trained)"),
+        (_real_in(model_cfg.leak, 0.0, 1.0, top_open=model_cfg.learn_leak),
+         "--leak must be in (0, 1], e.g. 0.5 (1 is the plain tanh RNN), or learn (a learned "
+         "rate starts below 1)"),
+        (model_cfg.spectral_radius is None or model_cfg.cell == "esn",
+         f"--spectral-radius is for --cell esn, not {model_cfg.cell}"),
+        (_real_in(model_cfg.spectral_radius, 0.0, np.inf),
+         "--spectral-radius must be positive, e.g. 0.9 (below 1 the reservoir forgets its start)"),
+        (not model_cfg.learn_embedding or (model_cfg.reservoir and model_cfg.embed > 0),
+         "--learn-embedding is for --cell esn with an embedding (--embed above 0); the other "
+         "cells always learn theirs"),
+        (not (model_cfg.reservoir and model_cfg.tie),
+         "--tie cannot be used with --cell esn: the embedding is frozen and the decoder is trained"),
         (cfg.batch >= 1, "--batch must be at least 1"),
         (cfg.seq_len >= 1, "--seq-len must be at least 1"),
         (cfg.lr > 0 and np.isfinite(cfg.lr), "--lr must be a positive number"),
@@ -103,6 +120,13 @@ def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: Trai
     for ok, message in checks:
         if not ok:
             raise OptionError(message)
+
+
+def _real_in(x, low: float, high: float, top_open: bool = False) -> bool:
+    """x is None (not given), or a finite number in (low, high] ((low, high) when top_open)."""
+    if x is None:
+        return True
+    return bool(np.isfinite(x)) and low < x and (x < high if top_open else x <= high)
 
 
 def _idle_options(model_cfg: ModelConfig, cfg: TrainConfig) -> list[str]:
@@ -170,7 +194,8 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
         extra = {"tokenizer_config": dataclasses.asdict(tok_cfg), "corpus": os.path.basename(corpus),
                  "run": identity, **(header_extra or {})}
         if parent is None:
-            model = Model.create(dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size), seed=cfg.seed)
+            model = Model.create(dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size).with_cell_defaults(),
+                                 seed=cfg.seed)
         else:
             grown = grown_model(parent[0], tokenizer.vocab_size, np.random.default_rng(cfg.seed))
             model = Model(dataclasses.replace(grown.config, dropout=model_cfg.dropout,

@@ -138,6 +138,9 @@ def _check_config(path, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
     def count(x) -> bool:  # a JSON integer (bool is an int subclass in Python: reject it)
         return isinstance(x, int) and not isinstance(x, bool)
 
+    def number_or_none(x, low: float, high: float) -> bool:  # None: the cell's default
+        return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool) and low < x <= high)
+
     checks = [
         ("cell", cfg.cell in CELLS, f"one of {', '.join(CELLS)}"),
         ("init", cfg.init in INITS, f"one of {', '.join(INITS)}"),
@@ -151,6 +154,11 @@ def _check_config(path, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
         ("tie", isinstance(cfg.tie, bool), "true or false"),
         ("locked_dropout", isinstance(cfg.locked_dropout, bool), "true or false"),
         ("tie", not cfg.tie or cfg.embed == cfg.hidden, f"false unless embed equals hidden ({cfg.hidden!r})"),
+        ("leak", number_or_none(cfg.leak, 0.0, 1.0), "a number in (0, 1], or null"),
+        ("spectral_radius", number_or_none(cfg.spectral_radius, 0.0, math.inf), "a positive number, or null"),
+        ("learn_leak", isinstance(cfg.learn_leak, bool) and (not cfg.learn_leak or cfg.cell == "leaky"),
+         "true only for the leaky cell"),
+        ("learn_embedding", isinstance(cfg.learn_embedding, bool), "true or false"),
     ]
     for field, ok, expected in checks:
         if not ok:
@@ -169,6 +177,8 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         shapes[f"rnn.weight_hh_l{layer}"] = (GH, H)
         shapes[f"rnn.bias_ih_l{layer}"] = (GH,)
         shapes[f"rnn.bias_hh_l{layer}"] = (GH,)
+        if cfg.learn_leak:
+            shapes[f"rnn.leak_logit_l{layer}"] = (H,)
     shapes["decoder.weight"] = (V, H)
     shapes["decoder.bias"] = (V,)
     return shapes

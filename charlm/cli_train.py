@@ -34,7 +34,10 @@ def train(
     level: Annotated[str, Opt(help="Tokens: char (Unicode code points) or word (whitespace-separated).")] = "char",
     max_vocab: Annotated[int, Opt(help="Word level: most frequent words kept.")] = 10000,
     min_count: Annotated[int, Opt(help="Tokens seen fewer times become UNK.")] = 1,
-    cell: Annotated[str, Opt(help="Recurrent cell: lstm, gru or rnn.")] = "lstm",
+    cell: Annotated[str, Opt(help="Recurrent cell: lstm, gru, rnn (tanh), leaky (a tanh RNN whose state leaks at the rate --leak) or esn (echo state network: a fixed random reservoir, only the output layer learns). No bidirectional RNN: it sees the future it should predict, so it is no language model; sequence-to-sequence models are out of scope.")] = "lstm",
+    leak: Annotated[Optional[str], Opt(help="leaky, esn: the leak rate a in (0, 1]: s = (1 - a) s + a tanh(...); 1 is the plain RNN, smaller remembers longer. leaky: learn = one rate per unit, trained. \\[default: 0.5 leaky, 1 esn]")] = None,
+    spectral_radius: Annotated[Optional[float], Opt(help="esn: the reservoir's largest eigenvalue modulus. \\[default: 0.9]")] = None,
+    learn_embedding: Annotated[bool, Opt(help="esn: train the embedding too, backpropagating through the frozen reservoir (slower steps); by default only the output layer learns.")] = False,
     layers: Annotated[Optional[int], Opt(help="Stacked recurrent layers. \\[default: 2]")] = None,
     hidden: Annotated[Optional[int], Opt(help="Units per layer. \\[default: 512 char, 200 word]")] = None,
     embed: Annotated[Optional[int], Opt(help="Embedding size, 0 for one-hot. \\[default: 64 char, 200 word]")] = None,
@@ -102,9 +105,12 @@ def train(
                                           encoding_errors=encoding_errors,
                                           settings=_given_settings(ctx, a, from_preset))
         else:
+            rate, learned = _leak(a["leak"])
             model_cfg = ModelConfig(cell=a["cell"], embed=defaults["embed"], hidden=defaults["hidden"],
                                     layers=defaults["layers"], dropout=a["dropout"],
-                                    locked_dropout=a["locked_dropout"], tie=a["tie"], init=a["init"])
+                                    locked_dropout=a["locked_dropout"], tie=a["tie"], init=a["init"],
+                                    leak=rate, learn_leak=learned, spectral_radius=a["spectral_radius"],
+                                    learn_embedding=a["learn_embedding"])
             tok_cfg = TokenizerConfig(level=a["level"], max_vocab=a["max_vocab"], min_count=a["min_count"])
             cfg = TrainConfig(batch=defaults["batch"], seq_len=defaults["seq_len"],
                               optimizer=a["optimizer"], lr=defaults["lr"], beta2=a["beta2"],
@@ -167,12 +173,28 @@ def _exit_at_once(signum: int, trainer, corpus: str, output: str | None) -> NoRe
 
 
 # Options fixed by the run that --resume continues (the limits --steps/--epochs/--time are not).
-_RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "layers", "hidden", "embed",
+_RUN_SETTINGS = ("valid_frac", "level", "max_vocab", "min_count", "cell", "leak", "spectral_radius",
+                 "learn_embedding",
+                 "layers", "hidden", "embed",
                  "dropout", "locked_dropout", "tie", "init", "batch", "seq_len", "optimizer", "lr",
                  "beta2", "weight_decay", "clip", "clip_mode", "schedule", "warmup", "decay", "patience", "lr_decay",
                  "valid_every", "valid_tokens", "seed", "preset", "init_from")
 _LIMITS = ("epochs", "steps", "time")
 _OPTIONS = _RUN_SETTINGS + _LIMITS
+
+
+def _leak(text: str | None) -> tuple[float | None, bool]:
+    """--leak as (rate or None, learned): "learn" is a learned rate starting at the default."""
+    from .errors import OptionError
+
+    if text is None:
+        return None, False
+    if text.strip().lower() == "learn":
+        return None, True
+    try:
+        return float(text), False
+    except ValueError:
+        raise OptionError(f"--leak takes a rate in (0, 1], e.g. 0.5, or learn; not {text!r}") from None
 
 
 def _schedule(name: str, limits: dict) -> str:

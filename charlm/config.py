@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .schedule import WSD_DECAY
 
-CELLS = ("lstm", "gru", "rnn")
+CELLS = ("lstm", "gru", "rnn", "leaky", "esn")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 CLIP_MODES = ("norm", "value")
 LEVELS = ("char", "word")
@@ -16,8 +16,15 @@ LEVELS = ("char", "word")
 # 64-bit signed integer for the readers of the JSON headers that store it.
 SEED_MAX = 2**63 - 1
 
-# Gates per cell, in PyTorch's order: LSTM i,f,g,o; GRU r,z,n; RNN one tanh pre-activation.
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+# Gates per cell, in PyTorch's order: LSTM i,f,g,o; GRU r,z,n; RNN one tanh pre-activation;
+# the leaky unit and the echo state network's reservoir one tanh pre-activation, as the RNN.
+GATES = {"lstm": 4, "gru": 3, "rnn": 1, "leaky": 1, "esn": 1}
+# Cells whose state leaks: s_t = (1 - a) * s_{t-1} + a * tanh(x_t W_ih^T + b_ih + s_{t-1} W_hh^T + b_hh)
+LEAKY_CELLS = ("leaky", "esn")
+# The leak rate a when none is given: halfway for the leaky unit (a = 1 is the plain RNN),
+# none for the reservoir (the classical echo state network).
+DEFAULT_LEAK = {"leaky": 0.5, "esn": 1.0}
+DEFAULT_SPECTRAL_RADIUS = 0.9  # esn: largest eigenvalue modulus of the reservoir's W_hh
 
 
 @dataclass(frozen=True)
@@ -34,10 +41,49 @@ class ModelConfig:
     locked_dropout: bool = False
     tie: bool = False  # decoder.weight is embedding.weight (needs embed == hidden)
     init: str = "uniform"  # initial weights: see charlm.initializers.INITS
+    # leaky, esn: the leak rate a in (0, 1]; None means DEFAULT_LEAK of the cell
+    leak: float | None = None
+    # leaky: one rate per unit, learned: a = sigmoid(rnn.leak_logit_l{layer}), starting at `leak`
+    learn_leak: bool = False
+    # esn: the spectral radius the reservoir's W_hh is scaled to; None means the default
+    spectral_radius: float | None = None
+    # esn: train the embedding too, by backpropagation through the frozen reservoir
+    learn_embedding: bool = False
 
     @property
     def gates(self) -> int:
         return GATES[self.cell]
+
+    @property
+    def leak_rate(self) -> float:
+        """The leak rate a of a leaky cell (the starting rate when learned); 1 for the others."""
+        if self.leak is not None:
+            return self.leak
+        return DEFAULT_LEAK.get(self.cell, 1.0)
+
+    @property
+    def radius(self) -> float:
+        """esn: the reservoir's spectral radius."""
+        return DEFAULT_SPECTRAL_RADIUS if self.spectral_radius is None else self.spectral_radius
+
+    @property
+    def reservoir(self) -> bool:
+        """An echo state network: recurrent layers frozen, only the decoder learns."""
+        return self.cell == "esn"
+
+    @property
+    def read_out_only(self) -> bool:
+        """Training runs the forward pass alone and learns the decoder: an echo state network
+        whose embedding is frozen."""
+        return self.reservoir and not self.learn_embedding
+
+    def with_cell_defaults(self) -> "ModelConfig":
+        """The same config with the cell's defaults written out (what a model file stores)."""
+        if self.cell == "leaky":
+            return dataclasses.replace(self, leak=self.leak_rate)
+        if self.cell == "esn":
+            return dataclasses.replace(self, leak=self.leak_rate, spectral_radius=self.radius)
+        return self
 
     def input_size(self, layer: int) -> int:
         if layer > 0:

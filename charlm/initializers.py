@@ -14,6 +14,10 @@ and the embedding N(0, 1) (nn.Embedding's default) — except with --tie, where 
 is also the decoder: N(0, 1) there makes the first logits so large (std ~ sqrt(H)/2) that the
 first loss is far above ln(V) (10.98 against 9.21 on Penn Treebank). Tied, it is uniform(-0.1,
 0.1), as in PyTorch's word_language_model example and Zaremba et al. 2014.
+
+The leaky unit's recurrent weights are the RNN's; a learned leak rate starts at --leak (0.5 by
+default) in every unit, stored as its logit `rnn.leak_logit_l{layer}` (a = sigmoid(logit)).
+The echo state network's recurrent layers are a fixed random reservoir: charlm.reservoir.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import ModelConfig
+from .reservoir import reservoir_layer
 
 
 def orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -42,11 +47,18 @@ def init_params(cfg: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndar
         params["embedding.weight"] = _embedding_rows(cfg, rng, V)
     for layer in range(cfg.layers):
         n_in = cfg.input_size(layer)
+        if cfg.reservoir:
+            frozen = reservoir_layer(rng, n_in, H, cfg.radius, one_hot=layer == 0 and cfg.embed == 0)
+            params.update({f"rnn.{name}_l{layer}": w for name, w in frozen.items()})
+            continue
         params[f"rnn.weight_ih_l{layer}"] = _input_weights(rng, bound, G * H, n_in)
         w_hh, bias_ih, bias_hh = _recurrent(cfg, rng, bound)
         params[f"rnn.weight_hh_l{layer}"] = w_hh
         params[f"rnn.bias_ih_l{layer}"] = bias_ih
         params[f"rnn.bias_hh_l{layer}"] = bias_hh
+        if cfg.learn_leak:
+            a = cfg.leak_rate
+            params[f"rnn.leak_logit_l{layer}"] = np.full(H, np.log(a / (1.0 - a)))
     if cfg.tie:
         params["decoder.weight"] = params["embedding.weight"]
     else:

@@ -8,6 +8,13 @@ projections, decoder, weight gradients) is one BLAS GEMM here.
 Shapes: T time steps, B streams, H hidden, E embedding, V vocabulary, G gates, L layers,
 N = T*B rows. Tokens are time-major (T, B). The recurrent state is one array (L, S, B, H) with
 S = 2 for the LSTM (h, c) and 1 otherwise.
+
+The leaky unit (cell "leaky") is nn.RNN's layer with a leak rate a per unit (the config's, or
+learned as `rnn.leak_logit_l{layer}`, a = sigmoid(logit)). The echo state network (cell "esn")
+runs the same steps through a frozen random reservoir (charlm.reservoir): only the decoder is
+trained, so its training step is the forward pass and the decoder's gradient, with no
+backpropagation through time; with learn_embedding the embedding learns too, its gradient
+backpropagated through the frozen reservoir.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .blocks import BlockLayout
-from .config import ModelConfig
+from .config import LEAKY_CELLS, ModelConfig
 from .initializers import init_params
 from .losses import fused_softmax_xent_, fused_target_logprobs
 
@@ -68,8 +75,31 @@ class Model:
         return np.zeros((cfg.layers, self.state_slots, batch, cfg.hidden), dtype)
 
     def trainable_names(self) -> list[str]:
-        """Parameter names with distinct arrays (a tied decoder.weight is embedding.weight)."""
+        """Parameter names with distinct arrays (a tied decoder.weight is embedding.weight) that
+        training updates: for an echo state network the decoder alone (and the embedding with
+        learn_embedding)."""
+        if self.config.reservoir:
+            learned = ["embedding.weight"] if self.config.learn_embedding else []
+            return learned + ["decoder.weight", "decoder.bias"]
         return [n for n in self.params if not (self.config.tie and n == "decoder.weight")]
+
+    def frozen_names(self) -> list[str]:
+        """The parameters training never changes: an echo state network's reservoir (and its
+        embedding unless learn_embedding)."""
+        trained = set(self.trainable_names())
+        return [n for n in self.params if n not in trained and not (self.config.tie and n == "decoder.weight")]
+
+    def leak_rates(self, layer: int) -> np.ndarray | None:
+        """(H,) the leak rates a of a leaky cell's layer, in the parameters' dtype; None for the
+        other cells."""
+        cfg = self.config
+        if cfg.cell not in LEAKY_CELLS:
+            return None
+        dtype = self.params["decoder.bias"].dtype
+        if cfg.learn_leak:
+            logit = self._p("leak_logit", layer)
+            return (1 / (1 + np.exp(-logit.astype(np.float64)))).astype(dtype)
+        return np.full(cfg.hidden, cfg.leak_rate, dtype)
 
     def num_parameters(self) -> int:
         return sum(self.params[n].size for n in self.trainable_names())
@@ -113,6 +143,7 @@ class Model:
         trace = _Trace(tokens, layout, layout.to_blocks(tokens), state=state)
         trace.masks = [None if m is None else m[:, s0:s1] for m in masks]
         masks = trace.row_masks = [None if m is None else layout.to_blocks(m) for m in trace.masks]
+        leaks = [self.leak_rates(layer) for layer in range(L)]
         x = None
         if cfg.embed > 0:
             x = _apply_mask(self.params["embedding.weight"][trace.rows], masks[0])
@@ -124,7 +155,7 @@ class Model:
         caches = [[recurrent_start(cfg.cell, layout.view(trace.xws[layer], k), self._p("weight_hh", layer),
                                    self._p("bias_hh", layer), state[layer, 0, b0:b1],
                                    state[layer, 1, b0:b1] if self.state_slots == 2 else None, keep,
-                                   hs=layout.view(trace.hs[layer], k))
+                                   hs=layout.view(trace.hs[layer], k), leak=leaks[layer])
                    for layer in range(L)] for k, (b0, b1) in enumerate(layout.bounds)]
         chunks = chunk_bounds(T, L)
 
@@ -216,11 +247,25 @@ class Model:
         """
         T, B = np.shape(tokens)
         s0, s1 = streams or (0, B)
-        trace = self._forward(tokens, state, dropout_rng, keep=True, streams=(s0, s1))
+        read_out_only = self.config.read_out_only  # nothing to backpropagate through: keep nothing
+        trace = self._forward(tokens, state, dropout_rng, keep=not read_out_only, streams=(s0, s1))
         targets = trace.layout.to_blocks(np.ascontiguousarray(np.asarray(targets)[:, s0:s1], dtype=np.int32))
         loss, dlogits, dbias = fused_softmax_xent_(self.logits(trace.top), targets, rows=T * B)
+        if read_out_only:
+            return loss, self._decoder_grads(dlogits, trace, dbias), trace.new_state
         grads = self.backward(dlogits, trace, dbias)
+        if self.config.reservoir:  # the frozen layers' gradients are computed on the way, and dropped
+            grads = {name: grads[name] for name in self.trainable_names()}
         return loss, grads, trace.new_state
+
+    def _decoder_grads(self, dlogits: np.ndarray, trace: _Trace, dbias=None) -> dict[str, np.ndarray]:
+        """The decoder's weight (V, H) and bias (V,) gradients from dlogits (N, V) block-major."""
+        from .kernels.linalg import matmul
+
+        return {
+            "decoder.weight": matmul(dlogits.T, trace.top),
+            "decoder.bias": dlogits.sum(axis=0) if dbias is None else dbias,
+        }
 
     def backward(self, dlogits: np.ndarray, trace: _Trace, dbias=None) -> dict[str, np.ndarray]:
         """Backpropagation through the decoder, the layers (through time) and the embedding.
@@ -235,10 +280,7 @@ class Model:
         cfg, p, layout = self.config, self.params, trace.layout
         N, L, H = layout.rows, cfg.layers, cfg.hidden
         masks = trace.row_masks
-        grads = {
-            "decoder.weight": matmul(dlogits.T, trace.top),  # (V, H)
-            "decoder.bias": dlogits.sum(axis=0) if dbias is None else dbias,
-        }
+        grads = self._decoder_grads(dlogits, trace, dbias)
         # dhs[l] (N, H): dLoss/d(output of layer l); the layers above the first fill the one
         # below chunk by chunk inside the wavefront.
         dhs = [np.empty((N, H), dlogits.dtype) for _ in range(L - 1)]
@@ -280,8 +322,11 @@ class Model:
         cfg = self.config
         dx = None
         for layer in reversed(range(cfg.layers)):
-            for block in trace.caches:
-                recurrent_backward_finish(block[layer], hidden_grads=False)
+            finished = [recurrent_backward_finish(block[layer], hidden_grads=False)
+                        for block in trace.caches]
+            if cfg.learn_leak:  # dL/dlogit = dL/da * a (1 - a), summed over the blocks in order
+                a = self.leak_rates(layer)
+                grads[f"rnn.leak_logit_l{layer}"] = sum(g.dleak for g in finished) * (a * (1 - a))
             dxw = trace.xws[layer]  # (N, G*H): dL/dxw by now
             dgh = dxw if dghs[layer] is None else dghs[layer]  # dL/d(h_{t-1} W_hh^T + b_hh)
             grads[f"rnn.weight_hh_l{layer}"] = matmul(dgh.T, self._previous_states(trace, layer))

@@ -3,6 +3,10 @@ text for people (card_rows)."""
 
 from __future__ import annotations
 
+
+import numpy as np
+
+from .config import LEAKY_CELLS
 from .evaluate import bits_per_char, perplexity
 from .model import Model
 from .tokenizer import Tokenizer
@@ -38,6 +42,7 @@ def model_card(path: str, model: Model, tokenizer: Tokenizer, header: dict) -> d
         "best_valid_loss": best,
         "best_valid_ppl": None if best is None else round(perplexity(best), 4),
     }
+    card.update(_cell_settings(model))
     if best is not None and tokenizer.level == "char":
         card["best_valid_bpc"] = round(bits_per_char(best), 4)
     if "parent" in header:
@@ -91,3 +96,21 @@ def lineage_text(parent: dict) -> str:
                      f"trained on {parent.get('corpus')})")
         parent = parent.get("parent")
     return " <- ".join(parts)
+
+
+def _cell_settings(model: Model) -> dict:
+    """The leaky cells' leak rate and the reservoir's spectral radius and frozen weights."""
+    cfg = model.config
+    if cfg.cell not in LEAKY_CELLS:
+        return {}
+    if cfg.learn_leak:
+        rates = np.concatenate([model.leak_rates(layer) for layer in range(cfg.layers)])
+        settings = {"leak": "learned", "leak_min": round(float(rates.min()), 4),
+                    "leak_mean": round(float(rates.mean()), 4), "leak_max": round(float(rates.max()), 4)}
+    else:
+        settings = {"leak": cfg.leak_rate}
+    if cfg.reservoir:
+        settings["spectral_radius"] = cfg.radius
+        settings["learned_embedding"] = cfg.learn_embedding
+        settings["frozen_parameters"] = sum(model.params[n].size for n in model.frozen_names())
+    return settings

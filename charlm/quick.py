@@ -21,8 +21,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * np.tanh(0.5 * x) + 0.5
 
 
-def _step(cell: str, xw: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray | None):
-    """One step of a cell (PyTorch's equations) from xw = x W_ih^T + b_ih and gh = h W_hh^T + b_hh."""
+def _step(cell: str, xw: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray | None,
+          leak: np.ndarray | None = None):
+    """One step of a cell (PyTorch's equations; the leaky cells' with leak rates a (H,)) from
+    xw = x W_ih^T + b_ih and gh = h W_hh^T + b_hh."""
     if cell == "lstm":
         i, f, g, o = np.split(xw + gh, 4, axis=-1)
         c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
@@ -33,6 +35,8 @@ def _step(cell: str, xw: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarra
         r, z = _sigmoid(xr + hr), _sigmoid(xz + hz)
         n = np.tanh(xn + r * hn)
         return n + z * (h - n), None
+    if leak is not None:
+        return (1 - leak) * h + leak * np.tanh(xw + gh), None
     return np.tanh(xw + gh), None
 
 
@@ -55,10 +59,11 @@ def quick_states(model: Model, tokens: np.ndarray, state: np.ndarray, keep_cells
         xw = (w_ih.T[tokens] if x is None else x @ w_ih.T) + b_ih  # (T, B, G*H)
         h = state[layer, 0]
         c = state[layer, 1] if cfg.cell == "lstm" else None
+        leak = model.leak_rates(layer)
         hs = np.empty((T, B, cfg.hidden), state.dtype)
         cs = np.empty((T, B, cfg.hidden), state.dtype) if cells is not None else None
         for t in range(T):
-            h, c = _step(cfg.cell, xw[t], h @ w_hh.T + b_hh, h, c)
+            h, c = _step(cfg.cell, xw[t], h @ w_hh.T + b_hh, h, c, leak)
             hs[t] = h
             if cs is not None:
                 cs[t] = c

@@ -1,8 +1,11 @@
-"""One recurrent layer (LSTM, GRU or tanh RNN), forward and backward through time.
+"""One recurrent layer (LSTM, GRU, tanh RNN or leaky tanh RNN), forward and backward through time.
 
 The math is exactly PyTorch's nn.LSTM / nn.GRU / nn.RNN (single layer, unidirectional), with the
 weights in PyTorch's layout: W_ih (G*H, I), W_hh (G*H, H), b_ih, b_hh (G*H,); G = 4 (LSTM, gates
-i,f,g,o), 3 (GRU, gates r,z,n) or 1 (RNN).
+i,f,g,o), 3 (GRU, gates r,z,n) or 1 (RNN). The leaky unit (cell "leaky"; "esn", the echo state
+network's reservoir, runs the same steps) is the RNN with a leak rate a (H,) per unit:
+s_t = (1 - a) * s_{t-1} + a * tanh(xw_t + s_{t-1} W_hh^T + b_hh) (charlm.kernels.leaky); its
+backward also gives dL/da.
 
 Division of labour: the model computes the input projection of all T steps at once,
 ``xw = x @ W_ih.T + b_ih`` of shape (T, B, G*H), time-major and C-contiguous. This module does
@@ -13,9 +16,9 @@ the sequential part (the Numba kernels in charlm.kernels) and the hidden-side we
 Memory contract (the kernels work in place to save memory and bandwidth):
 
 - ``recurrent_forward`` consumes ``xw`` (which must be writeable): with keep=True it is kept in
-  the cache and, for LSTM and GRU, overwritten with the gate activations (the RNN forward leaves
-  it intact; its backward writes dxw there). keep=False currently leaves it intact, but callers
-  should not rely on that. Do not reuse xw after the call.
+  the cache and, for LSTM, GRU and the leaky unit, overwritten with the activations (the RNN
+  forward leaves it intact; its backward writes dxw there). keep=False may overwrite it too (the
+  GRU's and the leaky unit's forward do). Do not reuse xw after the call.
 - Read-only w_hh, b_hh, h0, c0, dhs (e.g. memory-mapped weights) are accepted; Numba compiles a
   separate specialization for them on first use.
 - ``recurrent_backward`` writes ``dxw`` into that same buffer (so ``grads.dxw is xw``) and can be
@@ -45,10 +48,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import GATES
+from .config import GATES, LEAKY_CELLS
 from .kernels.gru import gru_backward, gru_forward
 from .kernels.linalg import matmul
 from .kernels.threads import sequential_blas
+from .kernels.leaky import leaky_backward, leaky_forward
 from .kernels.lstm import lstm_backward, lstm_forward
 from .kernels.rnn import rnn_backward, rnn_forward
 
@@ -89,6 +93,9 @@ class RecurrentCache:
     done: int = 0  # forward: steps run so far; backward: first step not yet backpropagated
     dh: np.ndarray | None = None  # (B,H) backward: gradient flowing into h of step `done` - 1
     dc: np.ndarray | None = None  # (B,H) LSTM backward: the same for c
+    leak: np.ndarray | None = None  # (H,) leaky cells: the rates a, else None
+    retain: np.ndarray | None = None  # (H,) leaky cells: 1 - a
+    dleak: np.ndarray | None = None  # (H,) leaky cells backward: dL/da of the steps done
 
     @property
     def h_last(self) -> np.ndarray:
@@ -108,6 +115,7 @@ class RecurrentGrads:
     db_hh: np.ndarray | None  # (G*H,)
     dh0: np.ndarray  # (B,H)
     dc0: np.ndarray | None  # (B,H) LSTM, else None
+    dleak: np.ndarray | None = None  # (H,) leaky cells: dL/da, else None
 
 
 # --- checks ----------------------------------------------------------------------------------
@@ -135,24 +143,26 @@ def _check_cell(cell) -> int:
 # --- forward ---------------------------------------------------------------------------------
 
 
-def recurrent_forward(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True):
+def recurrent_forward(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True, leak=None):
     """Run one recurrent layer over T steps.
 
     xw (T,B,G*H): input projection x @ W_ih.T + b_ih, C-contiguous; CONSUMED (see module doc).
     w_hh (G*H,H), b_hh (G*H,): hidden-to-hidden weights, PyTorch layout.
     h0 (B,H), c0 (B,H): initial state; c0 only for 'lstm' (required there), None otherwise.
     keep: store what the backward needs; keep=False is for inference (cheaper, no backward).
+    leak (H,): the leak rates a in (0, 1] of 'leaky' and 'esn' (required there), None otherwise.
     All arrays: same dtype, float32 or float64, C-contiguous. T >= 1.
 
     Returns (hs, cache): hs (T,B,H) the output of every step (a new array). The final state is
     hs[-1] (= cache.h_last) and, for LSTM, cache.c_last.
     """
-    cache = recurrent_start(cell, xw, w_hh, b_hh, h0, c0, keep)
+    cache = recurrent_start(cell, xw, w_hh, b_hh, h0, c0, keep, leak=leak)
     recurrent_steps(cache, 0, cache.steps)
     return cache.hs, cache
 
 
-def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True, hs=None) -> RecurrentCache:
+def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True, hs=None,
+                    leak=None) -> RecurrentCache:
     """Check the arguments of recurrent_forward and allocate its outputs; run no step.
 
     xw may still be unfilled: each slice [a, b) must hold its input projection when
@@ -182,6 +192,12 @@ def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True, hs=None) 
         _check_array("c0", c0, (B, H), dtype)
     elif c0 is not None:
         raise ValueError(f"c0 is only for lstm; pass None for {cell}")
+    if cell in LEAKY_CELLS:
+        if leak is None:
+            raise ValueError(f"{cell} needs leak (H,), the leak rates")
+        _check_array("leak", leak, (H,), dtype)
+    elif leak is not None:
+        raise ValueError(f"leak is only for {' and '.join(LEAKY_CELLS)}; pass None for {cell}")
 
     if hs is None:
         hs = np.empty((T, B, H), dtype)
@@ -191,6 +207,9 @@ def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True, hs=None) 
         cell=cell, keep=keep, hs=hs, h0=h0, c0=c0, c_last=None,
         xw=xw, b_hh=b_hh, w_hh=w_hh,
     )
+    if cell in LEAKY_CELLS:
+        cache.leak = leak
+        cache.retain = (1 - leak).astype(dtype)  # 1 - a, exactly 0 where a = 1
     # h_{t-1} W_hh^T of one step, and the same transposed (see rows_times_transposed)
     gh, gh_tr = np.empty((B, G * H), dtype), np.empty((G * H, B), dtype)
     if cell == "lstm":
@@ -224,6 +243,9 @@ def recurrent_steps(cache: RecurrentCache, a: int, b: int) -> None:
             ghn = cache.ghn[a:b] if keep else cache.ghn
             gru_forward(cache.xw[a:b], cache.w_hh, cache.b_hh, h_prev, hs[a:b], ghn,
                         *cache.scratch, keep)
+        elif cell in LEAKY_CELLS:
+            leaky_forward(cache.xw[a:b], cache.w_hh, cache.b_hh, cache.leak, cache.retain, h_prev,
+                          hs[a:b], *cache.scratch)
         else:
             rnn_forward(cache.xw[a:b], cache.w_hh, cache.b_hh, h_prev, hs[a:b], *cache.scratch)
     cache.done = b
@@ -304,6 +326,9 @@ def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None, 
         _check_array("dgh", dgh, (T, B, 3 * H), dtype, written=True)
         cache.dgh = dgh
         cache.scratch = (np.empty((B, H), dtype), dh_tr)  # dhz
+    elif cell in LEAKY_CELLS:
+        cache.dleak = np.zeros(H, dtype)
+        cache.scratch = (np.empty((B, H), dtype), dh_tr)  # the direct part of dh, g * (1 - a)
     else:
         cache.scratch = (dh_tr,)
 
@@ -328,6 +353,9 @@ def recurrent_backward_steps(cache: RecurrentCache, dhs, a: int, b: int) -> None
         elif cache.cell == "gru":
             gru_backward(cache.xw[a:b], cache.ghn[a:b], hs[a:b], h_prev, cache.w_hh_t, dhs[a:b],
                          cache.dh, cache.dgh[a:b], *cache.scratch)
+        elif cache.cell in LEAKY_CELLS:
+            leaky_backward(cache.xw[a:b], hs[a:b], h_prev, cache.w_hh_t, cache.leak, cache.retain,
+                           dhs[a:b], cache.dh, cache.dleak, *cache.scratch)
         else:
             rnn_backward(hs[a:b], cache.w_hh_t, dhs[a:b], cache.xw[a:b], cache.dh, *cache.scratch)
     cache.done = a
@@ -348,9 +376,10 @@ def recurrent_backward_finish(cache: RecurrentCache, hidden_grads: bool = True) 
         dgh = hidden_side_grad(cache)
         _hidden_weight_grad(dgh, cache.h0, hs, dw_hh)
         db_hh = dgh.sum(axis=(0, 1))
-    grads = RecurrentGrads(dxw=dxw, dw_hh=dw_hh, db_hh=db_hh, dh0=cache.dh, dc0=cache.dc)
+    grads = RecurrentGrads(dxw=dxw, dw_hh=dw_hh, db_hh=db_hh, dh0=cache.dh, dc0=cache.dc,
+                           dleak=cache.dleak)
     # Drop the large buffers the caller no longer needs through the cache.
     cache.cs = cache.ghn = cache.dgh = cache.xw = None
-    cache.dh = cache.dc = cache.w_hh_t = None
+    cache.dh = cache.dc = cache.w_hh_t = cache.dleak = None
     cache.scratch = ()
     return grads

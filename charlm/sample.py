@@ -68,11 +68,14 @@ class _SamplerWeights:
         self.b_ih = np.stack([layer("bias_ih", l) for l in range(L)])
         self.w_hh_t = np.stack([t(layer("weight_hh", l)) for l in range(L)])
         self.b_hh = np.stack([layer("bias_hh", l) for l in range(L)])
+        rates = [model.leak_rates(l) for l in range(L)]
+        self.leak = np.stack([np.ones(H, np.float32) if a is None else a for a in rates])
+        self.retain = (1 - self.leak).astype(self.leak.dtype)
         self.dec_w, self.dec_b = arrange(p["decoder.weight"]), p["decoder.bias"]
 
     def args(self) -> tuple:
         return (self.cell, self.emb, self.w_ih0, self.w_ih, self.b_ih, self.w_hh_t, self.b_hh,
-                self.dec_w, self.dec_b)
+                self.leak, self.retain, self.dec_w, self.dec_b)
 
 
 def generate(model: Model, tokenizer: Tokenizer, *, length: int, temp: float = 1.0,

@@ -4,7 +4,8 @@ Same interface as the kernels' math: xw (T,B,G*H) is the input projection (incl.
 w_hh (G*H,H), b_hh (G*H,), h0/c0 (B,H). Nothing is done in place; inputs are never modified.
 
 backward(...) takes the forward's returned `store` plus dhs (T,B,H), dh_last, dc_last and returns
-a dict with dxw, dw_hh, db_hh, dh0 and (LSTM) dc0.
+a dict with dxw, dw_hh, db_hh, dh0, (LSTM) dc0 and (leaky unit) dleak. The leaky unit takes
+leak (H,), its rates a.
 """
 
 from __future__ import annotations
@@ -150,10 +151,46 @@ def rnn_backward(steps, w_hh, dhs, dh_last=None):
     return dict(dxw=dxw, dw_hh=dw_hh, db_hh=dxw.sum(axis=(0, 1)), dh0=dh_next)
 
 
+# --- leaky RNN --------------------------------------------------------------------------------
+
+
+def leaky_forward(xw, w_hh, b_hh, h0, leak):
+    """s_t = (1 - a) s_{t-1} + a tanh(xw_t + s_{t-1} W_hh^T + b_hh)."""
+    T = xw.shape[0]
+    s = h0
+    hs, steps = [], []
+    for t in range(T):
+        u = np.tanh(xw[t] + s @ w_hh.T + b_hh)
+        s_new = (1 - leak) * s + leak * u
+        steps.append(dict(h_prev=s, u=u, leak=leak))
+        s = s_new
+        hs.append(s)
+    return np.stack(hs), steps
+
+
+def leaky_backward(steps, w_hh, dhs, dh_last=None):
+    T = len(steps)
+    dh_next = _zeros_if_none(dh_last, steps[0]["h_prev"])
+    leak = steps[0]["leak"]
+    dxw = [None] * T
+    dw_hh = np.zeros_like(w_hh)
+    dleak = np.zeros_like(leak)
+    for t in reversed(range(T)):
+        s = steps[t]
+        g = dhs[t] + dh_next
+        da = g * leak * (1 - s["u"] ** 2)
+        dleak += (g * (s["u"] - s["h_prev"])).sum(axis=0)
+        dxw[t] = da
+        dw_hh += da.T @ s["h_prev"]
+        dh_next = da @ w_hh + g * (1 - leak)
+    dxw = np.stack(dxw)
+    return dict(dxw=dxw, dw_hh=dw_hh, db_hh=dxw.sum(axis=(0, 1)), dh0=dh_next, dleak=dleak)
+
+
 # --- uniform entry points ----------------------------------------------------------------------
 
 
-def forward(cell, xw, w_hh, b_hh, h0, c0=None):
+def forward(cell, xw, w_hh, b_hh, h0, c0=None, leak=None):
     """Returns (hs, c_last or None, store)."""
     if cell == "lstm":
         hs, c, steps = lstm_forward(xw, w_hh, b_hh, h0, c0)
@@ -164,6 +201,9 @@ def forward(cell, xw, w_hh, b_hh, h0, c0=None):
     if cell == "rnn":
         hs, steps = rnn_forward(xw, w_hh, b_hh, h0)
         return hs, None, steps
+    if cell in ("leaky", "esn"):
+        hs, steps = leaky_forward(xw, w_hh, b_hh, h0, leak)
+        return hs, None, steps
     raise ValueError(cell)
 
 
@@ -172,6 +212,8 @@ def backward(cell, store, w_hh, dhs, dh_last=None, dc_last=None):
         return lstm_backward(store, w_hh, dhs, dh_last, dc_last)
     if cell == "gru":
         g = gru_backward(store, w_hh, dhs, dh_last)
+    elif cell in ("leaky", "esn"):
+        g = leaky_backward(store, w_hh, dhs, dh_last)
     else:
         g = rnn_backward(store, w_hh, dhs, dh_last)
     g["dc0"] = None

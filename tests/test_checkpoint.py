@@ -25,12 +25,17 @@ from charlm.tokenizer import Tokenizer
 TEXT = "the quick brown fox\njumps over the lazy dog\nÄpfel & Birnen!\n"
 
 
+# A learned leak adds a tensor per layer; the echo state network's settings go to the header.
+CELL_SETTINGS = {"leaky": dict(leak=0.4, learn_leak=True), "esn": dict(leak=0.8, spectral_radius=0.95)}
+
+
 def make(cell="lstm", tie=False, embed=6, hidden=8, layers=2, seed=0, text=TEXT, locked=False):
     tok = Tokenizer.build(text, TokenizerConfig())
     if tie:
         embed = hidden
     cfg = ModelConfig(cell=cell, vocab_size=tok.vocab_size, embed=embed, hidden=hidden,
-                      layers=layers, dropout=0.1, tie=tie, locked_dropout=locked)
+                      layers=layers, dropout=0.1, tie=tie, locked_dropout=locked,
+                      **CELL_SETTINGS.get(cell, {}))
     return Model.create(cfg, seed=seed), tok
 
 
@@ -57,7 +62,7 @@ def saved(tmp_path):
 
 
 @pytest.mark.parametrize("embed", [6, 0])
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "leaky", "esn"])
 def test_round_trip(tmp_path, cell, embed):
     model, tok = make(cell, embed=embed, locked=cell == "gru")
     path = tmp_path / "m.safetensors"
@@ -80,6 +85,39 @@ def test_round_trip(tmp_path, cell, embed):
     b, sb = loaded.target_logprobs(tokens, tokens[::-1], loaded.zero_state(2))
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(sa, sb)
+
+
+def test_model_files_without_the_leak_and_reservoir_settings_still_load(saved, tmp_path):
+    """Files written before the leaky cells existed have no leak, learn_leak or
+    spectral_radius in their header: they load with the defaults and compute the same."""
+    path, model, _ = saved
+    old = tmp_path / "old.safetensors"
+
+    def drop_new_fields(h):
+        for key in ("leak", "learn_leak", "spectral_radius"):
+            del h["model"][key]
+
+    rewrite(path, old, header=drop_new_fields)
+    loaded, _, _ = load_model(old)
+    assert loaded.config == model.config
+    assert (loaded.config.leak, loaded.config.learn_leak, loaded.config.spectral_radius) == (None, False, None)
+
+
+def test_a_learned_leak_needs_its_tensors_and_a_valid_rate(tmp_path):
+    model, tok = make("leaky")
+    path = tmp_path / "leaky.safetensors"
+    save_model(path, model, tok)
+    assert set(load_tensors(path)[0]) == set(expected_shapes(model.config))
+    assert {"rnn.leak_logit_l0", "rnn.leak_logit_l1"} <= set(load_tensors(path)[0])
+    rewrite(path, tmp_path / "missing.safetensors", tensors=lambda t: t.pop("rnn.leak_logit_l1"))
+    with pytest.raises(ModelFileError, match="rnn.leak_logit_l1"):
+        load_model(tmp_path / "missing.safetensors")
+    for bad in (0.0, 1.5, "fast", True):
+        def set_leak(h, bad=bad):
+            h["model"]["leak"] = bad
+        rewrite(path, tmp_path / "bad.safetensors", header=set_leak)
+        with pytest.raises(ModelFileError, match="invalid model config"):
+            load_model(tmp_path / "bad.safetensors")
 
 
 def test_tied_model_loads_tied(tmp_path):
@@ -529,3 +567,50 @@ def test_fuzzed_training_states_raise_only_model_file_error(trained, tmp_path, d
             pass
     except CharlmError:
         pass
+
+
+@pytest.mark.parametrize("cell", ["leaky", "esn"])
+def test_leaky_cells_load_into_pytorch_as_the_readme_says(tmp_path, cell):
+    """The README's recipe: nn.Embedding, nn.RNN and nn.Linear take the file's tensors (all but
+    the learned leak's logits) with load_state_dict, and a step loop applies the leak:
+    s = (1 - a) s + a tanh(x W_ih^T + b_ih + s W_hh^T + b_hh), a = sigmoid(rnn.leak_logit_l{l})
+    when learned, else the header's leak."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    model, tok = make(cell, embed=8, hidden=16, seed=2)
+    rng = np.random.default_rng(0)
+    for name in model.trainable_names():
+        model.params[name] += rng.standard_normal(model.params[name].shape).astype(np.float32) * 0.3
+    path = tmp_path / "m.safetensors"
+    save_model(path, model, tok)
+    _, _, header = load_model(path)
+    cfg = header["model"]
+
+    tensors = load_file(str(path))
+    leak_logits = {k: tensors.pop(k) for k in list(tensors) if k.startswith("rnn.leak_logit_")}
+    net = torch.nn.ModuleDict(dict(
+        embedding=torch.nn.Embedding(cfg["vocab_size"], cfg["embed"]),
+        rnn=torch.nn.RNN(cfg["embed"], cfg["hidden"], num_layers=cfg["layers"]),
+        decoder=torch.nn.Linear(cfg["hidden"], cfg["vocab_size"])))
+    net.load_state_dict(tensors)  # strict: every other tensor has its PyTorch name and shape
+
+    def leak(layer):
+        if cfg["learn_leak"]:
+            return torch.sigmoid(leak_logits[f"rnn.leak_logit_l{layer}"])
+        return torch.tensor(cfg["leak"])
+
+    ids = [tok.eos_id, *tok.encode_line("the lazy fox").tolist(), tok.eos_id]
+    with torch.no_grad():
+        x = net["embedding"](torch.tensor(ids[:-1]))
+        for layer in range(cfg["layers"]):
+            p = {n: getattr(net["rnn"], f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+            s, out = torch.zeros(cfg["hidden"]), []
+            for x_t in x:
+                u = torch.tanh(x_t @ p["weight_ih"].T + p["bias_ih"] + s @ p["weight_hh"].T + p["bias_hh"])
+                s = (1 - leak(layer)) * s + leak(layer) * u
+                out.append(s)
+            x = torch.stack(out)
+        logp = torch.log_softmax(net["decoder"](x).double(), -1)
+        expected = logp.gather(-1, torch.tensor(ids[1:])[:, None]).sum().item()
+    assert score_text(model, tok, "the lazy fox").logprob == pytest.approx(expected, rel=1e-5)

@@ -140,6 +140,47 @@ def test_train_other_cells_and_one_hot(corpus, cell):
     assert (c["cell"], c["embed"]) == (cell, "one-hot")
 
 
+@pytest.mark.parametrize("cell_options,settings", [
+    (["--cell", "leaky"], {"leak": 0.5}),
+    (["--cell", "leaky", "--leak", "0.2"], {"leak": 0.2}),
+    (["--cell", "leaky", "--leak", "learn"], {"leak": "learned"}),
+    (["--cell", "esn"], {"leak": 1.0, "spectral_radius": 0.9}),
+    (["--cell", "esn", "--leak", "0.4", "--spectral-radius", "1.1", "--embed", "0"],
+     {"leak": 0.4, "spectral_radius": 1.1}),
+    (["--cell", "esn", "--learn-embedding"], {"leak": 1.0, "learned_embedding": True}),
+])
+def test_leaky_and_echo_state_cells_train_sample_score_and_show_in_info(corpus, cell_options, settings):
+    assert_ok(run(["train", "corpus.txt", *TINY, *cell_options, "--steps", "6", "--seed", "2"]))
+    c = card("charlm.safetensors")
+    assert c["cell"] == cell_options[1]
+    assert {k: c[k] for k in settings} == settings
+    if settings["leak"] == "learned":
+        assert 0 < c["leak_min"] <= c["leak_mean"] <= c["leak_max"] < 1
+        assert c["leak_min"] < c["leak_max"]  # the rates moved apart in training
+    if c["cell"] == "esn":  # only the decoder is trained: 16 units x vocabulary, and a bias
+        vocab = c["vocabulary"]
+        embedding = vocab * 8 if c["learned_embedding"] else 0  # TINY: --embed 8
+        assert c["parameters"] == vocab * 16 + vocab + embedding and c["frozen_parameters"] > 16 * 16
+    # the stored config holds the rates written out, not the cell's defaults as None
+    header = json.loads(load_tensors("charlm.safetensors")[1]["charlm"])["model"]
+    assert header["leak"] is not None and (header["spectral_radius"] is not None) == (c["cell"] == "esn")
+    sample = run(["sample", "--length", "30", "--seed", "1"])
+    assert_ok(sample)
+    assert len(sample.stdout) >= 30 - 1
+    scored = run(["score", "--json", "-q", "the quick brown fox"])
+    assert_ok(scored)
+    assert 1 < json.loads(scored.stdout)["ppl"] < 1000
+
+
+def test_train_help_names_the_new_cells_and_what_charlm_leaves_out():
+    result = run(["train", "--help"], env={"COLUMNS": "2000"})  # no wrapped lines
+    assert_ok(result)
+    text = " ".join(result.stdout.split())
+    for words in ("leaky", "esn", "--leak", "--spectral-radius", "bidirectional",
+                  "sequence-to-sequence"):
+        assert words in text, words
+
+
 def test_train_word_level(corpus):
     result = run(["train", "corpus.txt", *TINY, "--level", "word", "--steps", "3"])
     assert_ok(result)
@@ -259,6 +300,17 @@ BAD_TRAIN_OPTIONS = [
     (["--weight-decay", "nan"], "--weight-decay"),
     (["--weight-decay", "inf"], "--weight-decay"),
     (["--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "100"], "below 1 / --lr"),
+    (["--leak", "0.5"], "--leak is for --cell leaky or esn"),
+    (["--cell", "leaky", "--leak", "0"], "--leak must be in (0, 1]"),
+    (["--cell", "leaky", "--leak", "1.5"], "--leak must be in (0, 1]"),
+    (["--cell", "esn", "--leak", "nan"], "--leak must be in (0, 1]"),
+    (["--cell", "leaky", "--leak", "fast"], "--leak takes a rate"),
+    (["--cell", "esn", "--leak", "learn"], "--leak learn is for --cell leaky"),
+    (["--cell", "gru", "--spectral-radius", "0.5"], "--spectral-radius is for --cell esn"),
+    (["--cell", "esn", "--spectral-radius", "0"], "--spectral-radius must be positive"),
+    (["--cell", "esn", "--tie", "--embed", "16"], "--tie cannot be used with --cell esn"),
+    (["--learn-embedding"], "--learn-embedding is for --cell esn"),
+    (["--cell", "esn", "--embed", "0", "--learn-embedding"], "--learn-embedding is for --cell esn"),
 ]
 
 

@@ -15,8 +15,8 @@ try:
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path
     import reference as ref
 
-CELLS = ("lstm", "gru", "rnn")
-GRAD_NAMES = ("dxw", "dw_hh", "db_hh", "dh0", "dc0")
+CELLS = ("lstm", "gru", "rnn", "leaky")
+GRAD_NAMES = ("dxw", "dw_hh", "db_hh", "dh0", "dc0", "dleak")
 
 
 def make_problem(cell, T, B, H, dtype, seed=0, scale=0.5):
@@ -36,6 +36,8 @@ def make_problem(cell, T, B, H, dtype, seed=0, scale=0.5):
         dhs=rnd(T, B, H),
         dh_last=rnd(B, H),
         dc_last=rnd(B, H) if cell == "lstm" else None,
+        # leak rates spread over (0, 1], one of them 1 (the plain RNN's unit)
+        leak=np.minimum(rng.uniform(0.1, 1.2, H), 1.0).astype(dtype) if cell == "leaky" else None,
     )
     return p
 
@@ -43,7 +45,7 @@ def make_problem(cell, T, B, H, dtype, seed=0, scale=0.5):
 def run(cell, p, keep=True):
     """Forward + backward through the public wrapper; never touches p's arrays' contents."""
     hs, cache = recurrent_forward(
-        cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"], keep=keep
+        cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"], keep=keep, leak=p["leak"]
     )
     if not keep:
         return hs, cache, None
@@ -53,7 +55,8 @@ def run(cell, p, keep=True):
 
 def run_reference(cell, p):
     f64 = {k: (None if v is None else v.astype(np.float64)) for k, v in p.items()}
-    hs, c_last, store = ref.forward(cell, f64["xw"], f64["w_hh"], f64["b_hh"], f64["h0"], f64["c0"])
+    hs, c_last, store = ref.forward(cell, f64["xw"], f64["w_hh"], f64["b_hh"], f64["h0"], f64["c0"],
+                                    f64["leak"])
     g = ref.backward(cell, store, f64["w_hh"], f64["dhs"], f64["dh_last"], f64["dc_last"])
     return hs, c_last, g
 
@@ -148,7 +151,7 @@ def test_matches_reference(cell, dtype, shape):
     assert g.dxw.shape == (T, B, G * H) and g.dw_hh.shape == (G * H, H)
     assert g.db_hh.shape == (G * H,) and g.dh0.shape == (B, H)
     for name in GRAD_NAMES:
-        ours, theirs = getattr(g, name), r_g[name]
+        ours, theirs = getattr(g, name), r_g.get(name)
         if theirs is None:
             assert ours is None, name
             continue
@@ -173,11 +176,12 @@ def test_inference_mode_same_outputs(cell, dtype):
 def test_state_carry_equals_one_long_run(cell):
     """Two windows with the state carried over give the same outputs as one long forward."""
     p = make_problem(cell, 8, 3, 4, np.float64, seed=5)
-    hs, cache = recurrent_forward(cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"])
+    leak = p["leak"]
+    hs, cache = recurrent_forward(cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"], leak=leak)
     xw = p["xw"].copy()
-    hs_a, ca = recurrent_forward(cell, xw[:3].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"])
+    hs_a, ca = recurrent_forward(cell, xw[:3].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"], leak=leak)
     h1 = np.ascontiguousarray(ca.h_last)
-    hs_b, cb = recurrent_forward(cell, xw[3:].copy(), p["w_hh"], p["b_hh"], h1, ca.c_last)
+    hs_b, cb = recurrent_forward(cell, xw[3:].copy(), p["w_hh"], p["b_hh"], h1, ca.c_last, leak=leak)
     np.testing.assert_allclose(np.concatenate([hs_a, hs_b]), hs, rtol=1e-13, atol=1e-13)
     if cell == "lstm":
         np.testing.assert_allclose(cb.c_last, cache.c_last, rtol=1e-13, atol=1e-13)
@@ -186,9 +190,11 @@ def test_state_carry_equals_one_long_run(cell):
 def test_none_final_gradients_mean_zeros():
     for cell in CELLS:
         p = make_problem(cell, 4, 2, 3, np.float64, seed=9)
-        _, cache = recurrent_forward(cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"])
+        args = (cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"])
+        _, cache = recurrent_forward(*args, leak=p["leak"])
         g1 = recurrent_backward(cache, p["dhs"])
-        _, cache = recurrent_forward(cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"])
+        args = (cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"])
+        _, cache = recurrent_forward(*args, leak=p["leak"])
         zeros = np.zeros_like(p["h0"])
         g2 = recurrent_backward(cache, p["dhs"], zeros, zeros if cell == "lstm" else None)
         for name in GRAD_NAMES:
@@ -211,12 +217,12 @@ def test_finite_differences(cell):
     T, B, H = 4, 2, 3
     p = make_problem(cell, T, B, H, np.float64, seed=11, scale=1.0)
     R, R2, R3 = p["dhs"], p["dh_last"], p["dc_last"]
-    params = {k: p[k] for k in ("xw", "w_hh", "b_hh", "h0", "c0") if p[k] is not None}
+    params = {k: p[k] for k in ("xw", "w_hh", "b_hh", "h0", "c0", "leak") if p[k] is not None}
 
     def loss():
         hs, cache = recurrent_forward(
             cell, params["xw"].copy(), params["w_hh"], params["b_hh"], params["h0"],
-            params.get("c0"),
+            params.get("c0"), leak=params.get("leak"),
         )
         val = np.sum(hs * R) + np.sum(cache.h_last * R2)
         if cell == "lstm":
@@ -224,10 +230,11 @@ def test_finite_differences(cell):
         return val
 
     _, cache = recurrent_forward(
-        cell, params["xw"].copy(), params["w_hh"], params["b_hh"], params["h0"], params.get("c0")
+        cell, params["xw"].copy(), params["w_hh"], params["b_hh"], params["h0"], params.get("c0"),
+        leak=params.get("leak"),
     )
     g = recurrent_backward(cache, R, R2, R3)
-    analytic = dict(xw=g.dxw, w_hh=g.dw_hh, b_hh=g.db_hh, h0=g.dh0, c0=g.dc0)
+    analytic = dict(xw=g.dxw, w_hh=g.dw_hh, b_hh=g.db_hh, h0=g.dh0, c0=g.dc0, leak=g.dleak)
 
     rng = np.random.default_rng(0)
     eps = 1e-5
@@ -254,7 +261,35 @@ def test_finite_differences(cell):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("shape", [(5, 3, 7), (4, 19, 21)])
+def test_leaky_with_leak_one_is_the_rnn_to_the_bit(shape, dtype):
+    """a = 1 everywhere: the leaky unit's outputs and every gradient equal the tanh RNN's
+    exactly (the same products, activations and sums; dL/da is the leaky unit's alone)."""
+    T, B, H = shape
+    p = make_problem("rnn", T, B, H, dtype, seed=21)
+    hs_rnn, _, g_rnn = run("rnn", p)
+    hs_leaky, _, g_leaky = run("leaky", {**p, "leak": np.ones(H, dtype)})
+    np.testing.assert_array_equal(hs_leaky, hs_rnn)
+    for name in ("dxw", "dw_hh", "db_hh", "dh0"):
+        np.testing.assert_array_equal(getattr(g_leaky, name), getattr(g_rnn, name), err_msg=name)
+    assert g_rnn.dleak is None and g_leaky.dleak.shape == (H,) and np.abs(g_leaky.dleak).sum() > 0
+
+
+def test_small_leak_remembers_longer():
+    """With a small rate the state moves little per step: s_t - s_{t-1} = a (u_t - s_{t-1})."""
+    p = make_problem("leaky", 6, 2, 5, np.float64, seed=2)
+    for a in (1.0, 0.3, 0.05):
+        leak = np.full(5, a)
+        hs, _, _ = run("leaky", {**p, "leak": leak}, keep=False)
+        states = np.concatenate([p["h0"][None], hs])
+        bound = a * (1 + np.abs(states[:-1]))  # |u - s| <= 1 + |s|
+        assert np.all(np.abs(np.diff(states, axis=0)) <= bound + 1e-12)
+    hs_slow, _, _ = run("leaky", {**p, "leak": np.full(5, 0.05)}, keep=False)
+    assert np.abs(hs_slow[-1] - p["h0"]).max() < 0.6  # still near where it started
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell", CELLS[:3])
 def test_matches_pytorch(cell, dtype):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
@@ -361,6 +396,13 @@ def test_argument_errors():
     pg = make_problem("gru", 3, 2, 4, np.float32)
     with pytest.raises(ValueError, match="only for lstm"):
         recurrent_forward("gru", pg["xw"], pg["w_hh"], pg["b_hh"], pg["h0"], pg["h0"])
+    pl = make_problem("leaky", 3, 2, 4, np.float32)
+    with pytest.raises(ValueError, match="needs leak"):
+        recurrent_forward("leaky", pl["xw"], pl["w_hh"], pl["b_hh"], pl["h0"])
+    with pytest.raises(ValueError, match="leak has shape"):
+        recurrent_forward("leaky", pl["xw"], pl["w_hh"], pl["b_hh"], pl["h0"], leak=pl["leak"][:3].copy())
+    with pytest.raises(ValueError, match="leak is only for"):
+        recurrent_forward("rnn", pl["xw"], pl["w_hh"], pl["b_hh"], pl["h0"], leak=pl["leak"])
 
     hs, cache = fwd()
     with pytest.raises(ValueError, match="dhs"):

@@ -10,8 +10,12 @@ from charlm.checkpoint import expected_shapes
 from charlm.config import ModelConfig
 from charlm.model import Model
 
-CELLS = ("lstm", "gru", "rnn")
+CELLS = ("lstm", "gru", "rnn", "leaky", "esn")
+TORCH_CELLS = ("lstm", "gru", "rnn")  # the cells PyTorch has
 V, E, H, T, B = 7, 5, 6, 4, 3
+# The leaky unit learns its leak rates here (a fixed rate is the same path without dL/da); the
+# echo state network leaks too, and only its decoder is trained.
+CELL_SETTINGS = {"leaky": dict(leak=0.6, learn_leak=True), "esn": dict(leak=0.7, spectral_radius=0.8)}
 
 # name -> (embed, layers, dropout, tie[, locked dropout])
 VARIANTS = {
@@ -27,12 +31,18 @@ VARIANTS = {
 }
 
 
-def make_config(cell, variant, vocab=V, hidden=H):
+def make_config(cell, variant, vocab=V, hidden=H, **settings):
     embed, layers, dropout, tie, *locked = VARIANTS[variant]
     if tie:
         embed = hidden
+    settings = {**CELL_SETTINGS.get(cell, {}), **settings}
     return ModelConfig(cell=cell, vocab_size=vocab, embed=embed, hidden=hidden, layers=layers,
-                       dropout=dropout, tie=tie, locked_dropout=bool(locked and locked[0]))
+                       dropout=dropout, tie=tie, locked_dropout=bool(locked and locked[0]), **settings)
+
+
+def cell_variants(cells, variants):
+    """(cell, variant) pairs; an echo state network cannot be tied (its embedding is frozen)."""
+    return [(c, v) for c in cells for v in variants if not (c == "esn" and VARIANTS[v][3])]
 
 
 def as_dtype(params, dtype):
@@ -45,9 +55,9 @@ def as_dtype(params, dtype):
     return out
 
 
-def make_model(cell, variant, dtype=np.float64, seed=0, scale=0.5):
+def make_model(cell, variant, dtype=np.float64, seed=0, scale=0.5, **settings):
     """A model with larger-than-default random weights (so every nonlinearity matters)."""
-    cfg = make_config(cell, variant)
+    cfg = make_config(cell, variant, **settings)
     model = Model.create(cfg, seed=seed)
     rng = np.random.default_rng(seed + 100)
     params = as_dtype(model.params, dtype)
@@ -75,10 +85,18 @@ def rel_error(a, n):
 # --- finite differences --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell, variant", cell_variants(CELLS, VARIANTS) + [
+    ("leaky-fixed", "embed-2layers"), ("leaky-fixed", "dropout-3layers"),
+    ("esn-learned-embedding", "embed-2layers"), ("esn-learned-embedding", "dropout-3layers")])
 def test_finite_differences(cell, variant, chunking):
-    model = make_model(cell, variant)
+    if cell == "leaky-fixed":  # a leak rate that is not learned: no leak parameter
+        model = make_model("leaky", variant, leak=0.3, learn_leak=False)
+        assert not any("leak" in n for n in model.params)
+    elif cell == "esn-learned-embedding":  # backpropagated through the frozen reservoir
+        model = make_model("esn", variant, learn_embedding=True)
+        assert model.trainable_names() == ["embedding.weight", "decoder.weight", "decoder.bias"]
+    else:
+        model = make_model(cell, variant)
     tokens, targets, state = make_data(model)
     state_before = state.copy()
     seed = 1234
@@ -151,7 +169,7 @@ def _torch():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("variant", TORCH_VARIANTS)
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", TORCH_CELLS)
 def test_matches_pytorch(cell, variant, dtype, chunking):
     torch, tref = _torch()
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
@@ -212,7 +230,7 @@ def test_carried_state_equals_one_long_window(cell):
 
 
 @pytest.mark.parametrize("variant", ["embed-2layers", "onehot-2layers", "tie-2layers"])
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", TORCH_CELLS + ("leaky",))
 def test_create(cell, variant):
     cfg = make_config(cell, variant, vocab=11, hidden=8)
     model = Model.create(cfg, seed=4)
@@ -271,7 +289,7 @@ def test_create(cell, variant):
 def test_num_parameters_matches_torch():
     torch, tref = _torch()
     for variant in ("embed-2layers", "onehot-2layers", "tie-2layers"):
-        for cell in CELLS:
+        for cell in TORCH_CELLS:
             model = Model.create(make_config(cell, variant), seed=0)
             net = tref.torch_module(model)
             assert model.num_parameters() == sum(p.numel() for p in net.parameters()), (cell, variant)
@@ -330,3 +348,42 @@ def test_locked_dropout_shares_one_mask_across_the_time_steps():
     model.config = dataclasses.replace(cfg, locked_dropout=False)
     _, _, per_step = model.forward(tokens, model.zero_state(B_), np.random.default_rng(0))
     assert not (per_step.masks[1] == per_step.masks[1][:1]).all()
+
+
+# --- the leaky unit ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["embed-2layers", "onehot-1layer-dropout"])
+def test_leaky_unit_with_leak_one_is_the_rnn_to_the_bit(variant):
+    """Same seed, same weights; with a = 1 the loss, every gradient, the carried state and the
+    evaluation's log-probabilities equal the tanh RNN's exactly."""
+    rnn = Model.create(make_config("rnn", variant), seed=2)
+    leaky = Model.create(make_config("leaky", variant, leak=1.0, learn_leak=False), seed=2)
+    assert list(leaky.params) == list(rnn.params)
+    for name in rnn.params:
+        np.testing.assert_array_equal(leaky.params[name], rnn.params[name])
+    tokens, targets, state = make_data(rnn, seed=3, t=9, b=4)
+    dropout = rnn.config.dropout > 0
+    loss_r, grads_r, state_r = rnn.loss_and_grads(tokens, targets, state, np.random.default_rng(1) if dropout else None)
+    loss_l, grads_l, state_l = leaky.loss_and_grads(tokens, targets, state, np.random.default_rng(1) if dropout else None)
+    assert loss_l == loss_r
+    np.testing.assert_array_equal(state_l, state_r)
+    assert set(grads_l) == set(grads_r)
+    for name in grads_r:
+        np.testing.assert_array_equal(grads_l[name], grads_r[name], err_msg=name)
+    np.testing.assert_array_equal(leaky.target_logprobs(tokens, targets, state)[0],
+                                  rnn.target_logprobs(tokens, targets, state)[0])
+    # and a rate below 1 is a different model
+    slower = Model(dataclasses.replace(leaky.config, leak=0.5), leaky.params)
+    assert slower.loss_and_grads(tokens, targets, state)[0] != rnn.loss_and_grads(tokens, targets, state)[0]
+
+
+def test_learned_leak_rates_start_at_the_given_rate_and_stay_in_range():
+    model = Model.create(make_config("leaky", "embed-2layers", leak=0.3, learn_leak=True), seed=0)
+    for layer in range(2):
+        assert model.params[f"rnn.leak_logit_l{layer}"].shape == (H,)
+        np.testing.assert_allclose(model.leak_rates(layer), 0.3, rtol=1e-6)
+    assert "rnn.leak_logit_l0" in model.trainable_names()
+    model.params["rnn.leak_logit_l0"][:] = [-40, -5, 0, 5, 40, 80]  # any logit is a rate in (0, 1]
+    a = model.leak_rates(0)
+    assert np.all(a > 0) and np.all(a <= 1) and a[2] == 0.5 and a[-1] == 1.0

@@ -8,7 +8,7 @@ from charlm.model import Model
 from charlm.quick import quick_logprobs
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "leaky", "esn"])
 @pytest.mark.parametrize("embed", [6, 0])
 def test_quick_path_equals_the_kernels(cell, embed):
     model = Model.create(ModelConfig(cell=cell, vocab_size=11, embed=embed, hidden=9, layers=2, dropout=0.3))

@@ -52,7 +52,9 @@ def dirs(tmp_path):
 
 
 @pytest.mark.parametrize("cell,optimizer", [("lstm", []), ("gru", []), ("rnn", []),
-                                            ("gru", ["--optimizer", "adamw", "--weight-decay", "0.1"])])
+                                            ("gru", ["--optimizer", "adamw", "--weight-decay", "0.1"]),
+                                            ("leaky", ["--leak", "learn"]), ("esn", ["--leak", "0.6"]),
+                                            ("esn", ["--learn-embedding"])])
 def test_resume_is_bit_exact(corpus_file, dirs, monkeypatch, cell, optimizer):
     a, b = dirs
     # dropout 0.2: the resumed RNG matters. plateau: a wsd run stopped by --steps 6 has annealed

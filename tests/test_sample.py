@@ -50,7 +50,7 @@ def compiled(model: Model, start: int, uniforms, temp: float, top_k: int, banned
     return out[:n, 0].tolist() if uniforms.ndim == 1 else out[:n].T.tolist()
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "leaky", "esn"])
 @pytest.mark.parametrize("embed", [5, 0])
 @pytest.mark.parametrize("temp,top_k,top_p", [(1.0, 0, 1.0), (0.7, 0, 1.0), (1.3, 4, 1.0), (0.0, 0, 1.0),
                                                (1.0, 0, 0.8), (1.3, 5, 0.6), (0.8, 0, 0.3)])
@@ -61,7 +61,7 @@ def test_compiled_sampler_draws_what_the_numpy_twin_draws(cell, embed, temp, top
     assert compiled(model, 1, uniforms, temp, top_k, banned=0, top_p=top_p) == expected
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "leaky", "esn"])
 @pytest.mark.parametrize("embed", [5, 0])
 def test_streams_drawn_together_draw_what_each_draws_alone(cell, embed):
     model = make_model(cell, embed)

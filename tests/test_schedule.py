@@ -84,13 +84,13 @@ def test_wsd_run_holds_the_rate_then_lowers_it(corpus_file, tmp_path):
 # --- a --time budget keeps room for the closing validation -------------------------------------
 
 
-def _timed_trainer(corpus_file, tmp_path, budget=100.0):
+def _timed_trainer(corpus_file, tmp_path, budget=100.0, cell="lstm"):
     from charlm import api
     from charlm.config import ModelConfig, TrainConfig
 
     return api.prepare_training(
         str(corpus_file), output=str(tmp_path / "m.safetensors"),
-        model_cfg=ModelConfig(embed=8, hidden=16, layers=1),
+        model_cfg=ModelConfig(cell=cell, embed=8, hidden=16, layers=1),
         cfg=TrainConfig(batch=4, seq_len=16, time_budget=budget, schedule="wsd"))
 
 
@@ -151,6 +151,11 @@ def test_before_any_validation_the_reserve_is_guessed_from_the_training_rate(cor
     assert trainer._closing_reserve() == 0.0  # nothing measured yet
     pr.elapsed, pr.tokens = 10.0, 3000  # 300 tokens/s for training
     assert trainer._closing_reserve() == pytest.approx(len(trainer.valid_ids) / 900)
+    # an echo state network trains by a forward pass alone: a validation token costs as much
+    (tmp_path / "esn").mkdir()  # a run of its own: the first trainer holds its output's lock
+    esn = _timed_trainer(corpus_file, tmp_path / "esn", cell="esn")
+    esn.progress.elapsed, esn.progress.tokens = 10.0, 3000
+    assert esn._closing_reserve() == pytest.approx(len(esn.valid_ids) / 300)
 
 
 def test_wsd_also_lowers_the_rate_on_a_validation_plateau(corpus_file, tmp_path, monkeypatch):

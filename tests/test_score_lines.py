@@ -28,7 +28,7 @@ def _lines(n: int, seed: int = 0) -> list[str]:
     return ["".join(rng.choice(alphabet, size=k)) for k in lengths]
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "leaky", "esn"])
 def test_batched_lines_equal_lines_scored_one_by_one(monkeypatch, cell):
     model, tokenizer = _model(cell)
     lines = _lines(40)

@@ -72,20 +72,22 @@ def test_an_error_in_a_task_is_raised_after_the_phase_ends(monkeypatch):
 
 
 def _layer_problem(cell, T=9, B=3, H=5, seed=0):
-    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    G = {"lstm": 4, "gru": 3, "rnn": 1, "leaky": 1}[cell]
     rng = np.random.default_rng(seed)
     f = lambda *s: rng.standard_normal(s) * 0.5  # noqa: E731
     return dict(xw=f(T, B, G * H), w_hh=f(G * H, H), b_hh=f(G * H), h0=f(B, H),
-                c0=f(B, H) if cell == "lstm" else None, dhs=f(T, B, H))
+                c0=f(B, H) if cell == "lstm" else None, dhs=f(T, B, H),
+                leak=rng.uniform(0.1, 1.0, H) if cell == "leaky" else None)
 
 
 @pytest.mark.parametrize("keep", [True, False])
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "leaky"])
 def test_steps_in_slices_give_the_same_bits_as_one_call(cell, keep):
     p = _layer_problem(cell)
     hs, whole = recurrent_forward(cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"],
-                                  keep=keep)
-    cache = recurrent_start(cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"], keep)
+                                  keep=keep, leak=p["leak"])
+    cache = recurrent_start(cell, p["xw"].copy(), p["w_hh"], p["b_hh"], p["h0"], p["c0"], keep,
+                            leak=p["leak"])
     for a, b in [(0, 1), (1, 4), (4, 5), (5, 9)]:
         recurrent_steps(cache, a, b)
     assert np.array_equal(cache.hs, hs)
@@ -98,7 +100,7 @@ def test_steps_in_slices_give_the_same_bits_as_one_call(cell, keep):
     for a, b in [(6, 9), (5, 6), (1, 5), (0, 1)]:
         recurrent_backward_steps(cache, p["dhs"], a, b)
     g = recurrent_backward_finish(cache)
-    for name in ("dxw", "dw_hh", "db_hh", "dh0", "dc0"):
+    for name in ("dxw", "dw_hh", "db_hh", "dh0", "dc0", "dleak"):
         x, y = getattr(g, name), getattr(g_whole, name)
         assert (x is None and y is None) or np.array_equal(x, y), name
 

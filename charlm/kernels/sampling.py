@@ -16,7 +16,7 @@ from .activations import tanh
 from .gru import gru_row_forward
 from .lstm import lstm_row_forward
 
-CELL_CODES = {"lstm": 0, "gru": 1, "rnn": 2}
+CELL_CODES = {"lstm": 0, "gru": 1, "rnn": 2, "leaky": 3, "esn": 3}  # the reservoir steps as the leaky unit
 
 
 LOG2E = 1.4426950408889634
@@ -105,8 +105,8 @@ def _nucleus_(weights, total, top_p):
 
 
 @njit(**JIT_OPTIONS)
-def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, dec_w, dec_b, state, tokens,
-                   uniforms, temp, top_k, top_p, banned, eos, stop_at_eos, out, probs, active):
+def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, leak, retain, dec_w, dec_b, state,
+                   tokens, uniforms, temp, top_k, top_p, banned, eos, stop_at_eos, out, probs, active):
     """Advance K streams together, one token each per step; returns the number of steps run.
 
     emb (V, E), or (0, 0) for one-hot input. The input and decoder weights come as the
@@ -114,7 +114,8 @@ def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, dec_w, dec_b, sta
     matrix-vector one: w_ih0 (G*H, I0) layer 0's input weights, w_ih (max(L-1, 1), G*H, H)
     those of layers 1.., dec_w (V, H); for several, transposed, (K, I) x (I, G*H) products:
     w_ih0 (I0, G*H), w_ih (max(L-1, 1), H, G*H), dec_w (H, V). b_ih, b_hh (L, G*H); w_hh_t
-    (L, H, G*H) = W_hh^T per layer; dec_b (V,); all C-contiguous. state (L, S, K, H) is updated in
+    (L, H, G*H) = W_hh^T per layer; leak, retain (L, H): the leaky cells' rates a and 1 - a
+    (unused by the others); dec_b (V,); all C-contiguous. state (L, S, K, H) is updated in
     place. tokens (K,): each stream's last token, updated. uniforms (n, K) in [0, 1), one per
     token. out (n, K): the tokens drawn, -1 once a stream has stopped; probs (n, K) float64: each
     drawn token's probability in the distribution it was drawn from. active (K,): streams
@@ -158,7 +159,7 @@ def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, dec_w, dec_b, sta
                 xw[k] += b_ih[layer]
             np.dot(state[layer, 0], w_hh_t[layer], gh)
             for k in range(K):
-                _row_step(cell, xw[k], gh[k], b_hh[layer], state[layer, 0, k],
+                _row_step(cell, xw[k], gh[k], b_hh[layer], leak[layer], retain[layer], state[layer, 0, k],
                           state[layer, 1, k] if cell == 0 else c_new, h_new, c_new, ghn)
         if K == 1:
             np.dot(dec_w, state[L - 1, 0, 0], logits[0])
@@ -185,14 +186,18 @@ def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, dec_w, dec_b, sta
 
 
 @njit(**JIT_OPTIONS)
-def _row_step(cell, xb, gb, bh, hp, cp, h_new, c_new, ghn):
-    """One stream's step of one layer: xb (G*H,) x W_ih^T + b_ih, gb (G*H,) h W_hh^T; hp (H,)
-    its h and cp (H,) its c (LSTM), both updated in place; h_new, c_new, ghn (H,) scratch."""
+def _row_step(cell, xb, gb, bh, leak, retain, hp, cp, h_new, c_new, ghn):
+    """One stream's step of one layer: xb (G*H,) x W_ih^T + b_ih, gb (G*H,) h W_hh^T; leak,
+    retain (H,) a and 1 - a (leaky cells); hp (H,) its h and cp (H,) its c (LSTM), both updated
+    in place; h_new, c_new, ghn (H,) scratch."""
     if cell == 0:
         lstm_row_forward(xb, gb, bh, cp, c_new, h_new)
         cp[:] = c_new
     elif cell == 1:
         gru_row_forward(xb, gb, bh, hp, h_new, ghn)
+    elif cell == 3:
+        for k in range(hp.shape[0]):
+            h_new[k] = retain[k] * hp[k] + leak[k] * tanh(xb[k] + gb[k] + bh[k])
     else:
         for k in range(hp.shape[0]):
             h_new[k] = tanh(xb[k] + gb[k] + bh[k])
