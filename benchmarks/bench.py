@@ -61,7 +61,10 @@ def blas_info() -> list[dict]:
         "print(json.dumps([{k: i.get(k) for k in ('internal_api','version','architecture','num_threads','filepath')} for i in threadpool_info()]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    return json.loads(out.stdout) if out.returncode == 0 else []
+    libs = json.loads(out.stdout) if out.returncode == 0 else []
+    for lib in libs:  # the library's file name; its directory says nothing of the machine's BLAS
+        lib["filepath"] = Path(lib["filepath"]).name if lib.get("filepath") else None
+    return libs
 
 
 def cpu_model() -> str:
