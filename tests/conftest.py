@@ -69,7 +69,7 @@ def corpus_file(tmp_path_factory, corpus_text) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, corpus_file) -> Path:
-    """A tiny LSTM trained for a few steps through the CLI (session scope: trained once)."""
+    """A tiny LSTM trained for a few steps through the CLI (trained once for the whole test run)."""
     from typer.testing import CliRunner
 
     from charlm.cli import app

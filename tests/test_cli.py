@@ -78,7 +78,7 @@ def corpus(cwd, corpus_text):
 
 @pytest.fixture
 def model(cwd, tiny_model):
-    """The session's tiny model copied to ./charlm.safetensors (the default path)."""
+    """The shared tiny model copied to ./charlm.safetensors (the default path)."""
     dest = cwd / "charlm.safetensors"
     shutil.copy(tiny_model, dest)
     return dest

@@ -92,14 +92,8 @@ def test_a_killed_rank_ends_the_job_and_leaves_the_saved_files_intact(tmp_path, 
 
     model = tmp_path / "m.safetensors"
     state = tmp_path / "m.state.safetensors"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
-    job = subprocess.Popen(mpi(2, "train", str(corpus_file), "-o", str(model), "--steps", "100000",
-                               "--valid-every", "5", *SHAPE),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    job = _long_run_saved_once(corpus_file, model, state)
     try:
-        deadline = time.monotonic() + 120
-        while not state.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
         assert state.exists(), "no state saved"
         ranks = _rank_pids(str(model))
         assert len(ranks) == 2
@@ -114,6 +108,18 @@ def test_a_killed_rank_ends_the_job_and_leaves_the_saved_files_intact(tmp_path, 
             job.wait()
     load_model(model)  # intact: both load
     load_training_state(state)
+
+
+def _long_run_saved_once(corpus_file, model: Path, state: Path) -> subprocess.Popen:
+    """A 2-rank training run without end, returned once it has saved its state (or after 120 s)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    job = subprocess.Popen(mpi(2, "train", str(corpus_file), "-o", str(model), "--steps", "100000",
+                               "--valid-every", "5", *SHAPE),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not state.exists() and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.2)
+    return job
 
 
 def _rank_pids(marker: str) -> list[int]:
@@ -151,14 +157,8 @@ def test_lines_scored_across_ranks_come_out_in_input_order(tmp_path, tiny_model)
 def test_ctrl_c_on_mpiexec_saves_and_exits_as_one_process_does(tmp_path, corpus_file):
     model = tmp_path / "m.safetensors"
     state = tmp_path / "m.state.safetensors"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
-    job = subprocess.Popen(mpi(2, "train", str(corpus_file), "-o", str(model), "--steps", "100000",
-                               "--valid-every", "5", *SHAPE),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    job = _long_run_saved_once(corpus_file, model, state)
     try:
-        deadline = time.monotonic() + 120
-        while not state.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
         job.send_signal(signal.SIGINT)
         _, stderr = job.communicate(timeout=60)
     finally:
