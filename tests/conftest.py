@@ -60,6 +60,22 @@ def corpus_text() -> str:
     return make_corpus()
 
 
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    """A fresh working directory, with no model named in the environment."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARLM_MODEL", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def corpus(cwd, corpus_text):
+    """The generated corpus as ./corpus.txt in that directory."""
+    path = cwd / "corpus.txt"
+    path.write_text(corpus_text, encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def corpus_file(tmp_path_factory, corpus_text) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"

@@ -63,20 +63,6 @@ def card(path) -> dict:
 
 
 @pytest.fixture
-def cwd(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CHARLM_MODEL", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
-def corpus(cwd, corpus_text):
-    path = cwd / "corpus.txt"
-    path.write_text(corpus_text, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
 def model(cwd, tiny_model):
     """The shared tiny model copied to ./charlm.safetensors (the default path)."""
     dest = cwd / "charlm.safetensors"

@@ -42,20 +42,6 @@ def one_line_error(result, code: int, *words: str) -> str:
     return line
 
 
-@pytest.fixture
-def cwd(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CHARLM_MODEL", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
-def corpus(cwd, corpus_text):
-    path = cwd / "corpus.txt"
-    path.write_text(corpus_text, encoding="utf-8")
-    return path
-
-
 # ---- -o/--output: what it points at ------------------------------------------------------
 def _make_special(path: Path, kind: str):
     """Create a special file at path; returns an object to keep alive (a bound socket)."""

@@ -11,7 +11,7 @@ from charlm.cli_train import train
 from charlm.presets import PRESETS, describe
 from charlm.tensorfile import load_tensors
 
-from test_cli import assert_ok, assert_user_error, corpus, cwd, run  # noqa: F401  (fixtures)
+from test_cli import assert_ok, assert_user_error, run
 
 # Small shapes over any preset: a few steps on the test corpus.
 SMALL = ["--hidden", "12", "--embed", "12", "--layers", "1", "--batch", "4", "--seq-len", "8",
