@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
-
-import numpy as np
 
 from charlm.config import ModelConfig, TrainConfig
 from charlm.model import Model
-from charlm.optim import Optimizer, clip_gradients
+
+from .train_step import timed_step
 
 CELLS = {"rnn": {}, "leaky": dict(leak=0.5), "leaky-learned": dict(learn_leak=True), "esn": {},
          "esn-embedding": dict(learn_embedding=True)}
@@ -29,20 +27,7 @@ def step_timer(cell: str, settings: dict, hidden: int, layers: int, batch: int):
     cfg = ModelConfig(cell=cell.split("-")[0], vocab_size=65, embed=64, hidden=hidden, layers=layers,
                       dropout=0.0, **settings)
     model = Model.create(cfg)
-    train = TrainConfig(batch=batch)
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 65, (train.seq_len, batch)).astype(np.int32)
-    y = rng.integers(0, 65, (train.seq_len, batch)).astype(np.int32)
-    state = model.zero_state(batch)
-    optimizer = Optimizer.for_training(train)
-
-    def step() -> float:
-        start = time.perf_counter()
-        _, grads, _ = model.loss_and_grads(x, y, state, rng)
-        clip_gradients(grads, train.clip, train.clip_mode)
-        optimizer.step(model.params, grads)
-        return time.perf_counter() - start
-
+    step = timed_step(model, TrainConfig(batch=batch))
     step()  # compile and warm up
     return step
 

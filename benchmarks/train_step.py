@@ -29,17 +29,14 @@ from charlm.presets import get_preset
 VOCAB = {"char": 65, "word": 10000}  # tiny-shakespeare's characters, PTB's words
 
 
-def main(name: str, steps: int = 20) -> None:
-    o = get_preset(name).options
-    # the configs `charlm train --preset NAME` builds: what the preset leaves out, their defaults
-    config = from_dict(ModelConfig, {**o, "vocab_size": VOCAB[o["level"]]})
-    cfg = from_dict(TrainConfig, o)
-    model = Model.create(config)
+def timed_step(model: Model, cfg: TrainConfig):
+    """step() -> seconds of one training step of `model` on random tokens of cfg's window:
+    forward, backward through time, clipping and the optimizer's update, as `charlm train`."""
     rng = np.random.default_rng(0)
-    T, B = cfg.seq_len, cfg.batch
-    x = rng.integers(0, config.vocab_size, (T, B)).astype(np.int32)
-    y = rng.integers(0, config.vocab_size, (T, B)).astype(np.int32)
-    state = model.zero_state(B)
+    V = model.config.vocab_size
+    x = rng.integers(0, V, (cfg.seq_len, cfg.batch)).astype(np.int32)
+    y = rng.integers(0, V, (cfg.seq_len, cfg.batch)).astype(np.int32)
+    state = model.zero_state(cfg.batch)
     optimizer = Optimizer.for_training(cfg)
 
     def step() -> float:
@@ -49,6 +46,17 @@ def main(name: str, steps: int = 20) -> None:
         optimizer.step(model.params, grads)
         return time.perf_counter() - start
 
+    return step
+
+
+def main(name: str, steps: int = 20) -> None:
+    o = get_preset(name).options
+    # the configs `charlm train --preset NAME` builds: what the preset leaves out, their defaults
+    config = from_dict(ModelConfig, {**o, "vocab_size": VOCAB[o["level"]]})
+    cfg = from_dict(TrainConfig, o)
+    model = Model.create(config)
+    T, B = cfg.seq_len, cfg.batch
+    step = timed_step(model, cfg)
     for _ in range(3):
         step()
     median = statistics.median(step() for _ in range(steps))
