@@ -50,12 +50,8 @@ def worker(config: str) -> None:
     def step() -> None:
         _, grads, _ = model.loss_and_grads(x, y, state, streams=(s0, s1))
         t0 = time.perf_counter()
-        flat = ranks.sum_in_order(np.concatenate([g.ravel() for g in grads.values()]))
+        ranks.sum_grads_in_order(grads)
         comm[0] += time.perf_counter() - t0
-        start = 0
-        for g in grads.values():
-            g.ravel()[:] = flat[start:start + g.size]
-            start += g.size
         clip_gradients(grads, 5.0, "norm")
         opt.step(model.params, grads)
 

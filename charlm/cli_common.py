@@ -87,11 +87,11 @@ def _fail(message: str, code: int):
 
 
 def ranks():
-    """This process's place among MPI ranks (charlm.distributed), without importing MPI when
-    no MPI launcher started it."""
-    from .distributed import SingleProcess, launched_ranks, world
+    """This process's place among MPI ranks (charlm.distributed.world: MPI is imported only
+    when an MPI launcher started the process)."""
+    from .distributed import world
 
-    return world() if launched_ranks() > 1 else SingleProcess()
+    return world()
 
 
 def _silence(stream) -> None:

@@ -41,6 +41,17 @@ class SingleProcess:
     def sum_in_order(self, flat: np.ndarray) -> np.ndarray:
         return flat
 
+    def sum_grads_in_order(self, grads: dict[str, np.ndarray]) -> None:
+        """Every rank's gradients summed in rank order, in place: one flat buffer, one
+        sum_in_order."""
+        if self.size == 1:
+            return
+        flat = self.sum_in_order(np.concatenate([g.ravel() for g in grads.values()]))
+        start = 0
+        for g in grads.values():
+            g.ravel()[:] = flat[start:start + g.size]
+            start += g.size
+
     def broadcast(self, obj):
         return obj
 

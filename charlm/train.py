@@ -379,11 +379,7 @@ class Trainer:
         """Every rank's gradients and loss summed in rank order, into grads; returns the loss."""
         if self.world.size == 1:
             return loss
-        flat = self.world.sum_in_order(np.concatenate([g.ravel() for g in grads.values()]))
-        start = 0
-        for g in grads.values():
-            g.ravel()[:] = flat[start:start + g.size]
-            start += g.size
+        self.world.sum_grads_in_order(grads)
         return float(self.world.sum_in_order(np.array([loss]))[0])
 
     def _agree(self) -> None:
