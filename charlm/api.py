@@ -1,6 +1,6 @@
 """The Python API that the CLI uses: prepare a training run, load a model, sample, score.
 
-    trainer = charlm.api.prepare_training("corpus.txt")
+    trainer = charlm.api.prepare_training("corpus.txt", steps=1000)  # as `charlm train corpus.txt --steps 1000`
     for event in trainer.run(): ...
     model, tokenizer, header = charlm.api.load("charlm.safetensors")
 """
@@ -17,17 +17,15 @@ import numpy as np
 
 from charlm.train import run_identity
 from charlm.io.checkpoint import default_model_path, load_model, load_training_state, sidecar
-from charlm.config import (CELLS, CLIP_MODES, LEAKY_CELLS, LEVELS, OPTIMIZERS, ModelConfig, TokenizerConfig,
-                     TrainConfig)
+from charlm.config import ModelConfig, TokenizerConfig, TrainConfig, configs_for
 from charlm.data.batches import Corpus, split_train_valid
 from charlm.train.distributed import world
 from charlm.errors import CharlmError, CorpusError, ModelFileError, OptionError
 from charlm.train.finetune import grown_model, grown_tokenizer, lineage
-from charlm.nn.initializers import INITS
 from charlm.nn.model import Model
 from charlm.io.outputs import RunLock, check_outputs, follow_link
-from charlm.train.schedule import BUDGET_SCHEDULES, SCHEDULES
 from charlm.data.tokenizer import Tokenizer
+from charlm.validation import check_value, validate
 
 if TYPE_CHECKING:
     from charlm.train.trainer import Trainer
@@ -64,71 +62,6 @@ def load(path: str | None = None):
     return load_model(path or default_model_path())
 
 
-def validate_options(model_cfg: ModelConfig, tok_cfg: TokenizerConfig, cfg: TrainConfig) -> None:
-    """Raise OptionError naming the bad value and the accepted range."""
-    checks = [
-        (model_cfg.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}"),
-        (model_cfg.init in INITS, f"--init must be one of {', '.join(INITS)}"),
-        (tok_cfg.level in LEVELS, f"--level must be one of {', '.join(LEVELS)}"),
-        (model_cfg.hidden >= 1, "--hidden must be at least 1"),
-        (model_cfg.layers >= 1, "--layers must be at least 1"),
-        (model_cfg.embed >= 0, "--embed must be 0 (one-hot) or more"),
-        (0.0 <= model_cfg.dropout < 1.0, "--dropout must be in [0, 1)"),
-        (not model_cfg.tie or model_cfg.embed == model_cfg.hidden,
-         "--tie needs --embed equal to --hidden"),
-        (model_cfg.leak is None or model_cfg.cell in LEAKY_CELLS,
-         f"--leak is for --cell leaky or esn, not {model_cfg.cell}"),
-        (not model_cfg.learn_leak or model_cfg.cell == "leaky",
-         "--leak learn is for --cell leaky (an echo state network's reservoir is not trained)"),
-        (_real_in(model_cfg.leak, 0.0, 1.0, top_open=model_cfg.learn_leak),
-         "--leak must be in (0, 1], e.g. 0.5 (1 is the plain tanh RNN), or learn (a learned "
-         "rate starts below 1)"),
-        (model_cfg.spectral_radius is None or model_cfg.cell == "esn",
-         f"--spectral-radius is for --cell esn, not {model_cfg.cell}"),
-        (_real_in(model_cfg.spectral_radius, 0.0, np.inf),
-         "--spectral-radius must be positive, e.g. 0.9 (below 1 the reservoir forgets its start)"),
-        (not model_cfg.learn_embedding or (model_cfg.reservoir and model_cfg.embed > 0),
-         "--learn-embedding is for --cell esn with an embedding (--embed above 0); the other "
-         "cells always learn theirs"),
-        (not (model_cfg.reservoir and model_cfg.tie),
-         "--tie cannot be used with --cell esn: the embedding is frozen and the decoder is trained"),
-        (cfg.batch >= 1, "--batch must be at least 1"),
-        (cfg.seq_len >= 1, "--seq-len must be at least 1"),
-        (cfg.lr > 0 and np.isfinite(cfg.lr), "--lr must be a positive number"),
-        (cfg.clip >= 0, "--clip must be 0 (off) or positive"),
-        (cfg.clip_mode in CLIP_MODES, f"--clip-mode must be one of {', '.join(CLIP_MODES)}"),
-        (cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
-        (cfg.schedule in SCHEDULES, f"--schedule must be one of auto, {', '.join(SCHEDULES)}"),
-        (cfg.schedule not in BUDGET_SCHEDULES
-         or not (cfg.steps is None and cfg.epochs is None and cfg.time_budget is None),
-         f"--schedule {cfg.schedule} needs the length of the run: give --steps, --epochs or --time"),
-        (0.0 <= cfg.warmup < 1.0, "--warmup must be in [0, 1), a fraction of the run"),
-        (0.0 < cfg.decay <= 1.0, "--decay must be in (0, 1], the fraction of the run that anneals"),
-        (cfg.warmup + cfg.decay <= 1.0, "--warmup and --decay together must not exceed 1 (the whole run)"),
-        (0.0 < cfg.beta2 < 1.0, "--beta2 must be in (0, 1), e.g. 0.999 or 0.99"),
-        (0 <= cfg.weight_decay < np.inf and (cfg.optimizer == "adam" or cfg.lr * cfg.weight_decay < 1),
-         "--weight-decay must be 0 (off) or a positive number, and with adamw or sgd below 1 / --lr "
-         "(each step multiplies the weights by 1 - lr x weight decay)"),
-        (0.0 <= cfg.valid_frac < 1.0, "--valid-frac must be in [0, 1), e.g. 0.1"),
-        (cfg.valid_tokens == 0 or cfg.valid_tokens >= 2, "--valid-tokens must be 0 (all) or at least 2"),
-        (cfg.steps is None or cfg.steps >= 1, "--steps must be at least 1"),
-        (cfg.epochs is None or cfg.epochs > 0, "--epochs must be positive"),
-        (cfg.time_budget is None or cfg.time_budget > 0, "--time must be positive, e.g. 90s or 10m"),
-        (tok_cfg.min_count >= 1, "--min-count must be at least 1"),
-        (tok_cfg.max_vocab >= 3, "--max-vocab must be at least 3"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise OptionError(message)
-
-
-def _real_in(x, low: float, high: float, top_open: bool = False) -> bool:
-    """x is None (not given), or a finite number in (low, high] ((low, high) when top_open)."""
-    if x is None:
-        return True
-    return bool(np.isfinite(x)) and low < x and (x < high if top_open else x <= high)
-
-
 def _idle_options(model_cfg: ModelConfig, cfg: TrainConfig) -> list[str]:
     """Notes on options that are valid but do nothing with the others given."""
     notes = []
@@ -146,8 +79,13 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
                      tok_cfg: TokenizerConfig | None = None, cfg: TrainConfig | None = None,
                      valid: str | None = None, output: str | None = None,
                      encoding_errors: str = "strict", notes: list | None = None,
-                     init_from: str | None = None, header_extra: dict | None = None) -> Trainer:
+                     init_from: str | None = None, header_extra: dict | None = None, **options) -> Trainer:
     """Read and encode the corpus, build the vocabulary and a fresh model, return a Trainer.
+
+    options: `charlm train`'s options by field name (charlm.config: hidden=256, level="word",
+    steps=1000, time_budget=600.0, ...), with the same defaults, as charlm.config.configs_for
+    makes them; or, instead, the configs themselves (a config not given is the defaults of
+    tok_cfg's level).
 
     The corpus is read in chunks, twice (counting, then encoding into a compact token file
     that training reads through a memory map), so memory does not grow with its size.
@@ -158,11 +96,12 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
     stored in the model file's header. `notes` collects messages for the user (e.g. a batch
     shrunk to fit a small corpus).
     """
-    model_cfg, tok_cfg, cfg = model_cfg or ModelConfig(), tok_cfg or TokenizerConfig(), cfg or TrainConfig()
+    model_cfg, tok_cfg, cfg = _configs(model_cfg, tok_cfg, cfg, options)
+    check_value("encoding_errors", encoding_errors)
     parent = load_model(init_from) if init_from is not None else None
     if parent is not None:
         model_cfg, tok_cfg = _fine_tuning_configs(parent, model_cfg, tok_cfg, init_from)
-    validate_options(model_cfg, tok_cfg, cfg)
+    validate(model_cfg, tok_cfg, cfg)
     notes = notes if notes is not None else []
     notes.extend(_idle_options(model_cfg, cfg))
     paths = RunPaths.for_model(output)
@@ -211,6 +150,18 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
                    paths.metrics, run_lock=held[0] if held else None, world=ranks)
 
 
+def _configs(model_cfg: ModelConfig | None, tok_cfg: TokenizerConfig | None, cfg: TrainConfig | None,
+             options: dict) -> tuple[ModelConfig, TokenizerConfig, TrainConfig]:
+    """The run's configs: from options, or those given with the level's defaults for the others."""
+    given = [c for c in (model_cfg, tok_cfg, cfg) if c is not None]
+    if options and given:
+        raise OptionError("give prepare_training either options by name or configs, not both")
+    if options:
+        return configs_for(**options)
+    defaults = configs_for(level=(tok_cfg or TokenizerConfig()).level)
+    return model_cfg or defaults.model, tok_cfg or defaults.tokenizer, cfg or defaults.train
+
+
 def _fine_tuning_configs(parent: tuple, model_cfg: ModelConfig, tok_cfg: TokenizerConfig,
                          path: str) -> tuple[ModelConfig, TokenizerConfig]:
     """The parent's architecture with model_cfg's dropout; tok_cfg at the parent's level."""
@@ -240,6 +191,8 @@ def resume_training(corpus: str, *, output: str | None = None, valid: str | None
     e.g. {"hidden": 512}); any other value is refused, as are another corpus or validation
     text than the run's (charlm.train.run_identity).
     """
+    _check_limits(limits or {})
+    check_value("encoding_errors", encoding_errors)
     paths = RunPaths.for_model(output)
     ranks = world()
     held: list = []  # the root's run lock, once claimed
@@ -279,6 +232,15 @@ def resume_training(corpus: str, *, output: str | None = None, valid: str | None
             lock.release()
         raise
     return trainer
+
+
+def _check_limits(limits: dict) -> None:
+    """New stop conditions for a resumed run: only the limits, each in its option's range."""
+    others = set(limits) - set(run_identity.LIMITS)
+    if others:
+        raise OptionError(f"--resume changes only {', '.join(run_identity.LIMITS)}, not {', '.join(sorted(others))}")
+    for name, value in limits.items():
+        check_value(name, value, TrainConfig)
 
 
 def _split(tokenizer: Tokenizer, source: Corpus, valid: str | None, valid_frac: float, errors: str,

@@ -25,11 +25,12 @@ from conftest import TINY
 
 
 def make_trainer(corpus, out: Path, steps=20, valid_every=5, tie=False, **cfg):
+    """A plateau schedule at lr 2e-3: the rates the messages name are 2e-3 times the rollbacks' cuts."""
     return api.prepare_training(
         str(corpus), output=str(out),
         model_cfg=ModelConfig(embed=16 if tie else 8, hidden=16, layers=1, tie=tie),
         cfg=TrainConfig(batch=4, seq_len=16, steps=steps, seed=5, log_every=1,
-                        valid_every=valid_every, **cfg),
+                        valid_every=valid_every, **{"lr": 2e-3, "schedule": "plateau", **cfg}),
     )
 
 

@@ -402,7 +402,7 @@ def test_an_invalid_model_config_is_named_field_by_field(cwd, tiny_model):
     header["model"]["hidden"] = -3
     save_tensors(str(cwd / "bad.safetensors"), tensors, {"charlm": json.dumps(header)})
     line = one_line_error(run(["info", cwd / "bad.safetensors"]), 1,
-                          "hidden is -3, expected an integer, at least 1", "retrain")
+                          "hidden is -3: it must be at least 1", "retrain")
     assert "{" not in line
 
 

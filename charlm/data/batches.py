@@ -12,9 +12,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from charlm.data.corpus import (CHUNK_BYTES, ENCODING_ERRORS, STDIN, Corpus,  # noqa: F401  (re-exported)
+from charlm.data.corpus import (CHUNK_BYTES, STDIN, Corpus,  # noqa: F401  (re-exported)
                      compact_dtype, read_text)
-from charlm.errors import CorpusError, OptionError
+from charlm.config import TrainConfig
+from charlm.errors import CorpusError
+from charlm.validation import check_value
 
 
 # ---- splitting ----------------------------------------------------------------------------
@@ -22,8 +24,7 @@ from charlm.errors import CorpusError, OptionError
 
 def split_train_valid(ids: np.ndarray, valid_frac: float) -> tuple[np.ndarray, np.ndarray]:
     """(train, valid) views: the last valid_frac of the tokens is validation (nanoGPT style)."""
-    if not 0.0 <= valid_frac < 1.0:
-        raise OptionError(f"--valid-frac must be in [0, 1) (got {valid_frac})")
+    check_value("valid_frac", valid_frac, TrainConfig)
     n_train = len(ids) - int(len(ids) * valid_frac)
     return ids[:n_train], ids[n_train:]
 
@@ -98,9 +99,13 @@ def _windows_count(stream_len: int, seq_len: int) -> int:
     return -(-(stream_len - 1) // seq_len)
 
 
+def _check_window(batch: int, seq_len: int) -> None:
+    check_value("batch", batch, TrainConfig)
+    check_value("seq_len", seq_len, TrainConfig)
+
+
 def _check_sizes(n_tokens: int, batch: int, seq_len: int) -> None:
-    if batch < 1 or seq_len < 1:
-        raise OptionError(f"--batch and --seq-len must be at least 1 (got {batch} and {seq_len})")
+    _check_window(batch, seq_len)
     if n_tokens // batch < 2:
         raise CorpusError(
             f"the training text has {n_tokens} tokens: too few for --batch {batch} --seq-len {seq_len}, "
@@ -176,8 +181,7 @@ def eval_windows(ids: np.ndarray, batch: int, seq_len: int) -> Iterator[tuple[np
     The caller resets the hidden state once before the first window. batch is lowered to fit
     a short array (each stream needs 2 tokens); fewer than 2 tokens yield nothing.
     """
-    if batch < 1 or seq_len < 1:
-        raise OptionError(f"--batch and --seq-len must be at least 1 (got {batch} and {seq_len})")
+    _check_window(batch, seq_len)
     batch = min(batch, len(ids) // 2)
     if batch < 1:
         return

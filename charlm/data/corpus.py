@@ -18,8 +18,8 @@ import numpy as np
 
 from charlm.errors import CorpusError, OptionError
 from charlm.data.tokenizer import BOM, TokenCounts, Tokenizer, normalize
+from charlm.validation import check_value
 
-ENCODING_ERRORS = ("strict", "replace", "ignore")
 STDIN = "-"
 
 
@@ -50,9 +50,7 @@ class Corpus:
 
     def __init__(self, path: str, encoding_errors: str = "strict", *, spool_dir: str | None = None,
                  chunk_bytes: int = CHUNK_BYTES):
-        if encoding_errors not in ENCODING_ERRORS:
-            raise OptionError(
-                f"--encoding-errors must be one of {', '.join(ENCODING_ERRORS)} (got {encoding_errors!r})")
+        check_value("encoding_errors", encoding_errors)
         self.path, self.errors, self.chunk_bytes = str(path), encoding_errors, max(1, int(chunk_bytes))
         self.name = "standard input" if self.path == STDIN else self.path
         # {"bytes": size, "blake2b": hex digest} of the raw bytes, once a pass has read them all

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from charlm.config import LEVELS, TokenizerConfig
-from charlm.errors import ModelFileError, OptionError
+from charlm.errors import ModelFileError
+from charlm.validation import check_config, check_value
 
 UNK = "<unk>"
 EOS = "<eos>"
@@ -51,7 +52,7 @@ class Tokenizer:
     @classmethod
     def build(cls, text: str, cfg: TokenizerConfig) -> Tokenizer:
         """Vocabulary of `text`: tokens seen fewer than cfg.min_count times become UNK."""
-        _check_config(cfg)
+        check_config(cfg)
         counts = TokenCounts(cfg.level)
         counts.update(normalize(text))
         return cls.from_counts(counts, cfg)
@@ -60,7 +61,7 @@ class Tokenizer:
     def from_counts(cls, counts: TokenCounts, cfg: TokenizerConfig) -> Tokenizer:
         """Vocabulary from token counts gathered piece by piece (a corpus read in chunks):
         the same as build() of the whole text."""
-        _check_config(cfg)
+        check_config(cfg)
         if counts.level != cfg.level:
             raise ValueError(f"counts are {counts.level}-level, the config is {cfg.level}-level")
         if cfg.level == "char":
@@ -162,15 +163,6 @@ class Tokenizer:
         return cls(d["level"], d["tokens"])
 
 
-def _check_config(cfg: TokenizerConfig) -> None:
-    if cfg.level not in LEVELS:
-        raise OptionError(f"unknown level {cfg.level!r}: use --level char or --level word")
-    if cfg.min_count < 1:
-        raise OptionError(f"--min-count must be at least 1 (got {cfg.min_count})")
-    if cfg.level == "word" and cfg.max_vocab < 3:
-        raise OptionError(f"--max-vocab must be at least 3, counting <unk> and <eos> (got {cfg.max_vocab})")
-
-
 class TokenCounts:
     """Token counts of a text fed in pieces: update() each normalized piece in order.
 
@@ -182,8 +174,7 @@ class TokenCounts:
     _BLOCK = 1 << 20  # code points per bincount call (bounds its int64 temporary)
 
     def __init__(self, level: str):
-        if level not in LEVELS:
-            raise OptionError(f"unknown level {level!r}: use --level char or --level word")
+        check_value("level", level, TokenizerConfig)
         self.level = level
         self.chars = np.zeros(128, dtype=np.int64)  # char level: count by code point
         self.words: Counter = Counter()  # word level

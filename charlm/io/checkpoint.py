@@ -12,22 +12,19 @@ step, data position, random state and schedule, everything `--resume` needs.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 
 from charlm import __version__
-from charlm.config import CELLS, CLIP_MODES, OPTIMIZERS, ModelConfig, TrainConfig, from_dict, to_dict
+from charlm.config import ModelConfig, TrainConfig, from_dict, to_dict
 from charlm.errors import ModelFileError
 from charlm.nn.model import Model
 from charlm.io.tensorfile import load_tensors, save_tensors
-from charlm.nn.initializers import INITS
-from charlm.train.schedule import SCHEDULES
 from charlm.data.tokenizer import Tokenizer
+from charlm.validation import dict_problems, field_problems, model_rule_problem
 
 FORMAT_VERSION = 1
 DEFAULT_MODEL_PATH = "charlm.safetensors"
@@ -134,36 +131,19 @@ def _build_model(path, tensors: dict, header: dict) -> tuple[Model, Tokenizer, d
 
 
 def _check_config(path, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
-    """Raise ModelFileError naming the first field of the model config that is out of range."""
-    def count(x) -> bool:  # a JSON integer (bool is an int subclass in Python: reject it)
-        return isinstance(x, int) and not isinstance(x, bool)
+    """Raise ModelFileError naming the first field of the model config that is out of range
+    (charlm.validation's rules, which a new model's options pass too)."""
+    def invalid(what: str) -> ModelFileError:
+        return ModelFileError(f"{path} has an invalid model config: {what}: retrain the model")
 
-    def number_or_none(x, low: float, high: float) -> bool:  # None: the cell's default
-        return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool) and low < x <= high)
-
-    checks = [
-        ("cell", cfg.cell in CELLS, f"one of {', '.join(CELLS)}"),
-        ("init", cfg.init in INITS, f"one of {', '.join(INITS)}"),
-        ("layers", count(cfg.layers) and cfg.layers >= 1, "an integer, at least 1"),
-        ("hidden", count(cfg.hidden) and cfg.hidden >= 1, "an integer, at least 1"),
-        ("embed", count(cfg.embed) and cfg.embed >= 0, "an integer, 0 or more"),
-        ("vocab_size", count(cfg.vocab_size) and cfg.vocab_size == tokenizer.vocab_size,
-         f"the vocabulary's size, {tokenizer.vocab_size}"),
-        ("dropout", isinstance(cfg.dropout, (int, float)) and not isinstance(cfg.dropout, bool)
-         and 0.0 <= cfg.dropout < 1.0, "a number in [0, 1)"),
-        ("tie", isinstance(cfg.tie, bool), "true or false"),
-        ("locked_dropout", isinstance(cfg.locked_dropout, bool), "true or false"),
-        ("tie", not cfg.tie or cfg.embed == cfg.hidden, f"false unless embed equals hidden ({cfg.hidden!r})"),
-        ("leak", number_or_none(cfg.leak, 0.0, 1.0), "a number in (0, 1], or null"),
-        ("spectral_radius", number_or_none(cfg.spectral_radius, 0.0, math.inf), "a positive number, or null"),
-        ("learn_leak", isinstance(cfg.learn_leak, bool) and (not cfg.learn_leak or cfg.cell == "leaky"),
-         "true only for the leaky cell"),
-        ("learn_embedding", isinstance(cfg.learn_embedding, bool), "true or false"),
-    ]
-    for field, ok, expected in checks:
-        if not ok:
-            raise ModelFileError(f"{path} has an invalid model config: {field} is "
-                                 f"{getattr(cfg, field)!r}, expected {expected}: retrain the model")
+    for field, problem in field_problems(cfg):
+        raise invalid(f"{field} is {getattr(cfg, field)!r}: it {problem}")
+    vocab = cfg.vocab_size
+    if isinstance(vocab, bool) or vocab != tokenizer.vocab_size:
+        raise invalid(f"vocab_size is {vocab!r}: it must be the vocabulary's size, {tokenizer.vocab_size}")
+    broken = model_rule_problem(cfg)
+    if broken is not None:
+        raise invalid(broken)
 
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -217,17 +197,6 @@ def load_training_state(path) -> tuple[Model, Tokenizer, dict, dict]:
     return model, tokenizer, arrays, info
 
 
-_TRAIN_TYPES = {  # TrainConfig field -> (accepted JSON types, lowest value)
-    "batch": (int, 1), "seq_len": (int, 1), "patience": (int, 1), "valid_every": (int, 0),
-    "valid_tokens": (int, 0),
-    "log_every": (int, 1), "seed": (int, 0), "steps": (int, 1), "lr": (float, 0.0),
-    "clip": (float, 0.0), "lr_decay": (float, 0.0), "valid_frac": (float, 0.0),
-    "weight_decay": (float, 0.0), "epochs": (float, 0.0), "time_budget": (float, 0.0),
-    "optimizer": (str, None), "clip_mode": (str, None), "schedule": (str, None),
-    "warmup": (float, 0.0), "decay": (float, 0.0), "beta2": (float, 0.0),
-}
-
-
 def _check_train_state(path, model: Model, arrays: dict, info) -> None:
     """The parts of a state that api.resume_training uses before the Trainer checks the rest:
     the training config (every field of the right type and range) and a hidden state that
@@ -242,22 +211,8 @@ def _check_train_state(path, model: Model, arrays: dict, info) -> None:
     if not isinstance(info.get("header", {}), dict):
         raise damaged("the saved model header is not an object")
     train = info["train"]
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    if not set(train) <= fields:
-        raise damaged(f"unknown settings {sorted(set(train) - fields)}")
-    for name, value in train.items():
-        kind, lowest = _TRAIN_TYPES[name]
-        if value is None and name in ("steps", "epochs", "time_budget"):
-            continue
-        if kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        else:
-            ok = isinstance(value, kind) and not isinstance(value, bool)
-        if not ok or (lowest is not None and value < lowest):
-            raise damaged(f"{name} = {value!r}")
-    if (train.get("optimizer", "adam") not in OPTIMIZERS or train.get("clip_mode", "norm") not in CLIP_MODES
-            or train.get("schedule", "plateau") not in SCHEDULES):
-        raise damaged(f"optimizer {train.get('optimizer')!r}, clip mode {train.get('clip_mode')!r}")
+    for name, problem in dict_problems(TrainConfig, train):
+        raise damaged(f"{name} = {train[name]!r}: it {problem}")
     cfg = model.config
     hidden = arrays.get("hidden")
     expected = (cfg.layers, 2 if cfg.cell == "lstm" else 1, train.get("batch", TrainConfig.batch), cfg.hidden)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from charlm.config import ModelConfig
+from charlm.config import INITS, ModelConfig  # noqa: F401  (INITS re-exported)
 from charlm.nn.reservoir import reservoir_layer
 
 
@@ -34,7 +34,6 @@ def orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-INITS = ("uniform", "orthogonal")
 TIED_RANGE = 0.1  # the tied embedding/decoder matrix: uniform(-0.1, 0.1)
 
 
