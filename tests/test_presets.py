@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from charlm.cli.common import parse_duration
+from charlm.cli.options import spec_of
 from charlm.cli.train import train
 from charlm.train.presets import PRESETS, describe
 from charlm.io.tensorfile import load_tensors
@@ -22,14 +24,14 @@ def header(path) -> dict:
     return json.loads(load_tensors(str(path))[1]["charlm"])
 
 
-def test_preset_options_are_train_options():
+def test_preset_options_are_valid_train_options():
     params = inspect.signature(train).parameters
     for name, preset in PRESETS.items():
         for option, value in preset.options.items():
             assert option in params, (name, option)
-            default = params[option].default
-            assert default is None or isinstance(value, type(default)) or (
-                isinstance(default, float) and isinstance(value, int)), (name, option, value)
+            if option == "time":
+                option, value = "time_budget", parse_duration(value)
+            assert spec_of(option).problem(value) is None, (name, option, value)
         assert preset.summary
 
 
@@ -53,19 +55,19 @@ def test_each_preset_trains_and_is_recorded(corpus, name):  # noqa: F811
 
 
 def test_command_line_overrides_the_preset_even_with_the_default_value(corpus):  # noqa: F811
-    # shakespeare-3m sets --dropout 0 and --lr 0.004; --lr 0.002 is train's own default
-    result = run(["train", "corpus.txt", "--preset", "shakespeare-3m", *SMALL, "--lr", "0.002",
+    # shakespeare-3m sets --dropout 0 and --lr 0.005; --lr 0.003 is train's own default (char level)
+    result = run(["train", "corpus.txt", "--preset", "shakespeare-3m", *SMALL, "--lr", "0.003",
                   "--dropout", "0.3"])
     assert_ok(result)
     h = header("charlm.safetensors")
-    assert h["train"]["lr"] == 0.002 and h["model"]["dropout"] == 0.3
+    assert h["train"]["lr"] == 0.003 and h["model"]["dropout"] == 0.3
     note = next(line for line in result.stderr.splitlines() if "preset" in line)
     assert "--lr" not in note and "--dropout" not in note and "--schedule wsd" in note
 
 
 def test_unknown_preset_is_a_usage_error(corpus):  # noqa: F811
     result = run(["train", "corpus.txt", "--preset", "shakespeare-1h"])
-    assert_user_error(result, 2, "unknown --preset", "shakespeare-3m")
+    assert_user_error(result, 2, "--preset must be one of", "shakespeare-3m", "not 'shakespeare-1h'")
 
 
 def test_describe_spells_options_as_typed():

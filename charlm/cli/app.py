@@ -20,8 +20,9 @@ from charlm.io.checkpoint import default_model_path
 from charlm.cli.common import (  # noqa: F401  (parse_duration, use_threads: also imported from here)
     ModelOpt, ThreadsOpt, _Console, _valid_text, err, json_safe, parse_duration, use_threads, user_errors,
 )
+from charlm.cli.options import OneLineErrors, spec_option
 from charlm.config import SEED_MAX
-from charlm.errors import OptionError
+from charlm.options import Range, Spec
 
 app = typer.Typer(
     name="charlm",
@@ -48,21 +49,31 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 # ---- train ---------------------------------------------------------------------------------
 from charlm.cli.train import train  # noqa: E402
 
-app.command(help=train.__doc__)(train)
+app.command(help=train.__doc__, cls=OneLineErrors)(train)
 
 
 # ---- sample --------------------------------------------------------------------------------
-@app.command()
+_TEMP = Spec(float, "Temperature: lower is more conservative; 0 is greedy.", range=Range(0.0))
+_LENGTH = Spec(int, "Tokens to generate per sample.", range=Range(1))
+_SEED = Spec(int, "Random seed (default: different each run).", range=Range(0, SEED_MAX), optional=True)
+_TOP_K = Spec(int, "Sample only among the k most likely tokens. \\[default: all]", range=Range(1), optional=True,
+              hint="omit it to sample from all tokens")
+_TOP_P = Spec(float, "Nucleus: sample only among the most likely tokens that together hold probability P, after "
+              "--top-k and --temp.", range=Range(0.0, 1.0, low_open=True), hint="1 samples from all tokens")
+_NUM = Spec(int, "Number of samples, drawn together (as fast as one, nearly).", range=Range(1))
+
+
+@app.command(cls=OneLineErrors)
 def sample(
     model: ModelOpt = None,
-    temp: Annotated[float, typer.Option(help="Temperature: lower is more conservative; 0 is greedy.")] = 1.0,
-    length: Annotated[int, typer.Option("--length", "-n", help="Tokens to generate per sample.")] = 1000,
+    temp: float = spec_option(_TEMP, 1.0, flag="--temp"),
+    length: int = spec_option(_LENGTH, 1000, "--length", "-n", flag="--length"),
     prime: Annotated[str, typer.Option(help="Text to condition on; printed first.")] = "",
-    seed: Annotated[Optional[int], typer.Option(min=0, max=SEED_MAX, help="Random seed (default: different each run).")] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k most likely tokens. \\[default: all]")] = None,
-    top_p: Annotated[float, typer.Option(help="Nucleus: sample only among the most likely tokens that together hold probability P, after --top-k and --temp. \\[default: 1, all]")] = 1.0,
+    seed: Optional[int] = spec_option(_SEED, None, flag="--seed"),
+    top_k: Optional[int] = spec_option(_TOP_K, None, flag="--top-k"),
+    top_p: float = spec_option(_TOP_P, 1.0, flag="--top-p"),
     show_prob: Annotated[bool, typer.Option(help="On a terminal, shade each token by its probability (red: unlikely).")] = False,
-    num: Annotated[int, typer.Option(help="Number of samples, drawn together (as fast as one, nearly).")] = 1,
+    num: int = spec_option(_NUM, 1, flag="--num"),
     until_eos: Annotated[bool, typer.Option(help="End each sample at the end of a line.")] = False,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -74,7 +85,6 @@ def sample(
     from charlm.views.shading import token_writer
 
     with user_errors():
-        _check_sample_options(temp, length, top_k, num, top_p)
         use_threads(threads)
         net, tokenizer, _ = load(model)
         prime = _valid_text(prime)
@@ -100,39 +110,26 @@ def _stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def _check_sample_options(temp: float, length: int, top_k: int | None, num: int, top_p: float = 1.0) -> None:
-    if not (temp >= 0 and temp < float("inf")):
-        raise OptionError(f"--temp must be 0 (greedy) or a positive number, not {temp}")
-    if length < 1:
-        raise OptionError(f"--length must be at least 1, not {length}")
-    if top_k is not None and top_k < 1:
-        raise OptionError(f"--top-k must be at least 1, not {top_k} (omit it to sample from all tokens)")
-    if num < 1:
-        raise OptionError(f"--num must be at least 1, not {num}")
-    if not 0.0 < top_p <= 1.0:
-        raise OptionError(f"--top-p must be in (0, 1], not {top_p} (1 samples from all tokens)")
-
-
 # ---- score ---------------------------------------------------------------------------------
 from charlm.cli.score import score  # noqa: E402
 
-app.command()(score)
+app.command(cls=OneLineErrors)(score)
 
 
 # ---- explore -------------------------------------------------------------------------------
 from charlm.cli.explore import explore  # noqa: E402
 
-app.command()(explore)
+app.command(cls=OneLineErrors)(explore)
 
 
 # ---- plot ----------------------------------------------------------------------------------
 from charlm.cli.plot import plot  # noqa: E402
 
-app.command()(plot)
+app.command(cls=OneLineErrors)(plot)
 
 
 # ---- info ----------------------------------------------------------------------------------
-@app.command()
+@app.command(cls=OneLineErrors)
 def info(
     path: Annotated[Optional[str], typer.Argument(help="Model file (default: -m, $CHARLM_MODEL or ./charlm.safetensors).")] = None,
     model: ModelOpt = None,

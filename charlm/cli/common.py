@@ -7,7 +7,7 @@ import os
 import re
 import sys
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -62,7 +62,7 @@ def user_errors():
     try:
         yield
     except CharlmError as exc:
-        _fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code)
     except BrokenPipeError:
         _silence(sys.stdout)
         raise typer.Exit(0) from None
@@ -74,10 +74,11 @@ def user_errors():
         import traceback
 
         traceback.print_exc()
-        _fail(f"{type(exc).__name__}: {exc}", 1)
+        fail(f"{type(exc).__name__}: {exc}", 1)
 
 
-def _fail(message: str, code: int):
+def fail(message: str, code: int) -> NoReturn:
+    """One line on stderr, then exit with `code` (under MPI, every rank ends)."""
     where = ranks()
     prefix = f"rank {where.rank} of {where.size}: " if where.size > 1 else ""
     err.print(f"[red]error:[/] {escape(prefix + message)}", soft_wrap=True)

@@ -13,7 +13,13 @@ import typer
 
 from charlm.cli.common import (ModelOpt, ThreadsOpt, _Console, _valid_text, err, json_safe, ranks, use_threads,
                          user_errors)
+from charlm.cli.options import spec_option
 from charlm.errors import OptionError
+from charlm.options import Range, Spec
+
+
+_ALTERNATIVES = Spec(int, "The K most likely tokens at each token and their probabilities (implies --tokens).",
+                     range=Range(0))
 
 
 def score(
@@ -23,7 +29,7 @@ def score(
     file: Annotated[Optional[Path], typer.Option("--file", help="Score a whole document as one stream.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
     tokens: Annotated[bool, typer.Option("--tokens", help="One record per token (TSV: line, pos, token, logprob, rank, unk).")] = False,
-    alternatives: Annotated[int, typer.Option("--alternatives", metavar="K", help="The K most likely tokens at each token and their probabilities (implies --tokens).")] = 0,
+    alternatives: int = spec_option(_ALTERNATIVES, 0, "--alternatives", flag="--alternatives", metavar="K>=0"),
     color: Annotated[bool, typer.Option("--color", help="On a terminal, shade each token by its surprisal.")] = False,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -63,8 +69,6 @@ def score(
 
 
 def _check_options(json_lines: bool, tokens: bool, alternatives: int, color: bool) -> None:
-    if alternatives < 0:
-        raise OptionError(f"--alternatives must be 0 (none) or more, not {alternatives}")
     if color and (tokens or alternatives or json_lines):
         raise OptionError("--color shows the text; use it without --tokens, --alternatives and --json")
 

@@ -11,18 +11,45 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
-from charlm.config import SEED_MAX, ModelConfig, TokenizerConfig, TrainConfig
+from charlm.cli.options import config_option, spec_option
+from charlm.config import ENCODING_ERRORS, ModelConfig, TrainConfig
+from charlm.errors import OptionError
+from charlm.options import Spec
 from charlm.train.presets import PRESETS
 
-# Model and window sizes by level, when not given: a 2x512 LSTM for characters (char-rnn's
-# recipe), PyTorch word_language_model's small shapes for words.
-LEVEL_DEFAULTS = {
-    "char": dict(embed=64, hidden=512, layers=2, batch=32, seq_len=100, lr=3e-3),
-    "word": dict(embed=200, hidden=200, layers=2, batch=20, seq_len=35, lr=2e-3),
-}
 EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 Opt = typer.Option
+
+
+def _leak_value(text):
+    """--leak: "learn" (a learned rate) or a rate in the spec's range."""
+    from charlm.validation import check_value
+
+    if not isinstance(text, str):  # the default
+        return text
+    if text.strip().lower() == "learn":
+        return "learn"
+    try:
+        rate = float(text)
+    except ValueError:
+        raise OptionError(f"--leak takes a rate in (0, 1], e.g. 0.5, or learn; not {text!r}") from None
+    check_value("leak", rate, ModelConfig)
+    return rate
+
+
+def _duration(text):
+    """--time: a duration (charlm.cli.common.parse_duration) in the spec's range; kept as text."""
+    from charlm.cli.common import parse_duration
+    from charlm.validation import check_value
+
+    if isinstance(text, str):
+        check_value("time_budget", parse_duration(text), TrainConfig)
+    return text
+
+
+_PRESET = Spec(str, f"A named recipe (docs/RESULTS.md); options given here override it: {', '.join(PRESETS)}.",
+               choices=tuple(PRESETS))
 
 
 def train(
@@ -30,44 +57,44 @@ def train(
     corpus: Annotated[str, typer.Argument(help="UTF-8 text file, or - for stdin.")],
     output: Annotated[Optional[str], Opt("-o", "--output", help="Model file to write. \\[default: ./charlm.safetensors]")] = None,
     valid: Annotated[Optional[str], Opt(help="Validation text file (default: the end of the corpus).")] = None,
-    valid_frac: Annotated[float, Opt(help="Fraction at the end of the corpus used for validation.")] = 0.1,
-    level: Annotated[str, Opt(help="Tokens: char (Unicode code points) or word (whitespace-separated).")] = "char",
-    max_vocab: Annotated[int, Opt(help="Word level: most frequent words kept.")] = 10000,
-    min_count: Annotated[int, Opt(help="Tokens seen fewer times become UNK.")] = 1,
-    cell: Annotated[str, Opt(help="Recurrent cell: lstm, gru, rnn (tanh), leaky (a tanh RNN whose state leaks at the rate --leak) or esn (echo state network: a fixed random reservoir, only the output layer learns). No bidirectional RNN: it sees the future it should predict, so it is no language model; sequence-to-sequence models are out of scope.")] = "lstm",
-    leak: Annotated[Optional[str], Opt(help="leaky, esn: the leak rate a in (0, 1]: s = (1 - a) s + a tanh(...); 1 is the plain RNN, smaller remembers longer. leaky: learn = one rate per unit, trained. \\[default: 0.5 leaky, 1 esn]")] = None,
-    spectral_radius: Annotated[Optional[float], Opt(help="esn: the reservoir's largest eigenvalue modulus. \\[default: 0.9]")] = None,
-    learn_embedding: Annotated[bool, Opt(help="esn: train the embedding too, backpropagating through the frozen reservoir (slower steps); by default only the output layer learns.")] = False,
-    layers: Annotated[Optional[int], Opt(help="Stacked recurrent layers. \\[default: 2]")] = None,
-    hidden: Annotated[Optional[int], Opt(help="Units per layer. \\[default: 512 char, 200 word]")] = None,
-    embed: Annotated[Optional[int], Opt(help="Embedding size, 0 for one-hot. \\[default: 64 char, 200 word]")] = None,
-    dropout: Annotated[float, Opt(help="Dropout on the embedding, between layers and before the output.")] = 0.2,
-    locked_dropout: Annotated[bool, Opt(help="One dropout mask per window, shared by its time steps (locked dropout) instead of one per step.")] = False,
-    tie: Annotated[bool, Opt(help="Tie the embedding and output weights (needs --embed = --hidden).")] = False,
-    init: Annotated[str, Opt(help="Initial weights: uniform (PyTorch's default) or orthogonal (with LSTM forget-gate bias 1).")] = "uniform",
-    batch: Annotated[Optional[int], Opt(help="Parallel streams. \\[default: 32 char, 20 word]")] = None,
-    seq_len: Annotated[Optional[int], Opt(help="Tokens per BPTT window. \\[default: 100 char, 35 word]")] = None,
-    optimizer: Annotated[str, Opt(help="adam, adamw (Adam with decoupled --weight-decay) or sgd.")] = "adam",
-    lr: Annotated[Optional[float], Opt(help="Learning rate. \\[default: 0.003 char, 0.002 word]")] = None,
-    beta2: Annotated[float, Opt(help="Adam: decay of the average of squared gradients (PyTorch's betas[1]).")] = TrainConfig.beta2,
-    weight_decay: Annotated[float, Opt(help="Weight decay: adamw multiplies the weights by 1 - lr x this each step (e.g. 0.1); adam and sgd add this x the weights to the gradient (L2). Below 1 / --lr for adamw and sgd.")] = TrainConfig.weight_decay,
-    clip: Annotated[float, Opt(help="Gradient clipping threshold (0: off).")] = 5.0,
-    clip_mode: Annotated[str, Opt(help="norm (global L2 norm) or value (element-wise).")] = "norm",
-    schedule: Annotated[str, Opt(help="Learning rate: plateau (decay when validation stalls), or over the run (needs --steps, --epochs or --time): cosine, or wsd (plateau decay, then linear to 0 over the last --decay of the run); auto: wsd when the run has a length, else plateau.")] = "auto",
-    warmup: Annotated[float, Opt(help="cosine, wsd: fraction of the run with a linear warm-up.")] = 0.0,
-    decay: Annotated[float, Opt(help="wsd: fraction at the end of the run over which the rate falls linearly to 0.")] = TrainConfig.decay,
-    epochs: Annotated[Optional[float], Opt(help="Stop after this many epochs.")] = None,
-    steps: Annotated[Optional[int], Opt(help="Stop after this many steps.")] = None,
-    time: Annotated[Optional[str], Opt("--time", help="Stop after this wall-clock time, e.g. 90s, 10m, 1h.")] = None,
-    patience: Annotated[int, Opt(help="Validations without improvement before the learning rate decays.")] = 2,
-    lr_decay: Annotated[float, Opt(help="Plateau: factor applied to the learning rate when validation stalls.")] = 0.5,
-    preset: Annotated[Optional[str], Opt(help=f"A named recipe (docs/RESULTS.md); options given here override it: {', '.join(PRESETS)}.")] = None,
-    valid_every: Annotated[int, Opt(help="Steps between validations (0: automatic).")] = 0,
-    valid_tokens: Annotated[int, Opt(min=0, help="Validate on the first N tokens of the validation text (0: all of it).")] = TrainConfig.valid_tokens,
-    seed: Annotated[int, Opt(min=0, max=SEED_MAX, help="Random seed: same seed, same machine, same model.")] = 0,
+    valid_frac: float = config_option("valid_frac"),
+    level: str = config_option("level"),
+    max_vocab: int = config_option("max_vocab"),
+    min_count: int = config_option("min_count"),
+    cell: str = config_option("cell"),
+    leak: Optional[str] = config_option("leak", parser=_leak_value, metavar="<float> 0<x<=1|learn"),
+    spectral_radius: Optional[float] = config_option("spectral_radius"),
+    learn_embedding: bool = config_option("learn_embedding"),
+    layers: Optional[int] = config_option("layers", level_default=True),
+    hidden: Optional[int] = config_option("hidden", level_default=True),
+    embed: Optional[int] = config_option("embed", level_default=True),
+    dropout: float = config_option("dropout"),
+    locked_dropout: bool = config_option("locked_dropout"),
+    tie: bool = config_option("tie"),
+    init: str = config_option("init"),
+    batch: Optional[int] = config_option("batch", level_default=True),
+    seq_len: Optional[int] = config_option("seq_len", level_default=True),
+    optimizer: str = config_option("optimizer"),
+    lr: Optional[float] = config_option("lr", level_default=True),
+    beta2: float = config_option("beta2"),
+    weight_decay: float = config_option("weight_decay"),
+    clip: float = config_option("clip"),
+    clip_mode: str = config_option("clip_mode"),
+    schedule: str = config_option("schedule"),
+    warmup: float = config_option("warmup"),
+    decay: float = config_option("decay"),
+    epochs: Optional[float] = config_option("epochs"),
+    steps: Optional[int] = config_option("steps"),
+    time: Optional[str] = config_option("time_budget", "--time", parser=_duration, metavar="<duration> e.g. 90s, 10m, 1h"),
+    patience: int = config_option("patience"),
+    lr_decay: float = config_option("lr_decay"),
+    preset: Optional[str] = spec_option(_PRESET, None, flag="--preset"),
+    valid_every: int = config_option("valid_every"),
+    valid_tokens: int = config_option("valid_tokens"),
+    seed: int = config_option("seed"),
     resume: Annotated[bool, Opt(help="Continue the interrupted run saved beside --output.")] = False,
     init_from: Annotated[Optional[str], Opt(help="Fine-tune this model file: its weights, architecture and level; tokens new to its vocabulary get new ids after its own.")] = None,
-    encoding_errors: Annotated[str, Opt(help="Invalid UTF-8: strict (error), replace or ignore.")] = "strict",
+    encoding_errors: str = config_option("encoding_errors", default=ENCODING_ERRORS[0]),
     threads: Annotated[Optional[int], Opt("--threads", envvar="CHARLM_THREADS", show_envvar=True, min=1, help="Threads to compute on; the model is the same for any count. \\[default: all cores]")] = None,
 ) -> None:
     """Train a model on CORPUS; the best model by validation loss is saved to --output.
@@ -92,39 +119,16 @@ def train(
         header_extra = {}
         if _sized_by_budget(ctx, a, resume):
             header_extra["size_rule"] = _apply_budget(ctx, corpus, a, notes)
-        sizes = {k: a[k] for k in ("embed", "hidden", "layers", "batch", "seq_len", "lr") if a[k] is not None}
-        defaults = {**LEVEL_DEFAULTS.get(a["level"], LEVEL_DEFAULTS["char"]), **sizes}
-        limits = dict(epochs=a["epochs"], steps=a["steps"], time_budget=parse_duration(a["time"]))
-        if encoding_errors not in ("strict", "replace", "ignore"):
-            from charlm.errors import OptionError
-            raise OptionError("--encoding-errors must be strict, replace or ignore")
         if resume:
-            given = {k: v for k, v in limits.items() if v is not None}
-            a["encoding_errors"] = encoding_errors
-            trainer = api.resume_training(corpus, output=output, valid=valid, limits=given,
+            limits = dict(epochs=a["epochs"], steps=a["steps"], time_budget=parse_duration(a["time"]))
+            trainer = api.resume_training(corpus, output=output, valid=valid,
+                                          limits={k: v for k, v in limits.items() if v is not None},
                                           encoding_errors=encoding_errors,
-                                          settings=_given_settings(ctx, a, from_preset))
+                                          settings=_given_settings(ctx, a, from_preset, encoding_errors))
         else:
-            rate, learned = _leak(a["leak"])
-            model_cfg = ModelConfig(cell=a["cell"], embed=defaults["embed"], hidden=defaults["hidden"],
-                                    layers=defaults["layers"], dropout=a["dropout"],
-                                    locked_dropout=a["locked_dropout"], tie=a["tie"], init=a["init"],
-                                    leak=rate, learn_leak=learned, spectral_radius=a["spectral_radius"],
-                                    learn_embedding=a["learn_embedding"])
-            tok_cfg = TokenizerConfig(level=a["level"], max_vocab=a["max_vocab"], min_count=a["min_count"])
-            cfg = TrainConfig(batch=defaults["batch"], seq_len=defaults["seq_len"],
-                              optimizer=a["optimizer"], lr=defaults["lr"], beta2=a["beta2"],
-                              weight_decay=a["weight_decay"], clip=a["clip"],
-                              clip_mode=a["clip_mode"], schedule=_schedule(a["schedule"], limits),
-                              warmup=a["warmup"], decay=a["decay"],
-                              patience=a["patience"], lr_decay=a["lr_decay"],
-                              valid_every=a["valid_every"], valid_frac=a["valid_frac"],
-                              valid_tokens=a["valid_tokens"],
-                              seed=a["seed"], **limits)
-            trainer = api.prepare_training(corpus, model_cfg=model_cfg, tok_cfg=tok_cfg, cfg=cfg,
-                                           valid=valid, output=output,
-                                           encoding_errors=encoding_errors, notes=notes,
-                                           init_from=init_from, header_extra=header_extra)
+            trainer = api.prepare_training(corpus, valid=valid, output=output, encoding_errors=encoding_errors,
+                                           notes=notes, init_from=init_from, header_extra=header_extra,
+                                           **config_options(a))
         root = trainer.world.is_root  # under MPI, one rank speaks for all
         for note in notes if root else []:
             err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
@@ -183,25 +187,22 @@ _LIMITS = ("epochs", "steps", "time")
 _OPTIONS = _RUN_SETTINGS + _LIMITS
 
 
-def _leak(text: str | None) -> tuple[float | None, bool]:
-    """--leak as (rate or None, learned): "learn" is a learned rate starting at the default."""
-    from charlm.errors import OptionError
+def config_options(a: dict) -> dict:
+    """The command line's options as charlm.config.configs_for takes them: --leak as leak and
+    learn_leak, --time in seconds as time_budget; None for a size leaves it to the level."""
+    from charlm.cli.common import parse_duration
 
-    if text is None:
-        return None, False
-    if text.strip().lower() == "learn":
-        return None, True
-    try:
-        return float(text), False
-    except ValueError:
-        raise OptionError(f"--leak takes a rate in (0, 1], e.g. 0.5, or learn; not {text!r}") from None
+    options = {name: a[name] for name in _RUN_SETTINGS if name not in ("preset", "init_from", "leak")}
+    options.update(_leak(a["leak"]), epochs=a["epochs"], steps=a["steps"],
+                   time_budget=parse_duration(a["time"]))
+    return options
 
 
-def _schedule(name: str, limits: dict) -> str:
-    """auto: anneal over the run when it has a length (wsd), else decay on plateaus."""
-    if name != "auto":
-        return name
-    return "wsd" if any(v is not None for v in limits.values()) else "plateau"
+def _leak(value) -> dict:
+    """--leak as config fields: "learn" is a learned rate starting at the cell's default."""
+    if value == "learn":
+        return dict(leak=None, learn_leak=True)
+    return dict(leak=None if value is None else float(value), learn_leak=False)
 
 
 def _apply_preset(ctx: typer.Context, name: str, a: dict, notes: list[str]) -> list[str]:
@@ -264,14 +265,17 @@ def _given(ctx: typer.Context, name: str) -> bool:
     return getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
 
 
-def _given_settings(ctx: typer.Context, a: dict, from_preset: list[str]) -> dict:
+def _given_settings(ctx: typer.Context, a: dict, from_preset: list[str], encoding_errors: str) -> dict:
     """The run settings set on the command line (or by --preset): what --resume checks the
     saved run against. --schedule auto names no schedule of its own."""
-    names = [n for n in (*_RUN_SETTINGS, "encoding_errors") if n != "preset"]
-    given = {n: a[n] for n in names
-             if n in from_preset or getattr(ctx.get_parameter_source(n), "name", "DEFAULT") != "DEFAULT"}
+    names = [n for n in _RUN_SETTINGS if n != "preset"]
+    given = {n: a[n] for n in names if n in from_preset or _given(ctx, n)}
+    if _given(ctx, "encoding_errors"):
+        given["encoding_errors"] = encoding_errors
     if given.get("schedule") == "auto":
         del given["schedule"]
+    if "leak" in given:
+        given.update(_leak(given.pop("leak")))
     return given
 
 
