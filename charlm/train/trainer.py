@@ -2,7 +2,8 @@
 periodic validation with learning-rate decay on plateaus, best-model and resumable-state saves.
 
 `Trainer.run()` is a generator of events (charlm.train.events); it never prints. The run's
-persistent state (Progress, the rollback snapshot, the --resume file) is charlm.train.state.
+persistent state (Progress, the rollback snapshot, the --resume file) is the RunState of
+charlm.train.state.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from charlm.train.optim import Optimizer, clip_gradients
 from charlm.train.schedule import BUDGET_SCHEDULES, PLATEAU_DECAYS, budget_factor
 from charlm.nn.stack import threads
 from charlm.data.tokenizer import Tokenizer
-from charlm.train.state import Progress, _Snapshot, restore_state, save_state
+from charlm.train.state import Progress, RunState
 
 # A NaN/inf loss, gradient or validation loss rolls training back to the last good state
 # (the last finite validation, or the start) and halves the learning rate. Training stops
@@ -61,9 +62,10 @@ class Trainer:
         self.extra_header = extra_header or {}
         self.stream = BatchStream(train_ids, cfg.batch, cfg.seq_len)
         self.optimizer = Optimizer.for_training(cfg)
-        self.rng = np.random.default_rng(cfg.seed)
+        # position, rollback snapshot, random generator: what --resume restores with the
+        # weights, the optimizer and the stream
+        self.run_state = RunState(state_path, model, tokenizer, self.optimizer, self.stream, cfg.seed)
         self.hidden = self._zero_state()
-        self.progress = Progress()
         # Automatic: twice an epoch, between 10 and 250 steps apart. A validation costs about as
         # much as 15-20 training steps (forward only over the validation text, 10% of the corpus).
         self.valid_every = cfg.valid_every or min(250, max(10, self.stream.windows_per_epoch // 2))
@@ -76,9 +78,6 @@ class Trainer:
         # --time includes the closing validation: seconds of the last step and validation
         self._step_seconds = 0.0
         self._valid_seconds: float | None = None
-        self._snapshot: _Snapshot | None = None  # taken when run() starts, unless restored
-        self._snapshot_is_current = False  # no optimizer step since it was taken or restored
-        self._last_rollback: tuple[int, int] | None = None  # (step, snapshot step) of the last one
 
     # ---- control ------------------------------------------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
@@ -90,6 +89,10 @@ class Trainer:
     @property
     def epoch(self) -> float:
         return self.stream.epochs_done
+
+    @property
+    def progress(self) -> Progress:
+        return self.run_state.progress
 
     # ---- the loop -----------------------------------------------------------------------
     def run(self):
@@ -128,8 +131,8 @@ class Trainer:
             total_steps=self._total_steps(), time_budget=cfg.time_budget,
             resumed_from_step=pr.step, threads=threads(),
         )
-        if self._snapshot is None:
-            self._take_snapshot()
+        if self.run_state.snapshot is None:
+            self.run_state.take_snapshot()
         start = time.perf_counter() - pr.elapsed
         interval = _Interval(time.perf_counter(), pr.tokens)
         if pr.interrupted_validation == pr.step:  # resumed where a stop interrupted it
@@ -160,7 +163,7 @@ class Trainer:
         if new_epoch:
             self.hidden = self._zero_state()
         with _quiet_overflow():  # detected below: no RuntimeWarning noise on stderr
-            loss, grads, hidden = self.model.loss_and_grads(x.T, y.T, self.hidden, self.rng,
+            loss, grads, hidden = self.model.loss_and_grads(x.T, y.T, self.hidden, self.run_state.rng,
                                                             streams=self.streams)
             loss = self._sum_over_ranks(grads, loss)
             norm = clip_gradients(grads, cfg.clip, cfg.clip_mode)
@@ -173,7 +176,7 @@ class Trainer:
             self.optimizer.lr = cfg.lr * pr.lr_scale * factor
         with _quiet_overflow():  # an overflow to inf shows as a NaN/inf loss at the next step
             self.optimizer.step(self.model.params, grads)
-        self._snapshot_is_current = False
+        self.run_state.stepped()
         self.hidden = hidden
         pr.step += 1
         pr.tokens += x.size
@@ -184,20 +187,19 @@ class Trainer:
     def _roll_back(self, what: str) -> str:
         """Divergence: restore the last good state, reset the carried state, halve the
         learning rate; the data position moves on. Raises DivergenceError after too many."""
-        pr, snap = self.progress, self._snapshot
+        pr, state = self.progress, self.run_state
         pr.divergences += 1
         pr.total_divergences += 1
         if pr.divergences >= MAX_DIVERGENCES or pr.total_divergences >= MAX_TOTAL_DIVERGENCES:
             raise DivergenceError(self._divergence_message(what))
-        snap.restore(self)
-        self._snapshot_is_current = True
+        snap = state.roll_back()
         # The snapshot's data position has passed: start the next window from a zero state,
         # as at the start of an epoch.
         self.hidden = self._zero_state()
         self.optimizer.lr *= 0.5
         self.progress.lr_scale *= 0.5
-        again = self._last_rollback == (pr.step, snap.step)
-        self._last_rollback = (pr.step, snap.step)
+        again = state.last_rollback == (pr.step, snap.step)
+        state.last_rollback = (pr.step, snap.step)
         if again:  # the same step number: a failed step does not count, the batch moved on
             return (f"training diverged again, on the next batch: rolled back again, learning rate "
                     f"lowered to {self.optimizer.lr:.3g} ({pr.divergences} of {MAX_DIVERGENCES - 1} "
@@ -216,10 +218,6 @@ class Trainer:
         return (f"training diverged (NaN or infinite values) {times}, last at {what}, even after "
                 f"rolling back and lowering the learning rate: start again with a lower --lr "
                 f"(was {cfg.lr:g}) or stronger clipping (was {clip}, try --clip 1); {where}")
-
-    def _take_snapshot(self) -> None:
-        self._snapshot = _Snapshot.take(self)
-        self._snapshot_is_current = True
 
     def _params_finite(self) -> bool:
         return all(np.isfinite(self.model.params[n]).all() for n in self.model.trainable_names())
@@ -246,7 +244,7 @@ class Trainer:
             return
         pr.last_valid_step = pr.step
         if scheduled:  # the stop-point validation takes none: --resume stays exact
-            self._take_snapshot()
+            self.run_state.take_snapshot()
             pr.divergences = 0
         improved = pr.best_loss is None or loss < pr.best_loss - 1e-4
         if improved:
@@ -364,11 +362,7 @@ class Trainer:
         full = self.world.gather_streams(self.hidden, self.cfg.batch)
         if not self.world.is_root:
             return
-        local, self.hidden = self.hidden, full
-        try:
-            save_state(self)  # charlm.train.state
-        finally:
-            self.hidden = local
+        self.run_state.save(full, self.cfg, self._header())
 
     # ---- ranks --------------------------------------------------------------------------
     def _zero_state(self) -> np.ndarray:
@@ -405,9 +399,9 @@ class Trainer:
     def restore(self, arrays: dict, info: dict) -> None:
         """Continue exactly where a saved state left off. Raises ModelFileError when the state
         does not fit this model and configuration (a damaged or hand-edited file)."""
-        restore_state(self, arrays, info)
+        hidden = self.run_state.restore(arrays, info, self.cfg)
         s0, s1 = self.streams  # the state holds every stream's; this rank continues its own
-        self.hidden = np.ascontiguousarray(self.hidden[:, :, s0:s1])
+        self.hidden = np.ascontiguousarray(hidden[:, :, s0:s1])
 
     def _finished(self, reason: str) -> events.Finished:
         pr = self.progress
