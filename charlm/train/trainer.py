@@ -3,7 +3,7 @@ periodic validation with learning-rate decay on plateaus, best-model and resumab
 
 `Trainer.run()` is a generator of events (charlm.train.events); it never prints. The run's
 persistent state (Progress, the rollback snapshot, the --resume file) is the RunState of
-charlm.train.state.
+charlm.train.state; the --time budget's arithmetic is charlm.train.time_budget.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from charlm.train.schedule import BUDGET_SCHEDULES, PLATEAU_DECAYS, budget_facto
 from charlm.nn.stack import threads
 from charlm.data.tokenizer import Tokenizer
 from charlm.train.state import Progress, RunState
+from charlm.train.time_budget import VALIDATION_SPEEDUP, Durations, TimeBudget
 
 # A NaN/inf loss, gradient or validation loss rolls training back to the last good state
 # (the last finite validation, or the start) and halves the learning rate. Training stops
@@ -36,14 +37,6 @@ from charlm.train.state import Progress, RunState
 MAX_DIVERGENCES = 4
 MAX_TOTAL_DIVERGENCES = 12
 EARLY_STOP_DECAYS = 3  # plateaus without improvement before early stopping
-# A --time budget keeps the last validation's duration times this for the closing one: on a
-# shared machine the same validation took 7.1 to 8.1 s in one PTB run, and the closing one ran
-# 2 s past the 600 s budget when the reserve was the last duration alone.
-VALIDATION_MARGIN = 1.25
-# Under --time, a scheduled validation is skipped when it would leave less than this fraction
-# of the validation interval before the closing one: it would score nearly the same weights
-# twice (a PTB 10-minute run validated at step 3,600 and closed at 3,620, 8 s spent twice).
-SKIP_BEFORE_CLOSE = 0.25
 
 
 class Trainer:
@@ -75,9 +68,7 @@ class Trainer:
         self._validation_interrupted = False
         self._losses: list[float] = []  # train losses since the last log line
         self._last_norm = 0.0
-        # --time includes the closing validation: seconds of the last step and validation
-        self._step_seconds = 0.0
-        self._valid_seconds: float | None = None
+        self.durations = Durations()  # of the last step and validation: for a --time budget
 
     # ---- control ------------------------------------------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
@@ -141,7 +132,7 @@ class Trainer:
         while reason is None:
             t0 = time.perf_counter()
             notice = self._train_step()
-            self._step_seconds = time.perf_counter() - t0
+            self.durations.step = time.perf_counter() - t0
             pr.elapsed = time.perf_counter() - start
             self._agree()
             if notice:
@@ -237,7 +228,7 @@ class Trainer:
             return
         pr.interrupted_validation = -1
         if not (math.isfinite(loss) and self._params_finite()):
-            self._valid_seconds = time.perf_counter() - t0
+            self.durations.validation = time.perf_counter() - t0
             problem = f"the loss is {loss}" if not math.isfinite(loss) else "the weights hold NaN or inf"
             yield events.Notice(self._roll_back(f"the validation of step {pr.step}: {problem}"))
             self._save_state()
@@ -262,7 +253,7 @@ class Trainer:
                 self.optimizer.lr *= cfg.lr_decay
                 pr.lr_scale *= cfg.lr_decay  # wsd: the schedule's rate is lowered from now on
                 yield events.Notice(f"validation plateau: learning rate lowered to {self.optimizer.lr:.3g}")
-        self._valid_seconds = time.perf_counter() - t0  # model save included: the closing one has it too
+        self.durations.validation = time.perf_counter() - t0  # model save included: the closing one has it too
         pr.elapsed = time.perf_counter() - start
         bpc = bits_per_char(loss) if self.tokenizer.level == "char" else None
         yield events.Validated(pr.step, self.epoch, loss, perplexity(loss), bpc, improved, pr.elapsed,
@@ -293,46 +284,36 @@ class Trainer:
             return f"reached --steps {cfg.steps}"
         if cfg.epochs is not None and self.epoch >= cfg.epochs:
             return f"reached --epochs {cfg.epochs:g}"
-        if cfg.time_budget is not None and self._seconds_for_training() < self._step_seconds:
+        budget = self.time_budget()
+        if budget is not None and budget.exhausted(pr.elapsed, pr.tokens, self.durations):
             return f"reached --time {cfg.time_budget:g}s"
         if self._unbounded() and pr.plateaus_since_best >= EARLY_STOP_DECAYS:
             return "validation loss stopped improving (early stopping)"
         return None
 
-    def _closing_is_near(self) -> bool:
-        """Under --time: would a validation now leave less than SKIP_BEFORE_CLOSE of a validation
-        interval (in steps at the last step's pace) before the closing one?"""
-        if self.cfg.time_budget is None or self._step_seconds <= 0:
-            return False
-        seconds_left = self._seconds_for_training() - (self._valid_seconds or 0.0)
-        return seconds_left < SKIP_BEFORE_CLOSE * self.valid_every * self._step_seconds
+    def time_budget(self) -> TimeBudget | None:
+        """The --time budget of this run and its validation text (None: no --time)."""
+        if self.cfg.time_budget is None:
+            return None
+        # read-out training (an echo state network's) is a forward pass, as a validation is
+        speedup = 1.0 if self.model.config.read_out_only else VALIDATION_SPEEDUP
+        return TimeBudget(self.cfg.time_budget, len(self.valid_ids), speedup)
 
-    def _seconds_for_training(self) -> float:
-        """What the --time budget has left once the closing validation's reserve is kept."""
-        return self.cfg.time_budget - self.progress.elapsed - self._closing_reserve()
+    def _closing_is_near(self) -> bool:
+        """Under --time: would a scheduled validation now come too close before the closing one?"""
+        budget, pr = self.time_budget(), self.progress
+        return budget is not None and budget.closing_is_near(pr.elapsed, pr.tokens, self.durations,
+                                                             self.valid_every)
 
     def _run_fraction(self) -> float:
         """How far the run is, 0..1: by steps when --steps/--epochs bound it (reproducible),
         else by the --time budget."""
-        total = self._total_steps()
+        total, pr = self._total_steps(), self.progress
         if total:
-            return self.progress.step / total
+            return pr.step / total
         if not self.cfg.time_budget:
             return 0.0
-        return self.progress.elapsed / max(self.cfg.time_budget - self._closing_reserve(), 1e-9)
-
-    def _closing_reserve(self) -> float:
-        """Seconds kept at the end of a --time budget for the closing validation: the last one's
-        duration with a margin, or before any, a guess from the training rate (a validation token costs
-        about a third of a training token: forward only; as much as one when training runs the
-        forward alone, as an echo state network's does)."""
-        if self._valid_seconds is not None:
-            return VALIDATION_MARGIN * self._valid_seconds
-        pr = self.progress
-        if pr.tokens == 0 or pr.elapsed <= 0:
-            return 0.0
-        cheaper = 1.0 if self.model.config.read_out_only else 3.0
-        return len(self.valid_ids) / (cheaper * pr.tokens / pr.elapsed)
+        return self.time_budget().fraction(pr.elapsed, pr.tokens, self.durations)
 
     def _unbounded(self) -> bool:
         cfg = self.cfg
@@ -383,11 +364,12 @@ class Trainer:
             return
         root = self.world.is_root
         pr = self.progress
+        timed = self.durations
         mine = np.array([1.0 if self._stop_reason else 0.0] + [
             v if root else -np.inf
-            for v in (pr.elapsed, self._step_seconds, -1.0 if self._valid_seconds is None else self._valid_seconds)])
-        stop, pr.elapsed, self._step_seconds, valid = self.world.agree(mine).tolist()
-        self._valid_seconds = None if valid < 0 else valid
+            for v in (pr.elapsed, timed.step, -1.0 if timed.validation is None else timed.validation)])
+        stop, pr.elapsed, timed.step, valid = self.world.agree(mine).tolist()
+        timed.validation = None if valid < 0 else valid
         if stop:
             self._agreed_stop = self._stop_reason or "stopped on another rank"
 
