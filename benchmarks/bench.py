@@ -41,7 +41,7 @@ def gemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     """fp32 GEMM peak through the BLAS charlm uses (SciPy's OpenBLAS, via Numba)."""
     code = (
         "import numpy as np, time\n"
-        "from charlm.kernels.linalg import matmul\n"
+        "from charlm.nn.kernels.linalg import matmul\n"
         f"n={n}; a=np.random.rand(n,n).astype(np.float32); b=a.copy(); o=np.empty_like(a)\n"
         "matmul(a,b,o); best=1e9\n"
         f"for _ in range({repeats}):\n"
@@ -55,7 +55,7 @@ def gemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
 def blas_info() -> list[dict]:
     code = (
         "import json, numpy as np\n"
-        "from charlm.kernels.linalg import matmul\n"
+        "from charlm.nn.kernels.linalg import matmul\n"
         "matmul(np.ones((2,2),np.float32), np.ones((2,2),np.float32))\n"
         "from threadpoolctl import threadpool_info\n"
         "print(json.dumps([{k: i.get(k) for k in ('internal_api','version','architecture','num_threads','filepath')} for i in threadpool_info()]))\n"

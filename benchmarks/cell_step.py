@@ -14,7 +14,7 @@ import statistics
 import sys
 
 from charlm.config import ModelConfig, TrainConfig
-from charlm.model import Model
+from charlm.nn.model import Model
 
 from .train_step import timed_step
 

@@ -12,8 +12,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from charlm.kernels.gru import gru_forward
-from charlm.kernels.lstm import lstm_backward, lstm_forward
+from charlm.nn.kernels.gru import gru_forward
+from charlm.nn.kernels.lstm import lstm_backward, lstm_forward
 
 SHAPES = ((100, 64, 384), (100, 32, 512), (35, 20, 200), (35, 20, 400))  # (T, B, H)
 

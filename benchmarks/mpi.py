@@ -4,7 +4,7 @@
 
 For each configuration: training tokens/s of N ranks x 1 thread (`mpiexec -n N`) against one
 process on N threads, the same batch, and the share of a step the ranks spend summing their
-gradients (charlm.distributed's rank-ordered sum; bytes sent per rank per step =
+gradients (charlm.train.distributed's rank-ordered sum; bytes sent per rank per step =
 2 (N-1)/N x 4 x parameters). Each figure from its own processes; prints one JSON object per
 configuration and a table.
 """
@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def worker(config: str) -> None:
     """One rank (or the one process): timed training steps; the root prints the figures."""
     from charlm.config import ModelConfig
-    from charlm.distributed import world
-    from charlm.model import Model
-    from charlm.optim import Optimizer, clip_gradients
-    from charlm.stack import set_threads, threads_from_env
+    from charlm.train.distributed import world
+    from charlm.nn.model import Model
+    from charlm.train.optim import Optimizer, clip_gradients
+    from charlm.nn.stack import set_threads, threads_from_env
 
     set_threads(threads_from_env())  # the engine's threads and BLAS's
     s = CONFIGS[config]

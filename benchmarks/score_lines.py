@@ -31,10 +31,10 @@ TORCH_BATCH = 64
 
 def write_model_and_lines(s: Shape, n_lines: int, directory: Path) -> tuple[Path, Path, int]:
     """A random model of shape s, its file, and n_lines of its tokens: (model, lines, tokens)."""
-    from charlm.checkpoint import save_model
+    from charlm.io.checkpoint import save_model
     from charlm.config import ModelConfig
-    from charlm.model import Model
-    from charlm.tokenizer import Tokenizer
+    from charlm.nn.model import Model
+    from charlm.data.tokenizer import Tokenizer
 
     tokenizer = Tokenizer("char", ["<unk>", "<eos>"] + [chr(0x4E00 + i) for i in range(s.V - 2)])
     model = Model.create(ModelConfig(cell=s.cell, vocab_size=s.V, embed=s.E, hidden=s.H, layers=s.L,
@@ -63,7 +63,7 @@ def torch_score_lines(model_path: str, lines_path: str) -> None:
     import torch
     from safetensors.torch import load_file
 
-    from charlm.checkpoint import load_model
+    from charlm.io.checkpoint import load_model
 
     cm, tokenizer, _ = load_model(model_path)
     cfg = cm.config

@@ -22,9 +22,9 @@ import time
 import numpy as np
 
 from charlm.config import ModelConfig, TrainConfig, from_dict
-from charlm.model import Model
-from charlm.optim import Optimizer, clip_gradients
-from charlm.presets import get_preset
+from charlm.nn.model import Model
+from charlm.train.optim import Optimizer, clip_gradients
+from charlm.train.presets import get_preset
 
 VOCAB = {"char": 65, "word": 10000}  # tiny-shakespeare's characters, PTB's words
 

@@ -75,10 +75,10 @@ def peak_rss_mb() -> float:
 # ---- charlm ------------------------------------------------------------------------------
 def charlm_workload(s: Shape, what: str) -> float:
     from charlm.config import ModelConfig
-    from charlm.model import Model
-    from charlm.optim import Optimizer, clip_gradients
+    from charlm.nn.model import Model
+    from charlm.train.optim import Optimizer, clip_gradients
     from charlm.sample import generate
-    from charlm.tokenizer import Tokenizer
+    from charlm.data.tokenizer import Tokenizer
 
     model = Model.create(ModelConfig(cell=s.cell, vocab_size=s.V, embed=s.E, hidden=s.H,
                                      layers=s.L, dropout=0.0))
@@ -163,7 +163,7 @@ def torch_workload(s: Shape, what: str) -> float:
 def main() -> None:
     framework, config, what = sys.argv[1:4]
     if len(sys.argv) > 4:  # charlm on this many threads (BLAS included); default: every core
-        from charlm.stack import set_threads
+        from charlm.nn.stack import set_threads
 
         set_threads(int(sys.argv[4]))
     shape = CONFIGS[config]

@@ -1,11 +1,31 @@
-"""charlm: train, sample and score recurrent language models on the CPU."""
+"""charlm: train, sample and score recurrent language models on the CPU.
+
+Where each idea lives:
+
+- charlm.cli: the commands (`charlm train/sample/score/info/plot/explore`); charlm.api: the
+  Python API they call; charlm.config: every option's default, choices and range.
+- charlm.data: text to token ids (tokenizer: char/word, UNK and EOS), the streaming corpus
+  reader, and the cutting of ids into truncated-BPTT windows (batches).
+- charlm.nn: the network. model: embedding -> stacked recurrent layers (weights shared across
+  time) -> decoder; recurrent: one layer forward and backward through time (BPTT); kernels:
+  one Numba file per cell (lstm.py, gru.py, rnn.py, leaky.py) and the fused softmax with
+  cross-entropy (softmax.py); cells: the registry of cell types; stack: the threads over
+  stream blocks.
+- charlm.train: the loop (trainer), gradient clipping by norm or element-wise and the
+  optimizers (optim), schedules, validation loss and perplexity (evaluate), the run state
+  that --resume restores (state), the --time budget (budget), MPI (distributed).
+- charlm.sample: sampling one token at a time fed back as input, with temperature, top-k,
+  top-p; charlm.score: log-probabilities and perplexity of text.
+- charlm.io: the model file (safetensors + JSON header) and training states.
+- charlm.views: what a model learned and how it trained: explorer page, heat maps, curves.
+"""
 
 import os
 
 # Set before SciPy's OpenBLAS loads (every product of charlm goes through it; see
-# charlm.kernels.linalg): OpenBLAS reads this once, at load. After a product on several
+# charlm.nn.kernels.linalg): OpenBLAS reads this once, at load. After a product on several
 # threads, OpenBLAS's helper threads spin for 2^28 cycles before they sleep, on the cores that
-# charlm's own threads (charlm.stack) need next; 4, the least OpenBLAS accepts, makes them
+# charlm's own threads (charlm.nn.stack) need next; 4, the least OpenBLAS accepts, makes them
 # sleep at once. The results are the same bits. A value the user set stays; a program that
 # loaded SciPy before charlm keeps the spinning; child processes inherit the variable.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")

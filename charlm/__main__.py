@@ -1,3 +1,3 @@
-from .cli import main
+from charlm.cli.app import main
 
 main()

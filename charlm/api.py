@@ -15,22 +15,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import run_identity
-from .checkpoint import default_model_path, load_model, load_training_state, sidecar
-from .config import (CELLS, CLIP_MODES, LEAKY_CELLS, LEVELS, OPTIMIZERS, ModelConfig, TokenizerConfig,
+from charlm.train import run_identity
+from charlm.io.checkpoint import default_model_path, load_model, load_training_state, sidecar
+from charlm.config import (CELLS, CLIP_MODES, LEAKY_CELLS, LEVELS, OPTIMIZERS, ModelConfig, TokenizerConfig,
                      TrainConfig)
-from .data import Corpus, split_train_valid
-from .distributed import world
-from .errors import CharlmError, CorpusError, ModelFileError, OptionError
-from .finetune import grown_model, grown_tokenizer, lineage
-from .initializers import INITS
-from .model import Model
-from .outputs import RunLock, check_outputs, follow_link
-from .schedule import BUDGET_SCHEDULES, SCHEDULES
-from .tokenizer import Tokenizer
+from charlm.data.batches import Corpus, split_train_valid
+from charlm.train.distributed import world
+from charlm.errors import CharlmError, CorpusError, ModelFileError, OptionError
+from charlm.train.finetune import grown_model, grown_tokenizer, lineage
+from charlm.nn.initializers import INITS
+from charlm.nn.model import Model
+from charlm.io.outputs import RunLock, check_outputs, follow_link
+from charlm.train.schedule import BUDGET_SCHEDULES, SCHEDULES
+from charlm.data.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
-    from .train import Trainer
+    from charlm.train.trainer import Trainer
 
 
 # The model file's header sections that a resumed run writes again as they were.
@@ -40,7 +40,7 @@ RESUMED_HEADER = ("tokenizer_config", "corpus", "run", "parent", "corpora", "siz
 @dataclass(frozen=True)
 class RunPaths:
     """The files of a run: the model and, beside it, the resumable state, the metrics and the
-    lock. A symbolic link is followed (charlm.outputs): the files go where it points."""
+    lock. A symbolic link is followed (charlm.io.outputs): the files go where it points."""
 
     model: str
     state: str
@@ -152,7 +152,7 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
     The corpus is read in chunks, twice (counting, then encoding into a compact token file
     that training reads through a memory map), so memory does not grow with its size.
 
-    init_from: a model file to fine-tune (charlm.finetune): its weights, architecture and
+    init_from: a model file to fine-tune (charlm.train.finetune): its weights, architecture and
     level, its vocabulary grown by the corpus's new tokens; of model_cfg only dropout and
     locked_dropout apply; the optimizer starts afresh. header_extra: JSON-able sections
     stored in the model file's header. `notes` collects messages for the user (e.g. a batch
@@ -205,7 +205,7 @@ def prepare_training(corpus: str, *, model_cfg: ModelConfig | None = None,
         for lock in held:
             lock.release()
         raise
-    from .train import Trainer  # the training machinery (and Numba) only when training
+    from charlm.train.trainer import Trainer  # the training machinery (and Numba) only when training
 
     return Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra,
                    paths.metrics, run_lock=held[0] if held else None, world=ranks)
@@ -238,7 +238,7 @@ def resume_training(corpus: str, *, output: str | None = None, valid: str | None
     limits: new stop conditions (steps, epochs, time_budget) replacing the saved ones.
     settings: run settings the caller expects the saved run to have (option name -> value,
     e.g. {"hidden": 512}); any other value is refused, as are another corpus or validation
-    text than the run's (charlm.run_identity).
+    text than the run's (charlm.train.run_identity).
     """
     paths = RunPaths.for_model(output)
     ranks = world()
@@ -267,7 +267,7 @@ def resume_training(corpus: str, *, output: str | None = None, valid: str | None
         _, train_ids, valid_ids, _, _ = _read_once(ranks, read, paths.model)
         header = info.get("header", {})
         extra = {k: header[k] for k in RESUMED_HEADER if k in header}
-        from .train import Trainer
+        from charlm.train.trainer import Trainer
 
         trainer = Trainer(model, tokenizer, train_ids, valid_ids, cfg, paths.model, paths.state, extra,
                           paths.metrics, run_lock=held[0] if held else None, world=ranks)

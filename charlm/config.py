@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .schedule import WSD_DECAY
+from charlm.train.schedule import WSD_DECAY
 
 CELLS = ("lstm", "gru", "rnn", "leaky", "esn")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -40,7 +40,7 @@ class ModelConfig:
     # connection, which charlm does not drop), instead of a new mask at every step.
     locked_dropout: bool = False
     tie: bool = False  # decoder.weight is embedding.weight (needs embed == hidden)
-    init: str = "uniform"  # initial weights: see charlm.initializers.INITS
+    init: str = "uniform"  # initial weights: see charlm.nn.initializers.INITS
     # leaky, esn: the leak rate a in (0, 1]; None means DEFAULT_LEAK of the cell
     leak: float | None = None
     # leaky: one rate per unit, learned: a = sigmoid(rnn.leak_logit_l{layer}), starting at `leak`

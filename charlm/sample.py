@@ -8,7 +8,7 @@ depend on the temperature; top-p does, as in Hugging Face transformers' order.
 
 The model is first conditioned on EOS (every training line follows one, so a sample starts at
 the beginning of a line) and on the prime text. UNK is never emitted: its probability is set to zero and the rest renormalized. The
-token loop runs compiled (charlm.kernels.sampling) in chunks; text is yielded token by token.
+token loop runs compiled (charlm.nn.kernels.sampling) in chunks; text is yielded token by token.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .kernels.sampling import CELL_CODES, _sample_tokens
-from .kernels.threads import sequential_blas
-from .model import Model
-from .tokenizer import Tokenizer
+from charlm.nn.kernels.sampling import CELL_CODES, _sample_tokens
+from charlm.nn.kernels.threads import sequential_blas
+from charlm.nn.model import Model
+from charlm.data.tokenizer import Tokenizer
 
 CHUNK = 64  # tokens generated per compiled call: output stays responsive, Python cost vanishes
 
@@ -49,7 +49,7 @@ def next_token_distribution(logits: np.ndarray, temp: float, top_k: int, banned:
 
 
 class _SamplerWeights:
-    """The model's weights arranged once for the compiled loop (charlm.kernels.sampling): per-layer
+    """The model's weights arranged once for the compiled loop (charlm.nn.kernels.sampling): per-layer
     arrays stacked; for several streams, the input and decoder weights transposed, so that each
     step's products are (K, I) x (I, G*H) with C-contiguous operands; for one, as they are
     (matrix-vector products read the weights fastest that way)."""

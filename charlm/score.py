@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .evaluate import exp_or_inf
-from .model import Model
-from .quick import QUICK_MAX_TOKENS, quick_logprobs
-from .tokenizer import Tokenizer, normalize
+from charlm.train.evaluate import exp_or_inf
+from charlm.nn.model import Model
+from charlm.nn.quick import QUICK_MAX_TOKENS, quick_logprobs
+from charlm.data.tokenizer import Tokenizer, normalize
 
 DOCUMENT_CHUNK = 1024  # tokens per forward call when scoring a document as one stream
 LINE_WINDOW = 1024  # lines read ahead and sorted by length before scoring
@@ -120,7 +120,7 @@ def score_lines(model: Model, tokenizer: Tokenizer, lines: Iterable[str]) -> Ite
 
 
 def score_lines_across(ranks, model: Model, tokenizer: Tokenizer, lines: Iterable[str] | None) -> Iterator[Score]:
-    """score_lines with the lines shared out between MPI ranks (charlm.distributed): the root
+    """score_lines with the lines shared out between MPI ranks (charlm.train.distributed): the root
     reads `lines` in groups, gives each rank a contiguous share of a group, gathers the scores
     and yields them in input order; the other ranks (lines None) score what they are given
     and yield nothing."""

@@ -88,7 +88,7 @@ def tiny_model(tmp_path_factory, corpus_file) -> Path:
     """A tiny LSTM trained for a few steps through the CLI (trained once for the whole test run)."""
     from typer.testing import CliRunner
 
-    from charlm.cli import app
+    from charlm.cli.app import app
 
     out = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     result = CliRunner().invoke(
@@ -102,9 +102,9 @@ def tiny_model(tmp_path_factory, corpus_file) -> Path:
 @pytest.fixture(params=["whole", "chunks-of-1-on-2-threads", "blocks-of-1-stream-on-3-threads"])
 def chunking(request, monkeypatch):
     """Run the stacked layers as one block and one time chunk, as a wavefront of 1-step chunks
-    on two threads, or with every stream a block of its own (charlm.stack): every result must
+    on two threads, or with every stream a block of its own (charlm.nn.stack): every result must
     hold for all three."""
-    import charlm.stack as stack
+    import charlm.nn.stack as stack
 
     if request.param == "whole":
         monkeypatch.setattr(stack, "MIN_CHUNK", 10**9)

@@ -1,4 +1,4 @@
-"""The model sized to a --time budget (charlm.budget): the table's rule, and the CLI using it."""
+"""The model sized to a --time budget (charlm.train.budget): the table's rule, and the CLI using it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from charlm.budget import CORPUS_BYTES, size_for_budget
-from charlm.cli import app
-from charlm.presets import PRESETS
+from charlm.train.budget import CORPUS_BYTES, size_for_budget
+from charlm.cli.app import app
+from charlm.train.presets import PRESETS
 
 SHAKESPEARE, PTB = CORPUS_BYTES["char"], CORPUS_BYTES["word"]
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from charlm.checkpoint import (
+from charlm.io.checkpoint import (
     FORMAT_VERSION,
     expected_shapes,
     load_model,
@@ -17,10 +17,10 @@ from charlm.checkpoint import (
 )
 from charlm.config import ModelConfig, TokenizerConfig
 from charlm.errors import ModelFileError
-from charlm.model import Model
+from charlm.nn.model import Model
 from charlm.score import score_text
-from charlm.tensorfile import load_tensors, save_tensors
-from charlm.tokenizer import Tokenizer
+from charlm.io.tensorfile import load_tensors, save_tensors
+from charlm.data.tokenizer import Tokenizer
 
 TEXT = "the quick brown fox\njumps over the lazy dog\nÄpfel & Birnen!\n"
 

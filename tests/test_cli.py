@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from charlm.cli import app, parse_duration
+from charlm.cli.app import app, parse_duration
 from charlm.errors import OptionError
-from charlm.tensorfile import load_tensors, save_tensors
+from charlm.io.tensorfile import load_tensors, save_tensors
 
 from conftest import TINY
 
@@ -381,7 +381,7 @@ def test_any_corpus_trains_or_is_one_line_error(tmp_path, data, level):
     assert "Traceback" not in result.output
     assert isinstance(result.exception, (SystemExit, type(None))), repr(result.exception)
     if result.exit_code == 0:
-        from charlm.checkpoint import load_model
+        from charlm.io.checkpoint import load_model
         load_model(out)
     else:
         assert_user_error(result, result.exit_code)
@@ -542,7 +542,7 @@ def test_sample_top_p_narrows_the_sample_and_one_keeps_all(model):
 
 
 def test_show_prob_is_plain_text_off_a_terminal_and_shaded_on_one(model, monkeypatch):
-    import charlm.cli as cli
+    import charlm.cli.app as cli
 
     args = ["sample", "--length", "60", "--seed", "5", "--show-prob"]
     plain = run(["sample", "--length", "60", "--seed", "5"])
@@ -558,7 +558,7 @@ def test_show_prob_is_plain_text_off_a_terminal_and_shaded_on_one(model, monkeyp
 
 
 def test_prob_style_is_red_for_unlikely_tokens_and_black_for_certain_ones():
-    from charlm.shading import prob_style
+    from charlm.views.shading import prob_style
 
     assert prob_style(0.0) == "on rgb(200,0,0)"
     assert prob_style(1.0) == "on rgb(0,0,0)"
@@ -859,8 +859,8 @@ def test_kill_9_at_any_moment_leaves_a_complete_model(corpus_file, tmp_path):
     is one, is always complete. A kill during a save can leave that save's temporary file
     (.charlm.safetensors.XXXXXXXX.tmp) behind; the next save removes stale ones. The killed
     run's lock file stays too, and the next run takes it over."""
-    from charlm import tensorfile
-    from charlm.checkpoint import load_model, load_training_state
+    from charlm.io import tensorfile
+    from charlm.io.checkpoint import load_model, load_training_state
 
     rng = np.random.default_rng(0)
     model, state = tmp_path / "charlm.safetensors", tmp_path / "charlm.state.safetensors"

@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from charlm.config import TokenizerConfig
-from charlm.data import (BatchStream, Corpus, compact_dtype, compact_ids, eval_windows, read_text,
+from charlm.data.batches import (BatchStream, Corpus, compact_dtype, compact_ids, eval_windows, read_text,
                          split_train_valid)
 from charlm.errors import CorpusError, OptionError
-from charlm.tokenizer import Tokenizer
+from charlm.data.tokenizer import Tokenizer
 
 # ---- read_text ----------------------------------------------------------------------------
 
@@ -400,9 +400,9 @@ def _rss_file_kb() -> int:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 def test_reading_a_memmap_does_not_keep_its_pages_resident(tmp_path, monkeypatch):
-    import charlm.data
+    import charlm.data.batches
 
-    monkeypatch.setattr(charlm.data, "RELEASE_BYTES", 1 << 20)
+    monkeypatch.setattr(charlm.data.batches, "RELEASE_BYTES", 1 << 20)
     ids = (np.arange(48 << 20) % 251).astype(np.uint8)
     mm = as_memmap(tmp_path, ids)
     del ids
@@ -415,5 +415,5 @@ def test_reading_a_memmap_does_not_keep_its_pages_resident(tmp_path, monkeypatch
     grown = _rss_file_kb() - before
     assert grown < 16 << 10, f"{grown} kB of the 48 MB map stayed resident"
     # Writable maps (a copy-on-write "c" map could lose writes) are never released.
-    assert charlm.data._read_only_mapping(np.memmap(tmp_path / "ids.bin", mode="c")) is None
-    assert charlm.data._read_only_mapping(mm[10:]) is not None
+    assert charlm.data.batches._read_only_mapping(np.memmap(tmp_path / "ids.bin", mode="c")) is None
+    assert charlm.data.batches._read_only_mapping(mm[10:]) is not None

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from charlm import api, events, train
-from charlm.checkpoint import load_model, load_training_state
-from charlm.cli import app
+from charlm import api
+from charlm.train import events, trainer as train
+from charlm.io.checkpoint import load_model, load_training_state
+from charlm.cli.app import app
 from charlm.config import ModelConfig, TrainConfig
 from charlm.errors import DivergenceError
-from charlm.tensorfile import load_tensors
+from charlm.io.tensorfile import load_tensors
 
 from conftest import TINY
 

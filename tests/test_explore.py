@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from charlm.api import load
-from charlm.cli import app
-from charlm.explore import explorer_data, render_page
-from charlm.probe import predict
+from charlm.cli.app import app
+from charlm.views.explore import explorer_data, render_page
+from charlm.views.probe import predict
 from charlm.score import score_text, sequence_ids
 
 TEXT = 'The "quick" fox; rain falls on green hills.'

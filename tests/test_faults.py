@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from charlm.checkpoint import load_model
-from charlm.cli import app
-from charlm.tensorfile import load_tensors
+from charlm.io.checkpoint import load_model
+from charlm.cli.app import app
+from charlm.io.tensorfile import load_tensors
 
 from conftest import TINY
 
@@ -200,7 +200,7 @@ def test_resume_with_another_validation_text_is_refused(corpus, corpus_text):
 def overflowing_model(cwd, tiny_model):
     """A model file written by charlm whose perplexity exceeds a double: the decoder scaled up,
     as after a divergence (lr 1e4, no clipping) that stayed finite."""
-    from charlm.checkpoint import save_model
+    from charlm.io.checkpoint import save_model
 
     model, tokenizer, header = load_model(tiny_model)
     model.params["decoder.weight"] *= 1e5
@@ -227,7 +227,7 @@ def test_score_of_a_model_whose_perplexity_overflows_prints_inf(overflowing_mode
 
 
 def test_info_and_training_logs_show_an_overflowing_perplexity_as_inf(overflowing_model):
-    from charlm.evaluate import perplexity
+    from charlm.train.evaluate import perplexity
 
     table = run(["info", overflowing_model])
     assert table.exit_code == 0 and "inf" in table.stdout.split("best valid ppl")[1].splitlines()[0]
@@ -268,9 +268,9 @@ def test_empty_input_scores_nothing_and_is_not_an_error(cwd, tiny_model):
 
 def test_word_level_bits_per_char_count_the_characters_of_unknown_words():
     from charlm.config import ModelConfig, TokenizerConfig
-    from charlm.model import Model
+    from charlm.nn.model import Model
     from charlm.score import Totals, score_text
-    from charlm.tokenizer import Tokenizer
+    from charlm.data.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.build("the cat sat\non the mat\n", TokenizerConfig(level="word"))
     model = Model.create(ModelConfig(vocab_size=tokenizer.vocab_size, hidden=8, embed=4, layers=1))
@@ -296,8 +296,8 @@ def _api_trainer(corpus, out: Path, steps: int, **cfg):
 
 
 def test_validation_scores_the_first_valid_tokens_with_progress(corpus_file, tmp_path):
-    from charlm import events
-    from charlm.evaluate import evaluate_loss
+    from charlm.train import events
+    from charlm.train.evaluate import evaluate_loss
 
     trainer = _api_trainer(corpus_file, tmp_path / "m.safetensors", 5, valid_tokens=500)
     whole = _api_trainer(corpus_file, tmp_path / "n.safetensors", 5, valid_tokens=0).valid_ids
@@ -326,7 +326,8 @@ def test_a_long_validation_shows_progress_in_plain_logs(monkeypatch):
 
     from rich.console import Console
 
-    from charlm import events, render
+    from charlm.train import events
+    from charlm.cli import render
 
     monkeypatch.setattr(render, "PLAIN_LOG_SECONDS", 0.0)
     out = io.StringIO()
@@ -336,7 +337,8 @@ def test_a_long_validation_shows_progress_in_plain_logs(monkeypatch):
 
 
 def test_a_stop_during_a_validation_ends_at_once_and_resumes_exactly(corpus_file, tmp_path):
-    from charlm import api, events
+    from charlm import api
+    from charlm.train import events
     from test_resume import assert_same_state
 
     a, b = tmp_path / "a", tmp_path / "b"
@@ -393,7 +395,7 @@ def test_a_second_signal_stops_at_once_with_its_exit_status_and_says_so(tmp_path
 
 # ---- messages and files after failures --------------------------------------------------------
 def test_an_invalid_model_config_is_named_field_by_field(cwd, tiny_model):
-    from charlm.tensorfile import save_tensors
+    from charlm.io.tensorfile import save_tensors
 
     tensors, meta = load_tensors(str(tiny_model))
     header = json.loads(meta["charlm"])
@@ -405,7 +407,7 @@ def test_an_invalid_model_config_is_named_field_by_field(cwd, tiny_model):
 
 
 def test_repeated_rollbacks_at_one_step_name_it_once(corpus_file, tmp_path):
-    from charlm import events
+    from charlm.train import events
     from test_divergence import make_trainer, poison_steps
 
     trainer = make_trainer(corpus_file, tmp_path / "m.safetensors", steps=12, valid_every=5)
@@ -449,7 +451,7 @@ def test_resume_drops_the_metrics_rows_written_after_the_saved_state(corpus):
 
 
 def test_run_lock_holds_the_pid_and_goes_away_on_release(tmp_path):
-    from charlm.outputs import RunLock, RunLockedError
+    from charlm.io.outputs import RunLock, RunLockedError
 
     path = str(tmp_path / "m.lock")
     lock = RunLock.acquire(path, "m.safetensors")

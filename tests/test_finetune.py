@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from charlm.checkpoint import load_model
-from charlm.cli import app
+from charlm.io.checkpoint import load_model
+from charlm.cli.app import app
 from charlm.config import ModelConfig, TokenizerConfig
-from charlm.finetune import grown_model, grown_tokenizer
-from charlm.model import Model
-from charlm.tokenizer import Tokenizer, TokenCounts, normalize
+from charlm.train.finetune import grown_model, grown_tokenizer
+from charlm.nn.model import Model
+from charlm.data.tokenizer import Tokenizer, TokenCounts, normalize
 
 from conftest import TINY, make_corpus
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from charlm.config import GATES
-from charlm.kernels.activations import exp_array, sigmoid_array, tanh_array
-from charlm.kernels.linalg import rows_times_transposed
-from charlm.recurrent import RecurrentGrads, recurrent_backward, recurrent_forward
+from charlm.nn.kernels.activations import exp_array, sigmoid_array, tanh_array
+from charlm.nn.kernels.linalg import rows_times_transposed
+from charlm.nn.recurrent import RecurrentGrads, recurrent_backward, recurrent_forward
 
 try:
     from tests import reference as ref
@@ -66,7 +66,7 @@ def run_reference(cell, p):
 
 def test_float32_activation_accuracy():
     """Dense grid: max abs error of the float32 approximations vs float64 numpy (documented in
-    charlm/kernels/activations.py: tanh 2.7e-7 to 3.9e-7 depending on FMA contraction)."""
+    charlm/nn/kernels/activations.py: tanh 2.7e-7 to 3.9e-7 depending on FMA contraction)."""
     x = np.linspace(-20.0, 20.0, 4_000_001).astype(np.float32)
     x64 = x.astype(np.float64)
     t = tanh_array(x)
@@ -95,7 +95,7 @@ def test_float64_activations_exact():
 
 def test_float32_exp_accuracy():
     """Dense grid over float32's normal range: relative error vs float64 numpy (documented in
-    charlm/kernels/activations.py: 3.0e-7)."""
+    charlm/nn/kernels/activations.py: 3.0e-7)."""
     x = np.linspace(-87.0, 88.0, 4_000_001).astype(np.float32)
     e = exp_array(x)
     assert e.dtype == np.float32

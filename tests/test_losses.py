@@ -1,12 +1,12 @@
-"""Softmax cross-entropy: the fused Numba kernels against numpy's reference (charlm.losses)."""
+"""Softmax cross-entropy: the fused Numba kernels against numpy's reference (charlm.nn.losses)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from charlm import losses, stack
-from charlm.losses import fused_softmax_xent_, fused_target_logprobs, softmax_xent_, target_logprobs
+from charlm.nn import losses, stack
+from charlm.nn.losses import fused_softmax_xent_, fused_target_logprobs, softmax_xent_, target_logprobs
 
 
 def problem(n, V, dtype, seed=0, scale=4.0):

@@ -6,9 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from charlm.checkpoint import expected_shapes
+from charlm.io.checkpoint import expected_shapes
 from charlm.config import ModelConfig
-from charlm.model import Model
+from charlm.nn.model import Model
 
 CELLS = ("lstm", "gru", "rnn", "leaky", "esn")
 TORCH_CELLS = ("lstm", "gru", "rnn")  # the cells PyTorch has

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from charlm.modelcard import card_rows, duration, lineage_text
+from charlm.io.modelcard import card_rows, duration, lineage_text
 
 
 @pytest.mark.parametrize("seconds,text", [(0.27, "0.3s"), (59.94, "59.9s"), (60, "1m00s"), (185.2, "3m05s"),

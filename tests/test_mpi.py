@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI (charlm.distributed): `mpiexec -n 2 charlm train` on one host.
+"""Data-parallel training over MPI (charlm.train.distributed): `mpiexec -n 2 charlm train` on one host.
 
 Skipped when mpi4py or mpiexec is missing (`pip install 'charlm[mpi]'` brings both)."""
 
@@ -88,7 +88,7 @@ def test_a_run_of_two_ranks_resumes_on_one(tmp_path, corpus_file):
 
 
 def test_a_killed_rank_ends_the_job_and_leaves_the_saved_files_intact(tmp_path, corpus_file):
-    from charlm.checkpoint import load_model, load_training_state
+    from charlm.io.checkpoint import load_model, load_training_state
 
     model = tmp_path / "m.safetensors"
     state = tmp_path / "m.state.safetensors"

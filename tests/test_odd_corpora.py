@@ -3,8 +3,8 @@
 import pytest
 from typer.testing import CliRunner
 
-from charlm.checkpoint import load_model
-from charlm.cli import app
+from charlm.io.checkpoint import load_model
+from charlm.cli.app import app
 from conftest import TINY
 
 FIFTY_MB = 50 * 1024 * 1024

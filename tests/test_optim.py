@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from charlm.errors import OptionError
-from charlm.optim import Optimizer, clip_gradients, global_norm
+from charlm.train.optim import Optimizer, clip_gradients, global_norm
 
 SHAPES = {"a.weight": (5, 4), "a.bias": (5,), "b": (3, 2, 2)}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from charlm.cli import app
+from charlm.cli.app import app
 
 from conftest import TINY
 
@@ -119,7 +119,7 @@ def test_the_help_names_the_extra():
 
 
 def test_a_terminal_gets_one_colour_per_run_and_a_pipe_none(two_runs):
-    from charlm.curves import read_curves, terminal_chart
+    from charlm.views.curves import read_curves, terminal_chart
 
     curves = [c for path in two_runs for c in read_curves(path, "step")]
     coloured = terminal_chart(curves, "step", 80, 20, color=True)

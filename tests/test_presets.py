@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from charlm.cli_train import train
-from charlm.presets import PRESETS, describe
-from charlm.tensorfile import load_tensors
+from charlm.cli.train import train
+from charlm.train.presets import PRESETS, describe
+from charlm.io.tensorfile import load_tensors
 
 from test_cli import assert_ok, assert_user_error, run
 

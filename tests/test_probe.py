@@ -1,15 +1,15 @@
-"""charlm.probe: per-position predictions and hidden states, against charlm.score's totals and
+"""charlm.views.probe: per-position predictions and hidden states, against charlm.score's totals and
 the model's own forward pass."""
 
 import numpy as np
 import pytest
 
 from charlm.config import ModelConfig
-from charlm.model import Model
-from charlm.probe import predict, probe
-from charlm.quick import QUICK_MAX_TOKENS
+from charlm.nn.model import Model
+from charlm.views.probe import predict, probe
+from charlm.nn.quick import QUICK_MAX_TOKENS
 from charlm.score import score_text, sequence_ids
-from charlm.tokenizer import Tokenizer
+from charlm.data.tokenizer import Tokenizer
 
 TOKENIZER = Tokenizer("char", ["<unk>", "<eos>", " ", "a", "b", "c", "d"])
 SHORT = "abc dab cab"

@@ -1,11 +1,11 @@
-"""The numpy start-up path for short inputs (charlm.quick) against the compiled kernels."""
+"""The numpy start-up path for short inputs (charlm.nn.quick) against the compiled kernels."""
 
 import numpy as np
 import pytest
 
 from charlm.config import ModelConfig
-from charlm.model import Model
-from charlm.quick import quick_logprobs
+from charlm.nn.model import Model
+from charlm.nn.quick import quick_logprobs
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "leaky", "esn"])
@@ -23,9 +23,9 @@ def test_quick_path_equals_the_kernels(cell, embed):
 
 
 def test_scoring_a_long_line_takes_the_kernel_path_and_agrees():
-    from charlm.quick import QUICK_MAX_TOKENS
+    from charlm.nn.quick import QUICK_MAX_TOKENS
     from charlm.score import score_text
-    from charlm.tokenizer import Tokenizer
+    from charlm.data.tokenizer import Tokenizer
 
     tokenizer = Tokenizer("char", ["<unk>", "<eos>", "a", "b", " "])
     model = Model.create(ModelConfig(vocab_size=5, embed=4, hidden=8, layers=1))

@@ -9,8 +9,8 @@ import pytest
 
 from charlm import api
 from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
-from charlm.model import Model
-from charlm.reservoir import spectral_radius
+from charlm.nn.model import Model
+from charlm.nn.reservoir import spectral_radius
 
 
 def exact_radius(w: np.ndarray) -> float:

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from charlm import api, events
-from charlm.cli import app
+from charlm import api
+from charlm.train import events
+from charlm.cli.app import app
 from charlm.config import ModelConfig, TrainConfig
-from charlm.tensorfile import load_tensors
+from charlm.io.tensorfile import load_tensors
 
 from conftest import TINY
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from charlm.config import ModelConfig
-from charlm.model import Model
+from charlm.nn.model import Model
 from charlm.sample import _SamplerWeights, generate, next_token_distribution
-from charlm.kernels.sampling import _sample_tokens
-from charlm.tokenizer import Tokenizer
+from charlm.nn.kernels.sampling import _sample_tokens
+from charlm.data.tokenizer import Tokenizer
 
 VOCAB = ["<unk>", "<eos>"] + list("abcdefghij")
 
@@ -116,7 +116,7 @@ def test_generate_streams_text_stops_at_eos_and_repeats_with_a_seed():
 
 
 def test_fast_shifted_exp_is_accurate_and_zero_for_minus_infinity():
-    from charlm.kernels.sampling import _exp_shifted_
+    from charlm.nn.kernels.sampling import _exp_shifted_
 
     x = np.linspace(-200.0, 0.0, 200_001).astype(np.float32)
     x[::1000] = -np.inf

@@ -7,10 +7,10 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from charlm.cli import app
-from charlm import events
-from charlm.schedule import cosine_factor, wsd_factor
-from charlm.train import VALIDATION_MARGIN
+from charlm.cli.app import app
+from charlm.train import events
+from charlm.train.schedule import cosine_factor, wsd_factor
+from charlm.train.trainer import VALIDATION_MARGIN
 from conftest import TINY
 
 
@@ -132,7 +132,7 @@ def test_the_loop_skips_scheduled_validations_when_the_closing_one_is_near(
 
 
 def test_the_reserve_is_the_whole_last_validation_model_save_included(corpus_file, tmp_path, monkeypatch):
-    import charlm.train as train_module
+    import charlm.train.trainer as train_module
 
     trainer = _timed_trainer(corpus_file, tmp_path, budget=1e6)
     monkeypatch.setattr(train_module, "evaluate_in_windows", lambda *a, **k: iter([(1, 2.0)]))
@@ -161,7 +161,7 @@ def test_before_any_validation_the_reserve_is_guessed_from_the_training_rate(cor
 def test_wsd_also_lowers_the_rate_on_a_validation_plateau(corpus_file, tmp_path, monkeypatch):
     """wsd keeps the plateau decay during its stable part: the lowered scale carries into the
     schedule's rate from then on."""
-    import charlm.train as train_module
+    import charlm.train.trainer as train_module
 
     trainer = _timed_trainer(corpus_file, tmp_path, budget=1e6)
     trainer.cfg = dataclasses.replace(trainer.cfg, patience=1, lr=0.01)
@@ -177,7 +177,7 @@ def test_wsd_also_lowers_the_rate_on_a_validation_plateau(corpus_file, tmp_path,
 
 
 def test_schedule_auto_is_wsd_for_a_run_with_a_length_and_plateau_without(corpus_file, tmp_path):
-    from charlm.tensorfile import load_tensors
+    from charlm.io.tensorfile import load_tensors
 
     def header(args):
         out = tmp_path / "m.safetensors"

@@ -10,9 +10,9 @@ import pytest
 
 import charlm.score as score
 from charlm.config import ModelConfig
-from charlm.model import Model
+from charlm.nn.model import Model
 from charlm.score import score_batch, score_lines, score_text
-from charlm.tokenizer import Tokenizer
+from charlm.data.tokenizer import Tokenizer
 
 
 def _model(cell: str) -> tuple[Model, Tokenizer]:

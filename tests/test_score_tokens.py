@@ -11,11 +11,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from charlm.api import load
-from charlm.cli import app
-from charlm.heatmap import legend, scale_bits, shaded_text, surprisal_style
-from charlm.probe import predict
+from charlm.cli.app import app
+from charlm.views.heatmap import legend, scale_bits, shaded_text, surprisal_style
+from charlm.views.probe import predict
 from charlm.score import sequence_ids
-from charlm.token_records import surface_pieces
+from charlm.views.token_records import surface_pieces
 
 from conftest import TINY
 

@@ -4,8 +4,8 @@ import math
 
 from typer.testing import CliRunner
 
-from charlm.cli import app
-from charlm.sparkline import BLOCKS, MAX_WIDTH, sparkline
+from charlm.cli.app import app
+from charlm.views.sparkline import BLOCKS, MAX_WIDTH, sparkline
 
 from conftest import TINY
 

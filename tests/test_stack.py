@@ -1,4 +1,4 @@
-"""The wavefront over layers and time chunks (charlm.stack) and the chunked recurrent steps."""
+"""The wavefront over layers and time chunks (charlm.nn.stack) and the chunked recurrent steps."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import time
 import numpy as np
 import pytest
 
-import charlm.stack as stack
+import charlm.nn.stack as stack
 from charlm.config import ModelConfig
-from charlm.model import Model
-from charlm.recurrent import (recurrent_backward, recurrent_backward_finish,
+from charlm.nn.model import Model
+from charlm.nn.recurrent import (recurrent_backward, recurrent_backward_finish,
                               recurrent_backward_start, recurrent_backward_steps,
                               recurrent_forward, recurrent_start, recurrent_steps)
-from charlm.stack import chunk_bounds, run_wavefront
+from charlm.nn.stack import chunk_bounds, run_wavefront
 
 
 @pytest.mark.parametrize("steps", [1, 3, 4, 35, 100, 257])

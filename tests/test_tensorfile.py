@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charlm import tensorfile
+from charlm.io import tensorfile
 from charlm.errors import CharlmError, ModelFileError
-from charlm.tensorfile import load_tensors, save_tensors
+from charlm.io.tensorfile import load_tensors, save_tensors
 
 DTYPES = ["float32", "float64", "int32", "int64", "uint8", "uint16", "uint32"]
 

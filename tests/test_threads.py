@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import charlm.stack as stack
-from charlm.cli import app
+import charlm.nn.stack as stack
+from charlm.cli.app import app
 
 
 def _tensors(path) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from charlm.config import TokenizerConfig
 from charlm.errors import ModelFileError, OptionError
-from charlm.tokenizer import EOS, UNK, TokenCounts, Tokenizer, normalize
+from charlm.data.tokenizer import EOS, UNK, TokenCounts, Tokenizer, normalize
 
 CHAR = TokenizerConfig(level="char")
 WORD = TokenizerConfig(level="word")

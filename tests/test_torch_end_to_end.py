@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from charlm.cli import app
+from charlm.cli.app import app
 from conftest import TINY
 
 torch = pytest.importorskip("torch")
@@ -45,7 +45,7 @@ def test_torch_modules_loaded_from_the_model_file_score_like_charlm(cell, corpus
     assert scored.exit_code == 0, scored.output
     charlm_rows = [json.loads(line) for line in scored.stdout.splitlines()]
 
-    from charlm.checkpoint import load_model
+    from charlm.io.checkpoint import load_model
 
     model, tokenizer, _ = load_model(model_path)
     cfg = model.config

@@ -1,0 +1,1 @@
+"""The command line: typer commands over charlm.api; stdout is data, stderr is for people."""

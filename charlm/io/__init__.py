@@ -1,0 +1,1 @@
+"""Files: the model file (safetensors), training states, the files a run writes."""

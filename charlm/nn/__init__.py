@@ -1,0 +1,1 @@
+"""The network: the model, its recurrent layers and their Numba kernels, the output softmax."""

@@ -1,0 +1,385 @@
+"""The language model: embedding -> stacked recurrent layers -> linear decoder -> softmax.
+
+Parameters are float32 arrays named like the state_dict of a PyTorch module made of
+`embedding = nn.Embedding`, `rnn = nn.LSTM/GRU/RNN` and `decoder = nn.Linear`. The recurrent
+loops run in Numba kernels (charlm.nn.recurrent); every product over all B*T rows at once (input
+projections, decoder, weight gradients) is one BLAS GEMM here.
+
+Shapes: T time steps, B streams, H hidden, E embedding, V vocabulary, G gates, L layers,
+N = T*B rows. Tokens are time-major (T, B). The recurrent state is one array (L, S, B, H) with
+S = 2 for the LSTM (h, c) and 1 otherwise.
+
+The leaky unit (cell "leaky") is nn.RNN's layer with a leak rate a per unit (the config's, or
+learned as `rnn.leak_logit_l{layer}`, a = sigmoid(logit)). The echo state network (cell "esn")
+runs the same steps through a frozen random reservoir (charlm.nn.reservoir): only the decoder is
+trained, so its training step is the forward pass and the decoder's gradient, with no
+backpropagation through time; with learn_embedding the embedding learns too, its gradient
+backpropagated through the frozen reservoir.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from charlm.nn.blocks import BlockLayout
+from charlm.config import LEAKY_CELLS, ModelConfig
+from charlm.nn.initializers import init_params
+from charlm.nn.losses import fused_softmax_xent_, fused_target_logprobs
+
+# Evaluation computes the (N, V) logits this many elements at a time (16 MB of float32): a batch
+# of many lines over a large vocabulary would otherwise hold N x V floats at once.
+LOGIT_ELEMENTS = 1 << 22
+
+# The Numba kernels are imported where they are first used, not here: loading a model to score
+# a short line (charlm.nn.quick) then never pays Numba's start-up.
+
+
+@dataclass
+class _Trace:
+    """What the forward pass keeps for the backward pass. Per-row arrays are (N, F) in
+    block-major order (charlm.nn.blocks)."""
+
+    tokens: np.ndarray  # (T, B) int32
+    layout: BlockLayout
+    rows: np.ndarray  # (N,) int32: the tokens in block-major order
+    masks: list = field(default_factory=list)  # dropout masks as drawn, (T, B, n), or None: [embedding, layer 0, ..., layer L-1]
+    row_masks: list = field(default_factory=list)  # the same masks, block-major (N, n), or None
+    inputs: list = field(default_factory=list)  # per layer: its input (N, I) after dropout, or None (one-hot)
+    xws: list = field(default_factory=list)  # per layer: (N, G*H) input projection; the backward turns it into dL/dxw
+    hs: list = field(default_factory=list)  # per layer: (N, H) outputs
+    caches: list = field(default_factory=list)  # [block][layer]: the recurrent caches (keep only)
+    state: np.ndarray | None = None  # (L, S, B, H) the state the window started from
+    new_state: np.ndarray | None = None  # (L, S, B, H) the state it ended in
+    top: np.ndarray | None = None  # (N, H) decoder input
+
+
+class Model:
+    def __init__(self, config: ModelConfig, params: dict[str, np.ndarray]):
+        self.config = config
+        self.params = params
+
+    @classmethod
+    def create(cls, config: ModelConfig, seed: int = 0) -> "Model":
+        return cls(config, init_params(config, np.random.default_rng(seed)))
+
+    # ---- bookkeeping -------------------------------------------------------------------
+    @property
+    def state_slots(self) -> int:
+        return 2 if self.config.cell == "lstm" else 1
+
+    def zero_state(self, batch: int) -> np.ndarray:
+        cfg = self.config
+        dtype = self.params["decoder.bias"].dtype  # float32; float64 in gradient checks
+        return np.zeros((cfg.layers, self.state_slots, batch, cfg.hidden), dtype)
+
+    def trainable_names(self) -> list[str]:
+        """Parameter names with distinct arrays (a tied decoder.weight is embedding.weight) that
+        training updates: for an echo state network the decoder alone (and the embedding with
+        learn_embedding)."""
+        if self.config.reservoir:
+            learned = ["embedding.weight"] if self.config.learn_embedding else []
+            return learned + ["decoder.weight", "decoder.bias"]
+        return [n for n in self.params if not (self.config.tie and n == "decoder.weight")]
+
+    def frozen_names(self) -> list[str]:
+        """The parameters training never changes: an echo state network's reservoir (and its
+        embedding unless learn_embedding)."""
+        trained = set(self.trainable_names())
+        return [n for n in self.params if n not in trained and not (self.config.tie and n == "decoder.weight")]
+
+    def leak_rates(self, layer: int) -> np.ndarray | None:
+        """(H,) the leak rates a of a leaky cell's layer, in the parameters' dtype; None for the
+        other cells."""
+        cfg = self.config
+        if cfg.cell not in LEAKY_CELLS:
+            return None
+        dtype = self.params["decoder.bias"].dtype
+        if cfg.learn_leak:
+            logit = self._p("leak_logit", layer)
+            return (1 / (1 + np.exp(-logit.astype(np.float64)))).astype(dtype)
+        return np.full(cfg.hidden, cfg.leak_rate, dtype)
+
+    def num_parameters(self) -> int:
+        return sum(self.params[n].size for n in self.trainable_names())
+
+    def _p(self, name: str, layer: int) -> np.ndarray:
+        return self.params[f"rnn.{name}_l{layer}"]
+
+    # ---- forward ------------------------------------------------------------------------
+    def forward(self, tokens, state, dropout_rng=None, keep=False):
+        """Run the stack over tokens (T, B) from state (L, S, B, H).
+
+        Returns (top (T*B, H) time-major, new_state, trace). Dropout is applied only when
+        dropout_rng is given (training). keep=True stores what backward needs in the trace.
+        """
+        trace = self._forward(tokens, state, dropout_rng, keep)
+        top = trace.layout.from_blocks(trace.top).reshape(trace.layout.rows, -1)
+        return top, trace.new_state, trace
+
+    def _forward(self, tokens, state, dropout_rng, keep, streams=None) -> _Trace:
+        """The forward pass over stream blocks (charlm.nn.stack): layer 0's input projection is one
+        GEMM over all rows; each block's layers then run as a wavefront over time chunks, the
+        upper layers' projections made chunk by chunk as their input appears.
+
+        streams (s0, s1): run only those streams of the batch tokens (T, B) (state holds just
+        them), with the dropout masks the whole batch would draw: a share of the batch computes
+        what its streams compute in the whole (charlm.train.distributed)."""
+        from charlm.nn.recurrent import recurrent_start, recurrent_steps
+        from charlm.nn.stack import chunk_bounds, run_wavefront, stream_blocks
+
+        cfg = self.config
+        tokens = np.ascontiguousarray(tokens, dtype=np.int32)
+        T, B = tokens.shape
+        L, H = cfg.layers, cfg.hidden
+        s0, s1 = streams or (0, B)
+        masks = [self._dropout_mask((T, B, cfg.embed), dropout_rng) if cfg.embed > 0 else None]
+        masks += [self._dropout_mask((T, B, H), dropout_rng) for _ in range(L)]
+        tokens = np.ascontiguousarray(tokens[:, s0:s1])
+        B = s1 - s0
+        N, dtype = T * B, state.dtype
+        layout = BlockLayout(T, tuple(stream_blocks(B, L)))
+        trace = _Trace(tokens, layout, layout.to_blocks(tokens), state=state)
+        trace.masks = [None if m is None else m[:, s0:s1] for m in masks]
+        masks = trace.row_masks = [None if m is None else layout.to_blocks(m) for m in trace.masks]
+        leaks = [self.leak_rates(layer) for layer in range(L)]
+        x = None
+        if cfg.embed > 0:
+            x = _apply_mask(self.params["embedding.weight"][trace.rows], masks[0])
+        # layer l's input after dropout (a buffer), or None when it is the layer below's output
+        inputs = [x] + [None if masks[layer] is None else np.empty((N, H), dtype) for layer in range(1, L)]
+        trace.hs = [np.empty((N, H), dtype) for _ in range(L)]
+        trace.xws = [self._input_projection(x, trace.rows)]
+        trace.xws += [np.empty((N, cfg.gates * H), dtype) for _ in range(1, L)]
+        caches = [[recurrent_start(cfg.cell, layout.view(trace.xws[layer], k), self._p("weight_hh", layer),
+                                   self._p("bias_hh", layer), state[layer, 0, b0:b1],
+                                   state[layer, 1, b0:b1] if self.state_slots == 2 else None, keep,
+                                   hs=layout.view(trace.hs[layer], k), leak=leaks[layer])
+                   for layer in range(L)] for k, (b0, b1) in enumerate(layout.bounds)]
+        chunks = chunk_bounds(T, L)
+
+        def project(k: int, layer: int, a: int, b: int) -> None:
+            rows = layout.step_rows(k, a, b)
+            self._upper_projection(layer, trace.hs[layer - 1][rows], masks[layer],
+                                   None if inputs[layer] is None else inputs[layer][rows],
+                                   trace.xws[layer][rows], rows)
+
+        def task(k: int, layer: int, chunk: int) -> None:
+            a, b = chunks[chunk]
+            if layer > 0 and not _sender_hands_off(chunk):
+                project(k, layer, a, b)
+            recurrent_steps(caches[k][layer], a, b)
+            if layer + 1 < L and _sender_hands_off(chunk):
+                project(k, layer + 1, a, b)
+
+        run_wavefront(len(layout), L, len(chunks), task)
+        trace.new_state = self._final_state(state, layout, caches)
+        if keep:
+            trace.inputs = [x] + [inputs[layer] if inputs[layer] is not None else trace.hs[layer - 1]
+                                  for layer in range(1, L)]
+            trace.caches = caches
+        trace.top = _apply_mask(trace.hs[-1], masks[L])
+        return trace
+
+    def _final_state(self, state, layout: BlockLayout, caches) -> np.ndarray:
+        """(L, S, B, H): every block's last h (and c) of every layer."""
+        new_state = np.empty_like(state)
+        for (b0, b1), block in zip(layout.bounds, caches):
+            for layer, cache in enumerate(block):
+                new_state[layer, 0, b0:b1] = cache.h_last
+                if self.state_slots == 2:
+                    new_state[layer, 1, b0:b1] = cache.c_last
+        return new_state
+
+    def _upper_projection(self, layer, below, mask, x_buf, xw, rows) -> None:
+        """xw = dropout(below) W_ih^T + b_ih for some rows of a layer above the first: below
+        (n, H), xw (n, G*H) views of those rows; mask (N, H) or None; x_buf (n, H) where the
+        input after dropout goes (None without dropout)."""
+        from charlm.nn.kernels.linalg import matmul
+
+        if mask is not None:
+            np.multiply(below, mask[rows], out=x_buf)
+            below = x_buf
+        matmul(below, self._p("weight_ih", layer).T, out=xw)
+        xw += self._p("bias_ih", layer)
+
+    def _input_projection(self, x, rows) -> np.ndarray:
+        """Layer 0: xw = x W_ih^T + b_ih, (N, G*H) from x (N, E); a row gather for one-hot input."""
+        from charlm.nn.kernels.linalg import matmul
+
+        w_ih, b_ih = self._p("weight_ih", 0), self._p("bias_ih", 0)
+        if x is None:  # one-hot input: x W_ih^T selects columns of W_ih
+            return np.ascontiguousarray(w_ih.T[rows]) + b_ih
+        xw = matmul(x, w_ih.T)
+        xw += b_ih
+        return xw
+
+    def _dropout_mask(self, shape: tuple, rng) -> np.ndarray | None:
+        """Inverted dropout mask (0 or 1/(1-p)) of shape (T, B, n), or None when not training
+        or p = 0, as a read-only view: locked dropout draws one (1, B, n) mask and the view
+        repeats it over the T steps. Every use of a mask multiplies through numpy."""
+        p = self.config.dropout
+        if rng is None or p <= 0.0:
+            return None
+        dtype = self.params["decoder.bias"].dtype
+        drawn = (1, *shape[1:]) if self.config.locked_dropout else shape
+        mask = (rng.random(drawn, dtype=np.float32) >= p).astype(dtype)
+        mask *= 1.0 / (1.0 - p)  # inverted dropout: nothing to rescale at evaluation
+        return np.broadcast_to(mask, shape)
+
+    def logits(self, top: np.ndarray) -> np.ndarray:
+        """Decoder: (N, H) -> (N, V)."""
+        from charlm.nn.kernels.linalg import matmul
+
+        out = matmul(top, self.params["decoder.weight"].T)
+        out += self.params["decoder.bias"]
+        return out
+
+    # ---- training step -----------------------------------------------------------------
+    def loss_and_grads(self, tokens, targets, state, dropout_rng=None, streams=None):
+        """Mean cross-entropy over the window and gradients of every trainable parameter.
+
+        tokens, targets (T, B); state (L, S, B, H) is the carried state (truncated BPTT: no
+        gradient flows into it). Returns (loss, grads, new_state).
+        streams (s0, s1): compute only those streams' part (state holds just them): the loss
+        and gradients are then their share of the whole batch's mean, which the shares sum to.
+        """
+        T, B = np.shape(tokens)
+        s0, s1 = streams or (0, B)
+        read_out_only = self.config.read_out_only  # nothing to backpropagate through: keep nothing
+        trace = self._forward(tokens, state, dropout_rng, keep=not read_out_only, streams=(s0, s1))
+        targets = trace.layout.to_blocks(np.ascontiguousarray(np.asarray(targets)[:, s0:s1], dtype=np.int32))
+        loss, dlogits, dbias = fused_softmax_xent_(self.logits(trace.top), targets, rows=T * B)
+        if read_out_only:
+            return loss, self._decoder_grads(dlogits, trace, dbias), trace.new_state
+        grads = self.backward(dlogits, trace, dbias)
+        if self.config.reservoir:  # the frozen layers' gradients are computed on the way, and dropped
+            grads = {name: grads[name] for name in self.trainable_names()}
+        return loss, grads, trace.new_state
+
+    def _decoder_grads(self, dlogits: np.ndarray, trace: _Trace, dbias=None) -> dict[str, np.ndarray]:
+        """The decoder's weight (V, H) and bias (V,) gradients from dlogits (N, V) block-major."""
+        from charlm.nn.kernels.linalg import matmul
+
+        return {
+            "decoder.weight": matmul(dlogits.T, trace.top),
+            "decoder.bias": dlogits.sum(axis=0) if dbias is None else dbias,
+        }
+
+    def backward(self, dlogits: np.ndarray, trace: _Trace, dbias=None) -> dict[str, np.ndarray]:
+        """Backpropagation through the decoder, the layers (through time) and the embedding.
+
+        dlogits (N, V) block-major, like trace.top. dbias: dlogits.sum(axis=0) when the loss
+        already computed it. Each block runs its layers back through time as a wavefront; every
+        weight gradient is then one product over all rows."""
+        from charlm.nn.kernels.linalg import matmul
+        from charlm.nn.recurrent import recurrent_backward_start, recurrent_backward_steps
+        from charlm.nn.stack import chunk_bounds, run_wavefront
+
+        cfg, p, layout = self.config, self.params, trace.layout
+        N, L, H = layout.rows, cfg.layers, cfg.hidden
+        masks = trace.row_masks
+        grads = self._decoder_grads(dlogits, trace, dbias)
+        # dhs[l] (N, H): dLoss/d(output of layer l); the layers above the first fill the one
+        # below chunk by chunk inside the wavefront.
+        dhs = [np.empty((N, H), dlogits.dtype) for _ in range(L - 1)]
+        dhs.append(_apply_mask(matmul(dlogits, p["decoder.weight"]), masks[L]))
+        dghs = [np.empty((N, 3 * H), dlogits.dtype) if cfg.cell == "gru" else None for _ in range(L)]
+        for k, block in enumerate(trace.caches):
+            for layer, cache in enumerate(block):
+                recurrent_backward_start(cache, dgh=None if dghs[layer] is None else layout.view(dghs[layer], k))
+        chunks = chunk_bounds(layout.steps, L)
+
+        def send_down(k: int, layer: int, a: int, b: int) -> None:
+            """dLoss/d(input of layer) of steps [a, b) of block k, through dropout, into dhs[layer - 1]."""
+            rows = layout.step_rows(k, a, b)
+            out = dhs[layer - 1][rows]
+            matmul(trace.xws[layer][rows], self._p("weight_ih", layer), out=out)  # dL/dxw by now
+            if masks[layer] is not None:
+                out *= masks[layer][rows]
+
+        def task(k: int, layer: int, chunk: int) -> None:
+            a, b = chunks[chunk]
+            if layer + 1 < L and not _sender_hands_off(chunk):
+                send_down(k, layer + 1, a, b)
+            recurrent_backward_steps(trace.caches[k][layer], layout.view(dhs[layer], k), a, b)
+            if layer > 0 and _sender_hands_off(chunk):
+                send_down(k, layer, a, b)
+
+        run_wavefront(len(layout), L, len(chunks), task, reverse=True)
+        self._layer_grads(trace, dghs, grads)
+        return grads
+
+    def _layer_grads(self, trace: _Trace, dghs: list, grads: dict) -> None:
+        """Add to grads the weight gradients of every layer and of the embedding, each one
+        product (or sum, or scatter) over all N rows in block-major order, once the backward
+        has run. A tied decoder's gradient becomes the embedding's."""
+        from charlm.nn.kernels.embedding import _scatter_add_rows
+        from charlm.nn.kernels.linalg import matmul
+        from charlm.nn.recurrent import recurrent_backward_finish
+
+        cfg = self.config
+        dx = None
+        for layer in reversed(range(cfg.layers)):
+            finished = [recurrent_backward_finish(block[layer], hidden_grads=False)
+                        for block in trace.caches]
+            if cfg.learn_leak:  # dL/dlogit = dL/da * a (1 - a), summed over the blocks in order
+                a = self.leak_rates(layer)
+                grads[f"rnn.leak_logit_l{layer}"] = sum(g.dleak for g in finished) * (a * (1 - a))
+            dxw = trace.xws[layer]  # (N, G*H): dL/dxw by now
+            dgh = dxw if dghs[layer] is None else dghs[layer]  # dL/d(h_{t-1} W_hh^T + b_hh)
+            grads[f"rnn.weight_hh_l{layer}"] = matmul(dgh.T, self._previous_states(trace, layer))
+            grads[f"rnn.bias_hh_l{layer}"] = dgh.sum(axis=0)
+            grads[f"rnn.bias_ih_l{layer}"] = dxw.sum(axis=0)
+            x = trace.inputs[layer]
+            if x is None:  # one-hot input (layer 0): dW_ih^T gathers rows by token
+                dw_t = np.zeros((cfg.vocab_size, dxw.shape[1]), dxw.dtype)
+                _scatter_add_rows(dw_t, trace.rows, dxw)
+                grads[f"rnn.weight_ih_l{layer}"] = np.ascontiguousarray(dw_t.T)
+            else:
+                grads[f"rnn.weight_ih_l{layer}"] = matmul(dxw.T, x)
+                if layer == 0:
+                    dx = matmul(dxw, self._p("weight_ih", 0))
+        if cfg.embed > 0:
+            demb = np.ascontiguousarray(_apply_mask(dx, trace.row_masks[0]))
+            dE = grads.pop("decoder.weight") if cfg.tie else np.zeros_like(self.params["embedding.weight"])
+            _scatter_add_rows(dE, trace.rows, demb)
+            grads["embedding.weight"] = dE
+
+    def _previous_states(self, trace: _Trace, layer: int) -> np.ndarray:
+        """(N, H): h_{t-1} of every row of `layer` (the window's starting state for t = 0)."""
+        layout = trace.layout
+        prev = np.empty_like(trace.hs[layer])
+        for k, (b0, b1) in enumerate(layout.bounds):
+            block, hs = layout.view(prev, k), layout.view(trace.hs[layer], k)
+            block[0] = trace.state[layer, 0, b0:b1]
+            block[1:] = hs[:-1]
+        return prev
+
+    # ---- evaluation -------------------------------------------------------------------
+    def target_logprobs(self, tokens, targets, state):
+        """Log-probability of each target (T, B) given tokens (T, B) from state: no dropout.
+
+        Returns (logp (T, B) float64, new_state).
+        """
+        trace = self._forward(tokens, state, None, keep=False)
+        targets = trace.layout.to_blocks(np.ascontiguousarray(targets, dtype=np.int64))
+        logp = np.empty(len(targets), np.float64)
+        rows = max(64, LOGIT_ELEMENTS // self.config.vocab_size)  # rows of logits at a time
+        for r0 in range(0, len(targets), rows):
+            part = slice(r0, r0 + rows)
+            logp[part] = fused_target_logprobs(self.logits(trace.top[part]), targets[part])
+        return trace.layout.from_blocks(logp), trace.new_state
+
+
+def _sender_hands_off(chunk: int) -> bool:
+    """Between two layers in the wavefront, which task makes a chunk's hand-off GEMM (forward:
+    the projection into the upper layer; backward: the gradient sent down): the sending
+    layer's task (the one that runs first) on even chunks, the receiving layer's on odd ones,
+    so that the two tasks running side by side carry equal work."""
+    return chunk % 2 == 0
+
+
+def _apply_mask(dx: np.ndarray, mask) -> np.ndarray:
+    return dx if mask is None else dx * mask

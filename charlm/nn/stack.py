@@ -1,0 +1,179 @@
+"""Parallel work over stream blocks, layers and time chunks, with results independent of threads.
+
+The B streams of a batch are cut into fixed blocks (`stream_blocks`, a function of B alone).
+Only h_{t-1} W_hh depends on the previous step, so each (block, layer) pair is a chain of small
+GEMMs over its own rows; blocks never depend on each other, and layer l+1 of a block needs
+from layer l only the outputs of the steps it is about to run. `run_wavefront` splits the T
+steps into chunks and runs task(block, layer, chunk) in phases: phase p runs every pair with
+layer + chunk = p, for every block at once, on the threads there are.
+
+Every task is the same computation whatever the schedule: its GEMMs run on one BLAS thread, it
+reads and writes only its own block's rows, and each sum over rows (weight gradients, the
+decoder bias) is taken over all rows in one fixed order after the phases end. So a run gives
+the same bits on 1, 2 or 16 threads. The pool is plain threads: the kernels and BLAS release
+the GIL.
+
+The thread count is `threads()`: `set_threads(n)`, else the CHARLM_THREADS environment variable,
+else the cores this process may run on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as futures
+import functools
+import os
+import threading
+from typing import Callable
+
+import numpy as np
+
+from charlm.nn.kernels.threads import kernel_blas, sequential_blas
+
+__all__ = ["chunk_bounds", "stream_blocks", "run_wavefront", "run_parts", "threads", "set_threads",
+           "THREADS_ENVVAR"]
+
+THREADS_ENVVAR = "CHARLM_THREADS"
+# Chunks of about T/16 steps, at least 4: a phase's hand-off (~0.1 ms) stays small beside a
+# chunk's work, and a stack of L layers keeps L tasks per block busy after the first L phases.
+TARGET_CHUNKS = 16
+MIN_CHUNK = 4
+# Streams per block of a one-layer model; twice as many with more layers, whose wavefront
+# already keeps two layers busy side by side. Fewer rows make each step's product (rows x H by
+# H x G*H) dearer per row: BLAS packs the whole weight matrix for every product.
+BLOCK_STREAMS = 16
+
+_threads: int | None = None
+
+
+def chunk_bounds(steps: int, layers: int = 2) -> list[tuple[int, int]]:
+    """Split range(steps) into consecutive (start, end) slices: one slice for a single layer,
+    which has no layer above to hand chunks to."""
+    if layers == 1:
+        return [(0, steps)]
+    size = max(MIN_CHUNK, -(-steps // TARGET_CHUNKS))
+    return [(a, min(a + size, steps)) for a in range(0, steps, size)]
+
+
+def stream_blocks(batch: int, layers: int = 1) -> list[tuple[int, int]]:
+    """Split range(batch) into consecutive (start, end) blocks of streams, about BLOCK_STREAMS
+    each (2 x BLOCK_STREAMS for stacks of 2 layers or more), as even as can be. A function of
+    the batch and the depth alone, never of the thread count: the blocks fix which rows each
+    product and each loop sees, and so every bit of the result."""
+    per_block = BLOCK_STREAMS * (1 if layers == 1 else 2)
+    count = max(1, (batch + per_block // 2) // per_block)
+    return [(batch * k // count, batch * (k + 1) // count) for k in range(count)]
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def threads() -> int:
+    """The number of threads charlm computes on (see the module docstring)."""
+    if _threads is not None:
+        return _threads
+    return threads_from_env() or available_cores()
+
+
+def threads_from_env() -> int | None:
+    """CHARLM_THREADS as a positive integer, or None when unset; ValueError when malformed."""
+    text = os.environ.get(THREADS_ENVVAR, "").strip()
+    if not text:
+        return None
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{THREADS_ENVVAR} must be a positive integer, not {text!r}")
+    return value
+
+
+def set_threads(count: int | None) -> int:
+    """Compute on `count` threads from now on (None: back to the default); the large products
+    over all rows then run on as many BLAS threads. Returns the count in force."""
+    global _threads
+    if count is not None and count < 1:
+        raise ValueError(f"thread count must be at least 1, not {count}")
+    _threads = count
+    lib = kernel_blas() if count is not None else None  # loading BLAS costs a short run its start-up
+    if lib is not None:
+        lib.set_num_threads(count)
+    return threads()
+
+
+@functools.cache
+def _pool(workers: int) -> futures.ThreadPoolExecutor:
+    pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="charlm")
+    atexit.register(pool.shutdown, wait=False)
+    return pool
+
+
+def run_wavefront(blocks: int, layers: int, chunks: int, task: Callable[[int, int, int], None],
+                  reverse: bool = False) -> None:
+    """Call task(block, layer, chunk) for every triple, after task(block, layer-1, chunk) and
+    task(block, layer, chunk-1) (reverse: after task(block, layer+1, chunk) and
+    task(block, layer, chunk+1)).
+
+    Phase p runs the triples with layer + chunk = p, in parallel when there are threads for it;
+    the calling thread takes one of them. BLAS runs on one thread throughout.
+    """
+    with sequential_blas():
+        for phase in range(layers + chunks - 1):
+            cells = [(k, l, phase - l) for l in range(layers) for k in range(blocks)
+                     if 0 <= phase - l < chunks]
+            if reverse:
+                cells = [(k, layers - 1 - l, chunks - 1 - c) for k, l, c in cells]
+            workers = min(len(cells), threads())
+            if workers <= 1:
+                for cell in cells:
+                    task(*cell)
+            else:
+                _run_phase(_pool(workers - 1), workers - 1, task, cells)
+
+
+def run_parts(calls: list[Callable[[], None]]) -> None:
+    """Run independent calls in parallel on the threads there are (all of them on pool threads,
+    so that 4 calls on 2 threads split 2 and 2). Return when all have ended, raising the first error."""
+    workers = min(len(calls), threads())
+    if workers <= 1:
+        for call in calls:
+            call()
+        return
+    pending = [_pool(workers).submit(_guarded, call) for call in calls]
+    futures.wait(pending)
+    for f in pending:
+        f.result()
+
+
+def _guarded(call: Callable, *args) -> None:
+    """Run call(*args) on a pool thread with numpy's floating-point warnings off: overflow to
+    inf or NaN is expected in a diverging run and detected by the training loop, and numpy's
+    error state is per thread (the caller's np.errstate does not reach here)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        call(*args)
+
+
+def _run_phase(pool, helpers: int, task, cells) -> None:
+    """Run one phase's tasks, the calling thread and the pool's each taking the next task not
+    yet taken; return when all have ended, raising the first error."""
+    todo = iter(cells)
+    lock = threading.Lock()
+
+    def drain() -> None:
+        while True:
+            with lock:
+                cell = next(todo, None)
+            if cell is None:
+                return
+            task(*cell)
+
+    pending = [pool.submit(_guarded, drain) for _ in range(helpers)]
+    try:
+        drain()
+    finally:
+        futures.wait(pending)  # never leave a task writing into buffers after we return
+    for f in pending:
+        f.result()

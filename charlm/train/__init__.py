@@ -1,0 +1,1 @@
+"""Training: the loop (truncated BPTT, clipping, optimizer), its state, schedules, MPI."""
