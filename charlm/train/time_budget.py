@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The closing validation's reserve is the last validation's duration times this: on a shared
-# machine the same validation took 7.1 to 8.1 s in one PTB run, and the closing one ran 2 s
-# past the 600 s budget when the reserve was the last duration alone.
+# The closing validation's reserve is the last validation's duration times this: the same
+# validation's duration varies by some 15% with the machine's load, and a reserve of exactly
+# the last duration lets the closing one run past the budget.
 VALIDATION_MARGIN = 1.25
 # A scheduled validation is skipped when it would leave less than this fraction of the
-# validation interval before the closing one: it would score nearly the same weights twice (a
-# PTB 10-minute run validated at step 3,600 and closed at 3,620, 8 s spent twice).
+# validation interval before the closing one: it would score nearly the same weights twice.
 SKIP_BEFORE_CLOSE = 0.25
 # Before any validation, a validation token is taken to cost a third of a training token
 # (forward only, no backward): this many validation tokens per training token's time. As many
