@@ -33,24 +33,31 @@ class Range:
 
     def describe(self) -> str:
         """In words: 'at least 1', 'positive', 'in [0, 1)'."""
-        low, high = self.low, self.high
-        if low is not None and high is not None:
-            return f"in {'(' if self.low_open else '['}{low:g}, {high:g}{')' if self.high_open else ']'}"
-        if low is not None:
+        low, high = _written(self.low), _written(self.high)
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if self.low is not None:
             if self.low_open:
-                return "positive" if low == 0 else f"above {low:g}"
-            return f"{low:g} or more" if low == 0 else f"at least {low:g}"
-        if high is not None:
-            return f"below {high:g}" if self.high_open else f"at most {high:g}"
+                return "positive" if self.low == 0 else f"above {low}"
+            return f"{low} or more" if self.low == 0 else f"at least {low}"
+        if self.high is not None:
+            return f"below {high}" if self.high_open else f"at most {high}"
         return "a finite number"
 
     def formula(self) -> str:
         """As the command line's help shows ranges: 'x>=1', '0<=x<1'."""
-        low = "" if self.low is None else f"{self.low:g}{'<' if self.low_open else '<='}"
-        high = "" if self.high is None else f"{'<' if self.high_open else '<='}{self.high:g}"
-        if low and not high:
-            return f"x{'>' if self.low_open else '>='}{self.low:g}"
-        return f"{low}x{high}"
+        low, high = _written(self.low), _written(self.high)
+        if self.high is None:
+            return f"x{'>' if self.low_open else '>='}{low}"
+        left = "" if self.low is None else f"{low}{'<' if self.low_open else '<='}"
+        return f"{left}x{'<' if self.high_open else '<='}{high}"
+
+
+def _written(bound: float | None) -> str:
+    """A bound as a person writes it: 1, 0.5, 9223372036854775807 (an int in full); "" for none."""
+    if bound is None:
+        return ""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 @dataclass(frozen=True)

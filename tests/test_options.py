@@ -140,6 +140,7 @@ def test_a_model_file_breaking_a_rule_is_refused_naming_its_fields(cwd, tiny_mod
     (Range(0.0, low_open=True), "positive", [1e-9], [0.0, float("inf")]),
     (Range(0.0, 1.0, high_open=True), "in [0, 1)", [0.0, 0.5], [1.0, -0.1]),
     (Range(0.0, 1.0, low_open=True), "in (0, 1]", [1.0], [0.0]),
+    (Range(0, 2**63 - 1), "in [0, 9223372036854775807]", [0, 2**63 - 1], [-1, 2**63]),
 ])
 def test_a_range_describes_what_it_holds(bounds, words, inside, outside):
     assert bounds.describe() == words

@@ -85,7 +85,7 @@ def train(
     decay: float = config_option("decay"),
     epochs: Optional[float] = config_option("epochs"),
     steps: Optional[int] = config_option("steps"),
-    time: Optional[str] = config_option("time_budget", "--time", parser=_duration, metavar="<duration> e.g. 90s, 10m, 1h"),
+    time: Optional[str] = config_option("time_budget", "--time", parser=_duration, metavar="<duration> x>0"),
     patience: int = config_option("patience"),
     lr_decay: float = config_option("lr_decay"),
     preset: Optional[str] = spec_option(_PRESET, None, flag="--preset"),
