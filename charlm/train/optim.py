@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from charlm.config import CLIP_MODES, OPTIMIZERS  # noqa: F401  (re-exported)
-from charlm.errors import OptionError
+from charlm.config import CLIP_MODES, OPTIMIZERS, TrainConfig  # noqa: F401  (re-exported)
+from charlm.validation import check_value
 from charlm.nn.kernels.reductions import _sum_squares
 
 
@@ -47,8 +47,7 @@ class Optimizer:
     """Holds the learning rate, the step count and per-parameter state arrays."""
 
     def __init__(self, kind: str, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps=1e-8):
-        if kind not in OPTIMIZERS:
-            raise OptionError(f"unknown optimizer {kind!r}: use one of {', '.join(OPTIMIZERS)}")
+        check_value("optimizer", kind, TrainConfig)
         self.kind, self.lr, self.weight_decay = kind, lr, weight_decay
         self.betas, self.eps = betas, eps
         self.t = 0
