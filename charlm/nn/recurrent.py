@@ -58,7 +58,7 @@ from charlm.nn.kernels.linalg import matmul
 from charlm.nn.kernels.threads import sequential_blas
 
 __all__ = [
-    "RecurrentCache", "RecurrentGrads", "recurrent_forward", "recurrent_backward", "recurrent_start", "recurrent_steps", "recurrent_backward_start",
+    "RecurrentCache", "RecurrentGrads", "recurrent_start", "recurrent_steps", "recurrent_backward_start",
     "recurrent_backward_steps", "recurrent_backward_finish", "hidden_side_grad",
 ]
 
@@ -160,16 +160,6 @@ def _check_state(cell: Cell, c0, leak, B: int, H: int, dtype) -> None:
 # --- forward ---------------------------------------------------------------------------------
 
 
-def recurrent_forward(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True, leak=None):
-    """Run one recurrent layer over T steps; arguments as recurrent_start's (xw is CONSUMED).
-
-    Returns (hs, cache): hs (T,B,H) the output of every step (a new array). The final state is
-    hs[-1] (= cache.h_last) and, for cells with two state slots, cache.c_last."""
-    cache = recurrent_start(cell, xw, w_hh, b_hh, h0, c0, keep, leak=leak)
-    recurrent_steps(cache, 0, cache.steps)
-    return cache.hs, cache
-
-
 def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True, hs=None,
                     leak=None) -> RecurrentCache:
     """Check the arguments of one layer's forward and allocate its outputs; run no step.
@@ -247,19 +237,6 @@ def _hidden_weight_grad(d: np.ndarray, h0: np.ndarray, hs: np.ndarray, out: np.n
     matmul(d[0].T, h0, out=out)
     if T > 1:
         out += matmul(d[1:].reshape((T - 1) * B, K).T, hs[:-1].reshape((T - 1) * B, H))
-
-
-def recurrent_backward(cache: RecurrentCache, dhs, dh_last=None, dc_last=None) -> RecurrentGrads:
-    """Backpropagate through the T steps of the forward that produced ``cache``.
-
-    dhs (T,B,H): dLoss/dhs from above (read only). dh_last, dc_last (B,H): gradient flowing into
-    the final state; None means zeros. Returns the RecurrentGrads; dxw is written into the
-    forward's xw buffer. The cache is consumed: a second backward raises ValueError."""
-    if isinstance(cache, RecurrentCache):  # a bad dhs must not consume the cache
-        check_array("dhs", dhs, cache.hs.shape, cache.hs.dtype)
-    recurrent_backward_start(cache, dh_last, dc_last)
-    recurrent_backward_steps(cache, dhs, 0, cache.steps)
-    return recurrent_backward_finish(cache)
 
 
 def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None, dgh=None) -> None:
