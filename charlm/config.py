@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from charlm.errors import OptionError
+from charlm.nn.cells import REGISTRY as _CELL_REGISTRY
 from charlm.options import Spec, option, specs
 from charlm.train.schedule import SCHEDULES, WSD_DECAY
 
-CELLS = ("lstm", "gru", "rnn", "leaky", "esn")
+CELLS = tuple(_CELL_REGISTRY)  # the cell types of the registry (charlm.nn.cells)
 INITS = ("uniform", "orthogonal")  # charlm.nn.initializers draws them
 OPTIMIZERS = ("adam", "adamw", "sgd")
 CLIP_MODES = ("norm", "value")
@@ -37,12 +38,9 @@ _CHAR = LEVEL_DEFAULTS["char"]
 
 # Gates per cell, in PyTorch's order: LSTM i,f,g,o; GRU r,z,n; RNN one tanh pre-activation;
 # the leaky unit and the echo state network's reservoir one tanh pre-activation, as the RNN.
-GATES = {"lstm": 4, "gru": 3, "rnn": 1, "leaky": 1, "esn": 1}
+GATES = {name: cell.gates for name, cell in _CELL_REGISTRY.items()}
 # Cells whose state leaks: s_t = (1 - a) * s_{t-1} + a * tanh(x_t W_ih^T + b_ih + s_{t-1} W_hh^T + b_hh)
-LEAKY_CELLS = ("leaky", "esn")
-# The leak rate a when none is given: halfway for the leaky unit (a = 1 is the plain RNN),
-# none for the reservoir (the classical echo state network).
-DEFAULT_LEAK = {"leaky": 0.5, "esn": 1.0}
+LEAKY_CELLS = tuple(name for name, cell in _CELL_REGISTRY.items() if cell.leaky)
 DEFAULT_SPECTRAL_RADIUS = 0.9  # esn: largest eigenvalue modulus of the reservoir's W_hh
 
 
@@ -69,7 +67,7 @@ class ModelConfig:
     tie: bool = option(False, "Tie the embedding and output weights (needs --embed = --hidden).")
     init: str = option("uniform", "Initial weights: uniform (PyTorch's default) or orthogonal (with "
                        "LSTM forget-gate bias 1).", choices=INITS)
-    # leaky, esn: the leak rate a in (0, 1]; None means DEFAULT_LEAK of the cell
+    # leaky, esn: the leak rate a in (0, 1]; None means the cell's default_leak (charlm.nn.cells)
     leak: float | None = option(
         None, "leaky, esn: the leak rate a in (0, 1]: s = (1 - a) s + a tanh(...); 1 is the plain RNN, "
         "smaller remembers longer. leaky: learn = one rate per unit, trained. \\[default: 0.5 leaky, 1 esn]",
@@ -88,14 +86,14 @@ class ModelConfig:
 
     @property
     def gates(self) -> int:
-        return GATES[self.cell]
+        return _CELL_REGISTRY[self.cell].gates
 
     @property
     def leak_rate(self) -> float:
         """The leak rate a of a leaky cell (the starting rate when learned); 1 for the others."""
         if self.leak is not None:
             return self.leak
-        return DEFAULT_LEAK.get(self.cell, 1.0)
+        return _CELL_REGISTRY[self.cell].default_leak if self.cell in _CELL_REGISTRY else 1.0
 
     @property
     def radius(self) -> float:
