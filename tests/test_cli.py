@@ -25,6 +25,7 @@ from charlm.errors import OptionError
 from charlm.io.tensorfile import load_tensors, save_tensors
 
 from conftest import TINY
+from leftovers import temp_files
 
 UNK_TEXT = "\ufffd"  # what a char-level UNK would print as
 
@@ -859,7 +860,6 @@ def test_kill_9_at_any_moment_leaves_a_complete_model(corpus_file, tmp_path):
     is one, is always complete. A kill during a save can leave that save's temporary file
     (.charlm.safetensors.XXXXXXXX.tmp) behind; the next save removes stale ones. The killed
     run's lock file stays too, and the next run takes it over."""
-    from charlm.io import tensorfile
     from charlm.io.checkpoint import load_model, load_training_state
 
     rng = np.random.default_rng(0)
@@ -880,17 +880,17 @@ def test_kill_9_at_any_moment_leaves_a_complete_model(corpus_file, tmp_path):
             load_training_state(state)
         stray = set(os.listdir(tmp_path)) - {"charlm.safetensors", "charlm.state.safetensors",
                                              "charlm.metrics.jsonl", "charlm.lock"}
-        temps = set(map(os.path.basename, tensorfile.temp_files(str(model)) + tensorfile.temp_files(str(state))))
+        temps = set(map(os.path.basename, temp_files(str(model)) + temp_files(str(state))))
         assert stray == temps, stray
     assert model.exists()
     # Leftover temporary files go away at the next save of the same file once they are stale
     # (a minute old: a live writer keeps touching its own).
     for path in (model, state):
         open(os.path.join(tmp_path, "." + path.name + ".abcd1234.tmp"), "wb").close()
-    for leftover in tensorfile.temp_files(str(model)) + tensorfile.temp_files(str(state)):
+    for leftover in temp_files(str(model)) + temp_files(str(state)):
         os.utime(leftover, (time.time() - 3600,) * 2)
     assert_ok(run(["train", str(corpus_file), *TINY, "--steps", "1", "-o", str(model)]))
-    assert tensorfile.temp_files(str(model)) == tensorfile.temp_files(str(state)) == []
+    assert temp_files(str(model)) == temp_files(str(state)) == []
     assert not (tmp_path / "charlm.lock").exists()
 
 

@@ -5,9 +5,11 @@ import pytest
 
 from charlm.config import ModelConfig
 from charlm.nn.model import Model
-from charlm.sample import _SamplerWeights, generate, next_token_distribution
+from charlm.sample import _SamplerWeights, generate
 from charlm.nn.kernels.sampling import _sample_tokens
 from charlm.data.tokenizer import Tokenizer
+
+from sampling_reference import next_token_distribution
 
 VOCAB = ["<unk>", "<eos>"] + list("abcdefghij")
 

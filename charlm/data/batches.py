@@ -28,14 +28,6 @@ def split_train_valid(ids: np.ndarray, valid_frac: float) -> tuple[np.ndarray, n
     return ids[:n_train], ids[n_train:]
 
 
-def compact_ids(ids: np.ndarray, vocab_size: int) -> np.ndarray:
-    """A copy of ids in the smallest unsigned dtype that holds ids < vocab_size (saves memory)."""
-    ids = np.asarray(ids)
-    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise ValueError(f"ids outside [0, {vocab_size})")
-    return np.array(ids, dtype=compact_dtype(vocab_size))
-
-
 # ---- batches ------------------------------------------------------------------------------
 
 

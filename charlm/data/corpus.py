@@ -263,7 +263,6 @@ def _spool(stream, directory: str | None, chunk_bytes: int):
     return f
 
 
-# The token file's dtype (Corpus.encode); charlm.data.batches.compact_ids uses it too.
 def compact_dtype(vocab_size: int) -> np.dtype:
     """The smallest unsigned dtype that holds every id < vocab_size: uint8, uint16 or uint32."""
     for dtype in (np.uint8, np.uint16, np.uint32):

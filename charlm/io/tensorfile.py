@@ -105,17 +105,6 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def temp_files(path: str) -> list[str]:
-    """Temporary files that saves of `path` create beside it (left behind only by a kill)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    prefix = "." + os.path.basename(path) + "."
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    return sorted(os.path.join(directory, n) for n in names if _is_temp(n, prefix))
-
-
 def _is_temp(name: str, prefix: str) -> bool:
     """tempfile's names: prefix + 8 characters of [a-z0-9_] + suffix."""
     return re.fullmatch(re.escape(prefix) + r"[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), name) is not None
