@@ -19,7 +19,8 @@ from charlm.train import run_identity
 from charlm.io.checkpoint import default_model_path, load_model, load_training_state, sidecar
 from charlm.config import (CELLS, CLIP_MODES, LEAKY_CELLS, LEVELS, OPTIMIZERS, ModelConfig, TokenizerConfig,
                      TrainConfig)
-from charlm.data.batches import Corpus, split_train_valid
+from charlm.data.batches import split_train_valid
+from charlm.data.corpus import Corpus
 from charlm.train.distributed import world
 from charlm.errors import CharlmError, CorpusError, ModelFileError, OptionError
 from charlm.train.finetune import grown_model, grown_tokenizer, lineage

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from charlm.cli.app import app, parse_duration
+from charlm.cli.app import app
+from charlm.cli.common import parse_duration
 from charlm.errors import OptionError
 from charlm.io.tensorfile import load_tensors, save_tensors
 

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from charlm.config import TokenizerConfig
-from charlm.data.batches import (BatchStream, Corpus, compact_dtype, eval_windows, read_text,
-                         split_train_valid)
+from charlm.data.batches import BatchStream, eval_windows, split_train_valid
+from charlm.data.corpus import Corpus, compact_dtype, read_text
 from charlm.errors import CorpusError, OptionError
 from charlm.data.tokenizer import Tokenizer
 

@@ -25,7 +25,7 @@ def explore(
     """Write one self-contained HTML page: the text coloured by surprisal, the model's top-5
     predictions at each token, and the activations of any unit of any layer."""
     from charlm.api import load
-    from charlm.data.batches import read_text
+    from charlm.data.corpus import read_text
     from charlm.views.explore import explorer_data, render_page
 
     with user_errors():

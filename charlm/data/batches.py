@@ -1,8 +1,7 @@
 """Cutting token ids into truncated-BPTT batches: the train/validation split, compact id
 arrays, `BatchStream` (epoch after epoch, resumable) and `eval_windows` (one pass).
 
-Reading a corpus is charlm.data.corpus; its names are re-exported here (the package's callers
-and tests import them from charlm.data.batches).
+Reading a corpus is charlm.data.corpus.
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from charlm.data.corpus import (CHUNK_BYTES, ENCODING_ERRORS, STDIN, Corpus,  # noqa: F401  (re-exported)
-                     compact_dtype, read_text)
 from charlm.errors import CorpusError, OptionError
 
 

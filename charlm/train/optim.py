@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from charlm.config import CLIP_MODES, OPTIMIZERS  # noqa: F401  (re-exported)
+from charlm.config import OPTIMIZERS
 from charlm.errors import OptionError
 from charlm.nn.kernels.reductions import _sum_squares
 
