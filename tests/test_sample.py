@@ -123,7 +123,7 @@ def test_fast_shifted_exp_is_accurate_and_zero_for_minus_infinity():
     x = np.linspace(-200.0, 0.0, 200_001).astype(np.float32)
     x[::1000] = -np.inf
     out = x.copy()
-    total = _exp_shifted_(out, np.float32(0.0), 1.0, np.empty(len(x), np.int32))
+    total = _exp_shifted_(out, np.float32(0.0), 1.0)
     exact = np.where(np.isneginf(x), 0.0, np.exp(x.astype(np.float64)))
     assert (out[np.isneginf(x)] == 0).all()
     big = exact > 1e-30

@@ -17,7 +17,7 @@ Inside a Numba-compiled kernel, ``tanh(x)`` and ``sigmoid(x)`` resolve at compil
   a few float32 ulps of 1). tanh is exactly odd, |tanh| <= 1, sigmoid in [0, 1], NaN propagates;
   +-inf gives +-0.99999976 (the value at the clamp).
 
-``exp(x)`` (for the softmax kernels): float64 ``math.exp``; float32 Cephes' expf (range reduction
+``exp(x)`` (for the softmax and sampling kernels): float64 ``math.exp``; float32 Cephes' expf (range reduction
 x = n ln2 + r, |r| <= ln2/2, a degree-7 polynomial in r, 2^n built from its exponent bits),
 which LLVM vectorizes. Input clamped to
 [-87.3, 88.7]: exp of a very negative x is 1.2e-38 rather than 0, above 88.38 it is inf (float32
