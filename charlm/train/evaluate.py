@@ -37,13 +37,9 @@ def evaluate_in_windows(model: Model, ids: np.ndarray, batch: int, seq_len: int,
 
 
 def perplexity(loss: float) -> float:
-    return exp_or_inf(loss)
-
-
-def exp_or_inf(x: float) -> float:
-    """e**x, or inf where that exceeds a double (the perplexity of a diverged model)."""
+    """e**loss (loss: nats/token), or inf where that exceeds a double (a diverged model)."""
     try:
-        return math.exp(x)
+        return math.exp(loss)
     except OverflowError:
         return math.inf
 
