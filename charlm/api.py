@@ -23,6 +23,7 @@ from charlm.data.batches import split_train_valid
 from charlm.data.corpus import Corpus
 from charlm.train.distributed import world
 from charlm.errors import CharlmError, CorpusError, ModelFileError, OptionError
+from charlm.json_numbers import is_int
 from charlm.train.finetune import grown_model, grown_tokenizer, lineage
 from charlm.nn.initializers import INITS
 from charlm.nn.model import Model
@@ -419,7 +420,7 @@ def _row_step(line: str, default: int) -> int:
         step = json.loads(line).get("step")
     except (ValueError, AttributeError):
         return default
-    return step if isinstance(step, int) and not isinstance(step, bool) else default
+    return step if is_int(step) else default
 
 
 def _start_metrics(paths: RunPaths) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 from charlm import __version__
 from charlm.config import CELLS, CLIP_MODES, OPTIMIZERS, ModelConfig, TrainConfig, from_dict, to_dict
 from charlm.errors import ModelFileError
+from charlm.json_numbers import is_int, is_number
 from charlm.nn.model import Model
 from charlm.io.tensorfile import load_tensors, save_tensors
 from charlm.nn.initializers import INITS
@@ -135,22 +136,18 @@ def _build_model(path, tensors: dict, header: dict) -> tuple[Model, Tokenizer, d
 
 def _check_config(path, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
     """Raise ModelFileError naming the first field of the model config that is out of range."""
-    def count(x) -> bool:  # a JSON integer (bool is an int subclass in Python: reject it)
-        return isinstance(x, int) and not isinstance(x, bool)
-
     def number_or_none(x, low: float, high: float) -> bool:  # None: the cell's default
-        return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool) and low < x <= high)
+        return x is None or (is_number(x) and low < x <= high)
 
     checks = [
         ("cell", cfg.cell in CELLS, f"one of {', '.join(CELLS)}"),
         ("init", cfg.init in INITS, f"one of {', '.join(INITS)}"),
-        ("layers", count(cfg.layers) and cfg.layers >= 1, "an integer, at least 1"),
-        ("hidden", count(cfg.hidden) and cfg.hidden >= 1, "an integer, at least 1"),
-        ("embed", count(cfg.embed) and cfg.embed >= 0, "an integer, 0 or more"),
-        ("vocab_size", count(cfg.vocab_size) and cfg.vocab_size == tokenizer.vocab_size,
+        ("layers", is_int(cfg.layers) and cfg.layers >= 1, "an integer, at least 1"),
+        ("hidden", is_int(cfg.hidden) and cfg.hidden >= 1, "an integer, at least 1"),
+        ("embed", is_int(cfg.embed) and cfg.embed >= 0, "an integer, 0 or more"),
+        ("vocab_size", is_int(cfg.vocab_size) and cfg.vocab_size == tokenizer.vocab_size,
          f"the vocabulary's size, {tokenizer.vocab_size}"),
-        ("dropout", isinstance(cfg.dropout, (int, float)) and not isinstance(cfg.dropout, bool)
-         and 0.0 <= cfg.dropout < 1.0, "a number in [0, 1)"),
+        ("dropout", is_number(cfg.dropout) and 0.0 <= cfg.dropout < 1.0, "a number in [0, 1)"),
         ("tie", isinstance(cfg.tie, bool), "true or false"),
         ("locked_dropout", isinstance(cfg.locked_dropout, bool), "true or false"),
         ("tie", not cfg.tie or cfg.embed == cfg.hidden, f"false unless embed equals hidden ({cfg.hidden!r})"),
@@ -250,9 +247,11 @@ def _check_train_state(path, model: Model, arrays: dict, info) -> None:
         if value is None and name in ("steps", "epochs", "time_budget"):
             continue
         if kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = is_number(value) and math.isfinite(value)
+        elif kind is int:
+            ok = is_int(value)
         else:
-            ok = isinstance(value, kind) and not isinstance(value, bool)
+            ok = isinstance(value, kind)
         if not ok or (lowest is not None and value < lowest):
             raise damaged(f"{name} = {value!r}")
     if (train.get("optimizer", "adam") not in OPTIMIZERS or train.get("clip_mode", "norm") not in CLIP_MODES

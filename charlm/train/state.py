@@ -16,6 +16,7 @@ import numpy as np
 from charlm.io.checkpoint import save_training_state
 from charlm.config import to_dict
 from charlm.errors import ModelFileError
+from charlm.json_numbers import is_number
 
 if TYPE_CHECKING:  # train imports this module
     from charlm.train.trainer import Trainer
@@ -112,7 +113,7 @@ def _restore(trainer: "Trainer", arrays: dict, info: dict) -> None:
     fields = {f.name: f for f in dataclasses.fields(Progress)}
     check(isinstance(saved, dict) and set(saved) <= set(fields), "unknown progress fields")
     for name, value in saved.items():
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        number = is_number(value)
         check(number and math.isfinite(value) or (value is None and "None" in fields[name].type),
               f"progress.{name} = {value!r}")
     progress = Progress(**{"schedule_loss": saved.get("best_loss"), **saved})
