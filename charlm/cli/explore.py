@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from charlm.cli.common import ModelOpt, _valid_text, err, user_errors
-from charlm.errors import CharlmError, OptionError
+from charlm.errors import CharlmError, OptionError, write_error
 
 MAX_TOKENS = 20_000
 
@@ -43,7 +43,7 @@ def explore(
         try:
             Path(output).write_text(page, encoding="utf-8")
         except OSError as exc:
-            raise CharlmError(f"cannot write {output}: {exc.strerror or exc}; pick another -o path") from None
+            raise write_error(CharlmError, output, exc, "pick another -o path") from None
         err.print(f"wrote {output} ({len(page.encode()) / 1e3:,.0f} kB): open it in a browser",
                   highlight=False, markup=False)
 
