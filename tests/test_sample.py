@@ -111,6 +111,9 @@ def test_generate_streams_text_stops_at_eos_and_repeats_with_a_seed():
                                 rng=np.random.default_rng(5)))
     pieces = run()
     assert pieces == run()
+    other_seed = list(generate(model, tok, length=500, temp=1.0, prime="ab", until_eos=True,
+                               rng=np.random.default_rng(6)))
+    assert other_seed != pieces  # the seed, not a constant, decides the text
     assert pieces[-1] == "\n" and "\n" not in "".join(pieces[:-1])
     assert all(len(p) == 1 for p in pieces)
     long = list(generate(model, tok, length=150, temp=1.0, rng=np.random.default_rng(1)))

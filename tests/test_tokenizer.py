@@ -1,6 +1,9 @@
 """Tokenizer: vocabulary rules, line breaks, UNK, round trips and streaming decode."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -140,9 +143,21 @@ def test_word_vocab_order_min_count_and_max_vocab():
     assert tok.tokens == [UNK, EOS, "c", "b"]
 
 
-def test_build_is_deterministic():
-    text = "x y z y x w\n" * 3
-    assert build_tokenizer(text, WORD).tokens == build_tokenizer(text, WORD).tokens
+def _word_vocab_in_a_process(text: str, hash_seed: str) -> list[str]:
+    """The word vocabulary of `text` counted in a new Python process with that PYTHONHASHSEED."""
+    code = ("import json, sys; from charlm.config import TokenizerConfig; "
+            "from charlm.data.tokenizer import TokenCounts, Tokenizer; "
+            "counts = TokenCounts('word'); counts.update(sys.stdin.read()); "
+            "print(json.dumps(Tokenizer.from_counts(counts, TokenizerConfig(level='word')).tokens))")
+    out = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": hash_seed})
+    return json.loads(out.stdout)
+
+
+def test_word_vocabulary_follows_the_text_not_string_hashing():
+    text = "x y z y x w\n" * 3  # x, y: 6 each; z, w: 3 each: ties go to the first seen
+    assert _word_vocab_in_a_process(text, "1") == _word_vocab_in_a_process(text, "2") == [UNK, EOS, "x", "y", "z", "w"]
+    assert _word_vocab_in_a_process("w z y x\n" * 3, "1") == [UNK, EOS, "w", "z", "y", "x"]
 
 
 @pytest.mark.parametrize(
