@@ -1,10 +1,10 @@
-"""charlm against PyTorch's CPU build on this machine, side by side: `make bench`.
+"""charlm against PyTorch's CPU build on the machine it runs on, side by side: `make bench`.
 
     python -m benchmarks.bench [--json PATH] [--configs a,b] [--no-torch]
 
 For every configuration it measures training, scoring and sampling tokens/s for both
 frameworks (each measurement in its own process), achieved GEMM GFLOP/s of training against
-this machine's fp32 GEMM peak measured in the same run, peak resident memory of training, the
+the machine's fp32 GEMM peak measured in the same run, peak resident memory of training, the
 cold start of `charlm score "hello"` and the first JIT compile with an empty cache. It prints a
 table with charlm/PyTorch ratios and writes the same figures as JSON. Without torch installed,
 charlm's figures alone.
@@ -182,8 +182,9 @@ def main() -> None:
         print(f"BLAS: {lib['internal_api']} {lib['version']} kernel {lib['architecture']} "
               f"threads {lib['num_threads']} ({Path(lib['filepath']).name})", file=sys.stderr)
     if env["OPENBLAS_CORETYPE"]:
-        print(f"warning: OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} is set; users do not have it: "
-              "run `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench`", file=sys.stderr)
+        print(f"warning: OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} is set: it forces another OpenBLAS "
+              "kernel than the one OpenBLAS picks for this CPU, so the figures may not be typical",
+              file=sys.stderr)
     if not with_torch:
         print("torch not installed: charlm's figures only (pip install torch==2.13.0)", file=sys.stderr)
 

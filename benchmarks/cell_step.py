@@ -2,7 +2,7 @@
 
 Random tokens of tiny-shakespeare's 65 characters, windows of 100, embedding 64, no dropout,
 Adam. The cells take turns (rnn, leaky, leaky with learned rates, esn, esn with a learned
-embedding; three rounds) so that a change in the host's speed touches them all alike; prints
+embedding; three rounds) so that a change in the machine's speed touches them all alike; prints
 each cell's median step of all rounds and the tokens per second that gives. The echo state
 network's step is the forward pass and the decoder's gradient alone (no backpropagation
 through time, nothing kept); with a learned embedding it backpropagates through the reservoir.

@@ -1,4 +1,4 @@
-"""Training over MPI on this host: `make bench-mpi`.
+"""Training over MPI on one host: `make bench-mpi`.
 
     python -m benchmarks.mpi [--configs char-medium,word-small] [--ranks 2]
 

@@ -3,8 +3,8 @@
 Random tokens of the preset's vocabulary size (65 characters, or PTB's 10,000 words), its batch,
 window, model and optimizer; prints the median wall time of STEPS steps (default 20) after 3
 of warm-up, and the tokens per second that gives. No validation, no data loading: the step
-alone. Run it twice with a setting changed between the runs, alternating, to compare (this
-host's speed moves within minutes). For example, OpenBLAS's own spinning of idle threads
+alone. Run it twice with a setting changed between the runs, alternating, to compare (a
+machine's speed moves with its load within minutes). For example, OpenBLAS's own spinning of idle threads
 against charlm's default (charlm/__init__.py):
 
     for i in 1 2 3; do

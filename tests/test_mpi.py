@@ -1,4 +1,4 @@
-"""Data-parallel training over MPI (charlm.train.distributed): `mpiexec -n 2 charlm train` on this host.
+"""Data-parallel training over MPI (charlm.train.distributed): `mpiexec -n 2 charlm train` on one host.
 
 Skipped when mpi4py or mpiexec is missing (`pip install 'charlm[mpi]'` brings both)."""
 

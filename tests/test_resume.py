@@ -194,7 +194,7 @@ def test_kill_9_at_random_moments_then_resume_ends_bit_identical(corpus_file, di
     assert whole.wait(timeout=600) == 0
     whole.stderr.close()
     # Kill moments spread over the first fifth of the training time each, so that five of them
-    # fall before the end however fast this machine is.
+    # fall before the end however fast the steps run.
     duration = time.monotonic() - started
     rng = np.random.default_rng(1)
     kills = 0

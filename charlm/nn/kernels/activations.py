@@ -4,8 +4,8 @@ Inside a Numba-compiled kernel, ``tanh(x)`` and ``sigmoid(x)`` resolve at compil
 
 - float64: the exact functions (``math.tanh``, ``1 / (1 + exp(-x))``). The float64 kernels are
   what the finite-difference gradient checks run, so they must be exact.
-- float32: a clamped rational approximation of tanh that LLVM can vectorize (this Numba has no
-  SVML, so ``math.tanh``/``math.exp`` in a loop are scalar libm calls, several times slower).
+- float32: a clamped rational approximation of tanh that LLVM can vectorize (without Intel's
+  SVML, Numba's ``math.tanh``/``math.exp`` in a loop are scalar libm calls, several times slower).
   sigmoid(x) = 0.5 * tanh(0.5 * x) + 0.5.
 
   The approximation is the [13/6] odd/even rational minimax fit used by Eigen (and TensorFlow)

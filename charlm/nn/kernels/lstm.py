@@ -11,6 +11,7 @@ No division anywhere (Numba's Python error model would put a zero check in the l
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from charlm.nn.kernels._numba import JIT_OPTIONS
@@ -24,21 +25,26 @@ def lstm_forward(xw, w_hh, b_hh, h0, c0, hs, cs, gh, gh_tr, keep):
     backward uses when keep (xw is consumed either way).
     w_hh (4H,H) C-contiguous; b_hh (4H,); h0, c0 (B,H).
     hs (T,B,H): out, h of every step. cs: out, c of every step (T,B,H) if keep, else (1,B,H)
-    holding the last c. gh (B,4H), gh_tr (4H,B): scratch for h_{t-1} W_hh^T."""
+    holding the last c; c0 must not share memory with cs. gh (B,4H), gh_tr (4H,B): scratch for
+    h_{t-1} W_hh^T.
+
+    Without keep, c_{t-1} and c_t alternate between cs[0] and a second buffer, the last step
+    writing cs[0]: a row read and written in place would stop LLVM vectorizing the cell."""
     T, B, _ = xw.shape
+    spare = np.empty_like(cs[0])
+    c_prev = c0
     for t in range(T):
         h_prev = h0 if t == 0 else hs[t - 1]
         if keep:
-            c_prev = c0 if t == 0 else cs[t - 1]
             c_out = cs[t]
         else:
-            c_prev = c0 if t == 0 else cs[0]
-            c_out = cs[0]
+            c_out = cs[0] if (T - 1 - t) % 2 == 0 else spare
         rows_times_transposed(h_prev, w_hh, gh, gh_tr)
         x_t = xw[t]
         h_out = hs[t]
         for b in range(B):
             lstm_row_forward(x_t[b], gh[b], b_hh, c_prev[b], c_out[b], h_out[b])
+        c_prev = c_out
 
 
 @njit(**JIT_OPTIONS)

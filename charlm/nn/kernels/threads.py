@@ -2,9 +2,8 @@
 
 The recurrent loops make one small GEMM per time step ((B, H) x (H, G*H)); a second BLAS thread
 speeds each up by only ~20% and must meet the first at a barrier every step. When another
-process takes a core, that barrier waits for a descheduled thread and a training step became
-several times slower. So the sequential loops
-run their GEMMs on one thread, and the large GEMMs over all B*T rows keep every thread.
+process takes a core, that barrier waits for a descheduled thread and a training step becomes
+several times slower. So the sequential loops run their GEMMs on one thread, and the large GEMMs over all B*T rows keep every thread.
 """
 
 from __future__ import annotations
