@@ -16,9 +16,10 @@ from rich.table import Table
 
 from charlm import __version__
 from charlm.io.checkpoint import default_model_path
-from charlm.cli.common import ModelOpt, ThreadsOpt, _Console, _valid_text, json_safe, use_threads, user_errors
+from charlm.cli.common import ModelOpt, ThreadsOpt, _Console, _valid_text, use_threads, user_errors
 from charlm.config import SEED_MAX
 from charlm.errors import OptionError
+from charlm.json_numbers import json_safe
 
 app = typer.Typer(
     name="charlm",

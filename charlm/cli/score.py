@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from charlm.cli.common import (ModelOpt, ThreadsOpt, _Console, _valid_text, err, json_safe, ranks, use_threads,
-                         user_errors)
+from charlm.cli.common import ModelOpt, ThreadsOpt, _Console, _valid_text, err, ranks, use_threads, user_errors
 from charlm.errors import OptionError
+from charlm.json_numbers import json_safe
 
 
 def score(
