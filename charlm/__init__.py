@@ -13,7 +13,8 @@ Where each idea lives:
   stream blocks.
 - charlm.train: the loop (trainer), gradient clipping by norm or element-wise and the
   optimizers (optim), schedules, validation loss and perplexity (evaluate), the run state
-  that --resume restores (state), the --time budget (budget), MPI (distributed).
+  that --resume restores (state), the model sized to a --time budget (budget) and when such
+  a run stops (time_budget), MPI (distributed).
 - charlm.sample: sampling one token at a time fed back as input, with temperature, top-k,
   top-p; charlm.score: log-probabilities and perplexity of text.
 - charlm.io: the model file (safetensors + JSON header) and training states.

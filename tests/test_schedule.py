@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 from charlm.cli.app import app
 from charlm.train import events
 from charlm.train.schedule import cosine_factor, wsd_factor
-from charlm.train.trainer import VALIDATION_MARGIN
 from conftest import TINY
 
 
@@ -94,40 +93,43 @@ def _timed_trainer(corpus_file, tmp_path, budget=100.0, cell="lstm"):
         cfg=TrainConfig(batch=4, seq_len=16, time_budget=budget, schedule="wsd"))
 
 
-def test_time_budget_stops_before_a_step_and_the_validation_would_overrun(corpus_file, tmp_path):
+def test_the_trainer_stops_when_its_time_budget_is_exhausted(corpus_file, tmp_path, monkeypatch):
+    from charlm.train.time_budget import TimeBudget
+
     trainer = _timed_trainer(corpus_file, tmp_path)
-    pr = trainer.progress
-    pr.elapsed, pr.tokens = 90.0, 9000
-    trainer._step_seconds, trainer._valid_seconds = 2.0, 4.0
-    assert trainer._closing_reserve() == pytest.approx(4.0 * VALIDATION_MARGIN) == pytest.approx(5.0)
-    assert trainer._limit_reached() is None  # 90 + 2 + 5 <= 100: one more step fits
-    pr.elapsed = 93.5
-    assert trainer._limit_reached() == "reached --time 100s"  # 93.5 + 2 + 5 > 100
-    # the schedule runs over the time left for training: it ends where training ends
-    pr.elapsed = 95.0
-    assert trainer._run_fraction() == pytest.approx(1.0)
+    calls = []  # the budget is asked once before the first step, then after each step
+
+    def exhausted_after_three_steps(self, elapsed, tokens, durations):
+        calls.append((elapsed, tokens, durations.step))
+        return len(calls) > 3
+
+    monkeypatch.setattr(TimeBudget, "exhausted", exhausted_after_three_steps)
+    finished = list(trainer.run())[-1]
+    assert finished.reason == "reached --time 100s" and finished.steps == 3
+    assert calls[0] == (0.0, 0, 0.0) and calls[-1][1] == 3 * 4 * 16 and calls[-1][2] > 0
 
 
-def test_a_scheduled_validation_just_before_the_closing_one_is_skipped(corpus_file, tmp_path):
+def test_the_trainer_s_budget_knows_its_validation_text_and_cell(corpus_file, tmp_path):
     trainer = _timed_trainer(corpus_file, tmp_path)
-    trainer.valid_every = 40
-    pr = trainer.progress
-    trainer._step_seconds, trainer._valid_seconds = 0.5, 4.0  # closing reserve 5 s
-    pr.elapsed = 80.0  # after this validation 11 s for 22 steps: over a quarter interval (10 steps)
-    assert not trainer._closing_is_near()
-    pr.elapsed = 86.5  # after it 4.5 s for 9 steps: the closing validation would follow too soon
-    assert trainer._closing_is_near()
-    trainer.cfg = dataclasses.replace(trainer.cfg, time_budget=None)  # --steps/--epochs: never
-    assert not trainer._closing_is_near()
+    budget = trainer.time_budget()
+    assert budget.seconds == 100.0 and budget.valid_tokens == len(trainer.valid_ids)
+    assert budget.validation_speedup == 3.0  # forward only against forward and backward
+    (tmp_path / "esn").mkdir()  # a run of its own: the first trainer holds its output's lock
+    esn = _timed_trainer(corpus_file, tmp_path / "esn", cell="esn")
+    assert esn.time_budget().validation_speedup == 1.0  # it trains by a forward pass alone
+    trainer.cfg = dataclasses.replace(trainer.cfg, time_budget=None, steps=10)
+    assert trainer.time_budget() is None
 
 
 @pytest.mark.parametrize("near,validated", [(False, [5, 10, 12]), (True, [12])])
 def test_the_loop_skips_scheduled_validations_when_the_closing_one_is_near(
-        corpus_file, tmp_path, near, validated):
+        corpus_file, tmp_path, monkeypatch, near, validated):
+    from charlm.train.time_budget import TimeBudget
+
     trainer = _timed_trainer(corpus_file, tmp_path, budget=1e6)
     trainer.cfg = dataclasses.replace(trainer.cfg, steps=12)
     trainer.valid_every = 5
-    trainer._closing_is_near = lambda: near
+    monkeypatch.setattr(TimeBudget, "closing_is_near", lambda *args: near)
     assert [e.step for e in trainer.run() if isinstance(e, events.Validated)] == validated
 
 
@@ -135,27 +137,16 @@ def test_the_reserve_is_the_whole_last_validation_model_save_included(corpus_fil
     import charlm.train.trainer as train_module
 
     trainer = _timed_trainer(corpus_file, tmp_path, budget=1e6)
+    trainer.cfg = dataclasses.replace(trainer.cfg, steps=1)
     monkeypatch.setattr(train_module, "evaluate_in_windows", lambda *a, **k: iter([(1, 2.0)]))
 
     def slow_save(*args, **kwargs):
         time.sleep(0.2)
 
     monkeypatch.setattr(train_module, "save_model", slow_save)
-    list(trainer._validate(time.perf_counter()))  # improves: the model is saved
-    assert trainer._valid_seconds >= 0.2
-
-
-def test_before_any_validation_the_reserve_is_guessed_from_the_training_rate(corpus_file, tmp_path):
-    trainer = _timed_trainer(corpus_file, tmp_path)
-    pr = trainer.progress
-    assert trainer._closing_reserve() == 0.0  # nothing measured yet
-    pr.elapsed, pr.tokens = 10.0, 3000  # 300 tokens/s for training
-    assert trainer._closing_reserve() == pytest.approx(len(trainer.valid_ids) / 900)
-    # an echo state network trains by a forward pass alone: a validation token costs as much
-    (tmp_path / "esn").mkdir()  # a run of its own: the first trainer holds its output's lock
-    esn = _timed_trainer(corpus_file, tmp_path / "esn", cell="esn")
-    esn.progress.elapsed, esn.progress.tokens = 10.0, 3000
-    assert esn._closing_reserve() == pytest.approx(len(esn.valid_ids) / 300)
+    validated = [e for e in trainer.run() if isinstance(e, events.Validated)]
+    assert len(validated) == 1 and validated[0].improved  # the model was saved
+    assert trainer.durations.validation >= 0.2
 
 
 def test_wsd_also_lowers_the_rate_on_a_validation_plateau(corpus_file, tmp_path, monkeypatch):

@@ -2,7 +2,8 @@
 periodic validation with learning-rate decay on plateaus, best-model and resumable-state saves.
 
 `Trainer.run()` is a generator of events (charlm.train.events); it never prints. The run's
-persistent state (Progress, the rollback snapshot, the --resume file) is charlm.train.state.
+persistent state (Progress, the rollback snapshot, the --resume file) is the RunState of
+charlm.train.state; the --time budget's arithmetic is charlm.train.time_budget.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from charlm.train.optim import Optimizer, clip_gradients
 from charlm.train.schedule import BUDGET_SCHEDULES, PLATEAU_DECAYS, budget_factor
 from charlm.nn.stack import threads
 from charlm.data.tokenizer import Tokenizer
-from charlm.train.state import Progress, _Snapshot, restore_state, save_state
+from charlm.train.state import Progress, RunState
+from charlm.train.time_budget import VALIDATION_SPEEDUP, Durations, TimeBudget
 
 # A NaN/inf loss, gradient or validation loss rolls training back to the last good state
 # (the last finite validation, or the start) and halves the learning rate. Training stops
@@ -36,14 +38,6 @@ from charlm.train.state import Progress, _Snapshot, restore_state, save_state
 MAX_DIVERGENCES = 4
 MAX_TOTAL_DIVERGENCES = 12
 EARLY_STOP_DECAYS = 3  # plateaus without improvement before early stopping
-# A --time budget keeps the last validation's duration times this for the closing one: on a
-# shared machine the same validation took 7.1 to 8.1 s in one PTB run, and the closing one ran
-# 2 s past the 600 s budget when the reserve was the last duration alone.
-VALIDATION_MARGIN = 1.25
-# Under --time, a scheduled validation is skipped when it would leave less than this fraction
-# of the validation interval before the closing one: it would score nearly the same weights
-# twice (a PTB 10-minute run validated at step 3,600 and closed at 3,620, 8 s spent twice).
-SKIP_BEFORE_CLOSE = 0.25
 
 
 class Trainer:
@@ -62,9 +56,10 @@ class Trainer:
         self.extra_header = extra_header or {}
         self.stream = BatchStream(train_ids, cfg.batch, cfg.seq_len)
         self.optimizer = Optimizer.for_training(cfg)
-        self.rng = np.random.default_rng(cfg.seed)
+        # position, rollback snapshot, random generator: what --resume restores with the
+        # weights, the optimizer and the stream
+        self.run_state = RunState(state_path, model, tokenizer, self.optimizer, self.stream, cfg.seed)
         self.hidden = self._zero_state()
-        self.progress = Progress()
         # Automatic: twice an epoch, between 10 and 250 steps apart. A validation costs about as
         # much as 15-20 training steps (forward only over the validation text, 10% of the corpus).
         self.valid_every = cfg.valid_every or min(250, max(10, self.stream.windows_per_epoch // 2))
@@ -74,12 +69,7 @@ class Trainer:
         self._validation_interrupted = False
         self._losses: list[float] = []  # train losses since the last log line
         self._last_norm = 0.0
-        # --time includes the closing validation: seconds of the last step and validation
-        self._step_seconds = 0.0
-        self._valid_seconds: float | None = None
-        self._snapshot: _Snapshot | None = None  # taken when run() starts, unless restored
-        self._snapshot_is_current = False  # no optimizer step since it was taken or restored
-        self._last_rollback: tuple[int, int] | None = None  # (step, snapshot step) of the last one
+        self.durations = Durations()  # of the last step and validation: for a --time budget
 
     # ---- control ------------------------------------------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
@@ -91,6 +81,10 @@ class Trainer:
     @property
     def epoch(self) -> float:
         return self.stream.epochs_done
+
+    @property
+    def progress(self) -> Progress:
+        return self.run_state.progress
 
     # ---- the loop -----------------------------------------------------------------------
     def run(self):
@@ -128,8 +122,8 @@ class Trainer:
             total_steps=self._total_steps(), time_budget=cfg.time_budget,
             resumed_from_step=pr.step, threads=threads(),
         )
-        if self._snapshot is None:
-            self._take_snapshot()
+        if self.run_state.snapshot is None:
+            self.run_state.take_snapshot()
         start = time.perf_counter() - pr.elapsed
         interval = _Interval(time.perf_counter(), pr.tokens)
         if pr.interrupted_validation == pr.step:  # resumed where a stop interrupted it
@@ -138,7 +132,7 @@ class Trainer:
         while reason is None:
             t0 = time.perf_counter()
             notice = self._train_step()
-            self._step_seconds = time.perf_counter() - t0
+            self.durations.step = time.perf_counter() - t0
             pr.elapsed = time.perf_counter() - start
             self._agree()
             if notice:
@@ -160,7 +154,7 @@ class Trainer:
         if new_epoch:
             self.hidden = self._zero_state()
         with _quiet_overflow():  # detected below: no RuntimeWarning noise on stderr
-            loss, grads, hidden = self.model.loss_and_grads(x.T, y.T, self.hidden, self.rng,
+            loss, grads, hidden = self.model.loss_and_grads(x.T, y.T, self.hidden, self.run_state.rng,
                                                             streams=self.streams)
             loss = self._sum_over_ranks(grads, loss)
             norm = clip_gradients(grads, cfg.clip, cfg.clip_mode)
@@ -173,7 +167,7 @@ class Trainer:
             self.optimizer.lr = cfg.lr * pr.lr_scale * factor
         with _quiet_overflow():  # an overflow to inf shows as a NaN/inf loss at the next step
             self.optimizer.step(self.model.params, grads)
-        self._snapshot_is_current = False
+        self.run_state.stepped()
         self.hidden = hidden
         pr.step += 1
         pr.tokens += x.size
@@ -184,20 +178,19 @@ class Trainer:
     def _roll_back(self, what: str) -> str:
         """Divergence: restore the last good state, reset the carried state, halve the
         learning rate; the data position moves on. Raises DivergenceError after too many."""
-        pr, snap = self.progress, self._snapshot
+        pr, state = self.progress, self.run_state
         pr.divergences += 1
         pr.total_divergences += 1
         if pr.divergences >= MAX_DIVERGENCES or pr.total_divergences >= MAX_TOTAL_DIVERGENCES:
             raise DivergenceError(self._divergence_message(what))
-        snap.restore(self)
-        self._snapshot_is_current = True
+        snap = state.roll_back()
         # The snapshot's data position has passed: start the next window from a zero state,
         # as at the start of an epoch.
         self.hidden = self._zero_state()
         self.optimizer.lr *= 0.5
         self.progress.lr_scale *= 0.5
-        again = self._last_rollback == (pr.step, snap.step)
-        self._last_rollback = (pr.step, snap.step)
+        again = state.last_rollback == (pr.step, snap.step)
+        state.last_rollback = (pr.step, snap.step)
         if again:  # the same step number: a failed step does not count, the batch moved on
             return (f"training diverged again, on the next batch: rolled back again, learning rate "
                     f"lowered to {self.optimizer.lr:.3g} ({pr.divergences} of {MAX_DIVERGENCES - 1} "
@@ -217,10 +210,6 @@ class Trainer:
                 f"rolling back and lowering the learning rate: start again with a lower --lr "
                 f"(was {cfg.lr:g}) or stronger clipping (was {clip}, try --clip 1); {where}")
 
-    def _take_snapshot(self) -> None:
-        self._snapshot = _Snapshot.take(self)
-        self._snapshot_is_current = True
-
     def _params_finite(self) -> bool:
         return all(np.isfinite(self.model.params[n]).all() for n in self.model.trainable_names())
 
@@ -239,14 +228,14 @@ class Trainer:
             return
         pr.interrupted_validation = -1
         if not (math.isfinite(loss) and self._params_finite()):
-            self._valid_seconds = time.perf_counter() - t0
+            self.durations.validation = time.perf_counter() - t0
             problem = f"the loss is {loss}" if not math.isfinite(loss) else "the weights hold NaN or inf"
             yield events.Notice(self._roll_back(f"the validation of step {pr.step}: {problem}"))
             self._save_state()
             return
         pr.last_valid_step = pr.step
         if scheduled:  # the stop-point validation takes none: --resume stays exact
-            self._take_snapshot()
+            self.run_state.take_snapshot()
             pr.divergences = 0
         improved = pr.best_loss is None or loss < pr.best_loss - 1e-4
         if improved:
@@ -264,7 +253,7 @@ class Trainer:
                 self.optimizer.lr *= cfg.lr_decay
                 pr.lr_scale *= cfg.lr_decay  # wsd: the schedule's rate is lowered from now on
                 yield events.Notice(f"validation plateau: learning rate lowered to {self.optimizer.lr:.3g}")
-        self._valid_seconds = time.perf_counter() - t0  # model save included: the closing one has it too
+        self.durations.validation = time.perf_counter() - t0  # model save included: the closing one has it too
         pr.elapsed = time.perf_counter() - start
         bpc = bits_per_char(loss) if self.tokenizer.level == "char" else None
         yield events.Validated(pr.step, self.epoch, loss, perplexity(loss), bpc, improved, pr.elapsed,
@@ -295,46 +284,36 @@ class Trainer:
             return f"reached --steps {cfg.steps}"
         if cfg.epochs is not None and self.epoch >= cfg.epochs:
             return f"reached --epochs {cfg.epochs:g}"
-        if cfg.time_budget is not None and self._seconds_for_training() < self._step_seconds:
+        budget = self.time_budget()
+        if budget is not None and budget.exhausted(pr.elapsed, pr.tokens, self.durations):
             return f"reached --time {cfg.time_budget:g}s"
         if self._unbounded() and pr.plateaus_since_best >= EARLY_STOP_DECAYS:
             return "validation loss stopped improving (early stopping)"
         return None
 
-    def _closing_is_near(self) -> bool:
-        """Under --time: would a validation now leave less than SKIP_BEFORE_CLOSE of a validation
-        interval (in steps at the last step's pace) before the closing one?"""
-        if self.cfg.time_budget is None or self._step_seconds <= 0:
-            return False
-        seconds_left = self._seconds_for_training() - (self._valid_seconds or 0.0)
-        return seconds_left < SKIP_BEFORE_CLOSE * self.valid_every * self._step_seconds
+    def time_budget(self) -> TimeBudget | None:
+        """The --time budget of this run and its validation text (None: no --time)."""
+        if self.cfg.time_budget is None:
+            return None
+        # read-out training (an echo state network's) is a forward pass, as a validation is
+        speedup = 1.0 if self.model.config.read_out_only else VALIDATION_SPEEDUP
+        return TimeBudget(self.cfg.time_budget, len(self.valid_ids), speedup)
 
-    def _seconds_for_training(self) -> float:
-        """What the --time budget has left once the closing validation's reserve is kept."""
-        return self.cfg.time_budget - self.progress.elapsed - self._closing_reserve()
+    def _closing_is_near(self) -> bool:
+        """Under --time: would a scheduled validation now come too close before the closing one?"""
+        budget, pr = self.time_budget(), self.progress
+        return budget is not None and budget.closing_is_near(pr.elapsed, pr.tokens, self.durations,
+                                                             self.valid_every)
 
     def _run_fraction(self) -> float:
         """How far the run is, 0..1: by steps when --steps/--epochs bound it (reproducible),
         else by the --time budget."""
-        total = self._total_steps()
+        total, pr = self._total_steps(), self.progress
         if total:
-            return self.progress.step / total
+            return pr.step / total
         if not self.cfg.time_budget:
             return 0.0
-        return self.progress.elapsed / max(self.cfg.time_budget - self._closing_reserve(), 1e-9)
-
-    def _closing_reserve(self) -> float:
-        """Seconds kept at the end of a --time budget for the closing validation: the last one's
-        duration with a margin, or before any, a guess from the training rate (a validation token costs
-        about a third of a training token: forward only; as much as one when training runs the
-        forward alone, as an echo state network's does)."""
-        if self._valid_seconds is not None:
-            return VALIDATION_MARGIN * self._valid_seconds
-        pr = self.progress
-        if pr.tokens == 0 or pr.elapsed <= 0:
-            return 0.0
-        cheaper = 1.0 if self.model.config.read_out_only else 3.0
-        return len(self.valid_ids) / (cheaper * pr.tokens / pr.elapsed)
+        return self.time_budget().fraction(pr.elapsed, pr.tokens, self.durations)
 
     def _unbounded(self) -> bool:
         cfg = self.cfg
@@ -364,11 +343,7 @@ class Trainer:
         full = self.world.gather_streams(self.hidden, self.cfg.batch)
         if not self.world.is_root:
             return
-        local, self.hidden = self.hidden, full
-        try:
-            save_state(self)  # charlm.train.state
-        finally:
-            self.hidden = local
+        self.run_state.save(full, self.cfg, self._header())
 
     # ---- ranks --------------------------------------------------------------------------
     def _zero_state(self) -> np.ndarray:
@@ -389,11 +364,12 @@ class Trainer:
             return
         root = self.world.is_root
         pr = self.progress
+        timed = self.durations
         mine = np.array([1.0 if self._stop_reason else 0.0] + [
             v if root else -np.inf
-            for v in (pr.elapsed, self._step_seconds, -1.0 if self._valid_seconds is None else self._valid_seconds)])
-        stop, pr.elapsed, self._step_seconds, valid = self.world.agree(mine).tolist()
-        self._valid_seconds = None if valid < 0 else valid
+            for v in (pr.elapsed, timed.step, -1.0 if timed.validation is None else timed.validation)])
+        stop, pr.elapsed, timed.step, valid = self.world.agree(mine).tolist()
+        timed.validation = None if valid < 0 else valid
         if stop:
             self._agreed_stop = self._stop_reason or "stopped on another rank"
 
@@ -405,9 +381,9 @@ class Trainer:
     def restore(self, arrays: dict, info: dict) -> None:
         """Continue exactly where a saved state left off. Raises ModelFileError when the state
         does not fit this model and configuration (a damaged or hand-edited file)."""
-        restore_state(self, arrays, info)
+        hidden = self.run_state.restore(arrays, info, self.cfg)
         s0, s1 = self.streams  # the state holds every stream's; this rank continues its own
-        self.hidden = np.ascontiguousarray(self.hidden[:, :, s0:s1])
+        self.hidden = np.ascontiguousarray(hidden[:, :, s0:s1])
 
     def _finished(self, reason: str) -> events.Finished:
         pr = self.progress
