@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from charlm.nn.cells import REGISTRY as _CELL_REGISTRY
 from charlm.train.schedule import WSD_DECAY
 
-CELLS = ("lstm", "gru", "rnn", "leaky", "esn")
+CELLS = tuple(_CELL_REGISTRY)  # the cell types of the registry (charlm.nn.cells)
 OPTIMIZERS = ("adam", "adamw", "sgd")
 CLIP_MODES = ("norm", "value")
 LEVELS = ("char", "word")
@@ -18,12 +19,9 @@ SEED_MAX = 2**63 - 1
 
 # Gates per cell, in PyTorch's order: LSTM i,f,g,o; GRU r,z,n; RNN one tanh pre-activation;
 # the leaky unit and the echo state network's reservoir one tanh pre-activation, as the RNN.
-GATES = {"lstm": 4, "gru": 3, "rnn": 1, "leaky": 1, "esn": 1}
+GATES = {name: cell.gates for name, cell in _CELL_REGISTRY.items()}
 # Cells whose state leaks: s_t = (1 - a) * s_{t-1} + a * tanh(x_t W_ih^T + b_ih + s_{t-1} W_hh^T + b_hh)
-LEAKY_CELLS = ("leaky", "esn")
-# The leak rate a when none is given: halfway for the leaky unit (a = 1 is the plain RNN),
-# none for the reservoir (the classical echo state network).
-DEFAULT_LEAK = {"leaky": 0.5, "esn": 1.0}
+LEAKY_CELLS = tuple(name for name, cell in _CELL_REGISTRY.items() if cell.leaky)
 DEFAULT_SPECTRAL_RADIUS = 0.9  # esn: largest eigenvalue modulus of the reservoir's W_hh
 
 
@@ -41,7 +39,7 @@ class ModelConfig:
     locked_dropout: bool = False
     tie: bool = False  # decoder.weight is embedding.weight (needs embed == hidden)
     init: str = "uniform"  # initial weights: see charlm.nn.initializers.INITS
-    # leaky, esn: the leak rate a in (0, 1]; None means DEFAULT_LEAK of the cell
+    # leaky, esn: the leak rate a in (0, 1]; None means the cell's default_leak (charlm.nn.cells)
     leak: float | None = None
     # leaky: one rate per unit, learned: a = sigmoid(rnn.leak_logit_l{layer}), starting at `leak`
     learn_leak: bool = False
@@ -52,14 +50,14 @@ class ModelConfig:
 
     @property
     def gates(self) -> int:
-        return GATES[self.cell]
+        return _CELL_REGISTRY[self.cell].gates
 
     @property
     def leak_rate(self) -> float:
         """The leak rate a of a leaky cell (the starting rate when learned); 1 for the others."""
         if self.leak is not None:
             return self.leak
-        return DEFAULT_LEAK.get(self.cell, 1.0)
+        return _CELL_REGISTRY[self.cell].default_leak if self.cell in _CELL_REGISTRY else 1.0
 
     @property
     def radius(self) -> float:

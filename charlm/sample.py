@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from charlm.nn.kernels.sampling import CELL_CODES, _sample_tokens
+from charlm.nn.kernels.sampling import sample_tokens
 from charlm.nn.kernels.threads import sequential_blas
 from charlm.nn.model import Model
 from charlm.data.tokenizer import Tokenizer
@@ -40,7 +40,7 @@ class _SamplerWeights:
         layer = lambda name, l: p[f"rnn.{name}_l{l}"]  # noqa: E731
         t = lambda a: np.ascontiguousarray(a.T)  # noqa: E731
         arrange = (lambda a: a) if streams == 1 else t
-        self.cell = CELL_CODES[cfg.cell]
+        self.cell = cfg.cell
         self.emb = p["embedding.weight"] if cfg.embed > 0 else np.zeros((0, 0), np.float32)
         self.w_ih0 = arrange(layer("weight_ih", 0))
         upper = [arrange(layer("weight_ih", l)) for l in range(1, L)]
@@ -54,6 +54,7 @@ class _SamplerWeights:
         self.dec_w, self.dec_b = arrange(p["decoder.weight"]), p["decoder.bias"]
 
     def args(self) -> tuple:
+        """The arguments of sample_tokens before the state: the cell, then the weights."""
         return (self.cell, self.emb, self.w_ih0, self.w_ih, self.b_ih, self.w_hh_t, self.b_hh,
                 self.leak, self.retain, self.dec_w, self.dec_b)
 
@@ -96,7 +97,7 @@ def generate_samples(model: Model, tokenizer: Tokenizer, *, num: int, length: in
         out = np.empty((n, num), np.int64)
         probs = np.empty((n, num), np.float64)
         with sequential_blas():  # a step's products are small: a second BLAS thread costs more than it saves
-            steps = _sample_tokens(*w.args(), state, tokens, rng.random((n, num)), float(temp), int(top_k),
+            steps = sample_tokens(*w.args(), state, tokens, rng.random((n, num)), float(temp), int(top_k),
                                    float(top_p), tokenizer.unk_id, tokenizer.eos_id, until_eos, out,
                                    probs, active)
         yield from texts.add(out[:steps], probs[:steps])

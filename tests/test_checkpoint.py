@@ -15,7 +15,7 @@ from charlm.io.checkpoint import (
     save_model,
     save_training_state,
 )
-from charlm.config import ModelConfig, TokenizerConfig
+from charlm.config import CELLS, ModelConfig, TokenizerConfig
 from charlm.errors import ModelFileError
 from charlm.nn.model import Model
 from charlm.score import score_text
@@ -63,7 +63,7 @@ def saved(tmp_path):
 
 
 @pytest.mark.parametrize("embed", [6, 0])
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "leaky", "esn"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_round_trip(tmp_path, cell, embed):
     model, tok = make(cell, embed=embed, locked=cell == "gru")
     path = tmp_path / "m.safetensors"

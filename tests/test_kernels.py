@@ -7,12 +7,14 @@ import pytest
 
 from charlm.config import GATES
 from charlm.nn.kernels.linalg import rows_times_transposed
-from charlm.nn.recurrent import RecurrentGrads, recurrent_backward, recurrent_forward
+from charlm.nn.recurrent import RecurrentGrads
 
 try:
     from tests import reference as ref
+    from tests.whole_sequence import recurrent_backward, recurrent_forward
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path
     import reference as ref
+    from whole_sequence import recurrent_backward, recurrent_forward
 
 from kernel_arrays import exp_array, sigmoid_array, tanh_array
 

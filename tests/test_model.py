@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from charlm.io.checkpoint import expected_shapes
-from charlm.config import ModelConfig
+from charlm.config import CELLS, ModelConfig
 from charlm.nn.model import Model
 
-CELLS = ("lstm", "gru", "rnn", "leaky", "esn")
 TORCH_CELLS = ("lstm", "gru", "rnn")  # the cells PyTorch has
 V, E, H, T, B = 7, 5, 6, 4, 3
 # The leaky unit learns its leak rates here (a fixed rate is the same path without dL/da); the

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from charlm.config import ModelConfig
+from charlm.config import CELLS, ModelConfig
 from charlm.nn.model import Model
 from charlm.nn.quick import quick_logprobs
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "leaky", "esn"])
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("embed", [6, 0])
 def test_quick_path_equals_the_kernels(cell, embed):
     model = Model.create(ModelConfig(cell=cell, vocab_size=11, embed=embed, hidden=9, layers=2, dropout=0.3))

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from charlm.config import ModelConfig
+from charlm.config import CELLS, ModelConfig
 from charlm.nn.model import Model
 from charlm.sample import _SamplerWeights, generate
-from charlm.nn.kernels.sampling import _sample_tokens
+from charlm.nn.kernels.sampling import sample_tokens
 from charlm.data.tokenizer import Tokenizer
 
 from sampling_reference import next_token_distribution
@@ -44,7 +44,7 @@ def compiled(model: Model, start: int, uniforms, temp: float, top_k: int, banned
     K = columns.shape[1]
     out = np.empty(columns.shape, np.int64)
     probs = np.empty(columns.shape, np.float64)
-    n = _sample_tokens(*_SamplerWeights(model, K).args(), model.zero_state(K), np.full(K, start, np.int64),
+    n = sample_tokens(*_SamplerWeights(model, K).args(), model.zero_state(K), np.full(K, start, np.int64),
                        np.ascontiguousarray(columns), float(temp), top_k, float(top_p), banned, 1, False,
                        out, probs, np.ones(K, np.bool_))
     if with_probs:
@@ -52,7 +52,7 @@ def compiled(model: Model, start: int, uniforms, temp: float, top_k: int, banned
     return out[:n, 0].tolist() if uniforms.ndim == 1 else out[:n].T.tolist()
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "leaky", "esn"])
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("embed", [5, 0])
 @pytest.mark.parametrize("temp,top_k,top_p", [(1.0, 0, 1.0), (0.7, 0, 1.0), (1.3, 4, 1.0), (0.0, 0, 1.0),
                                                (1.0, 0, 0.8), (1.3, 5, 0.6), (0.8, 0, 0.3)])
@@ -63,7 +63,7 @@ def test_compiled_sampler_draws_what_the_numpy_twin_draws(cell, embed, temp, top
     assert compiled(model, 1, uniforms, temp, top_k, banned=0, top_p=top_p) == expected
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "leaky", "esn"])
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("embed", [5, 0])
 def test_streams_drawn_together_draw_what_each_draws_alone(cell, embed):
     model = make_model(cell, embed)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import charlm.score as score
-from charlm.config import ModelConfig
+from charlm.config import CELLS, ModelConfig
 from charlm.nn.model import Model
 from charlm.score import score_batch, score_lines, score_text
 from charlm.data.tokenizer import Tokenizer
@@ -28,7 +28,7 @@ def _lines(n: int, seed: int = 0) -> list[str]:
     return ["".join(rng.choice(alphabet, size=k)) for k in lengths]
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "leaky", "esn"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_batched_lines_equal_lines_scored_one_by_one(monkeypatch, cell):
     model, tokenizer = _model(cell)
     lines = _lines(40)

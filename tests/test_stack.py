@@ -11,10 +11,14 @@ import pytest
 import charlm.nn.stack as stack
 from charlm.config import ModelConfig
 from charlm.nn.model import Model
-from charlm.nn.recurrent import (recurrent_backward, recurrent_backward_finish,
-                              recurrent_backward_start, recurrent_backward_steps,
-                              recurrent_forward, recurrent_start, recurrent_steps)
+from charlm.nn.recurrent import (recurrent_backward_finish, recurrent_backward_start,
+                                 recurrent_backward_steps, recurrent_start, recurrent_steps)
 from charlm.nn.stack import chunk_bounds, run_wavefront
+
+try:
+    from tests.whole_sequence import recurrent_backward, recurrent_forward
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path
+    from whole_sequence import recurrent_backward, recurrent_forward
 
 
 @pytest.mark.parametrize("steps", [1, 3, 4, 35, 100, 257])

@@ -259,6 +259,6 @@ def _check_train_state(path, model: Model, arrays: dict, info) -> None:
         raise damaged(f"optimizer {train.get('optimizer')!r}, clip mode {train.get('clip_mode')!r}")
     cfg = model.config
     hidden = arrays.get("hidden")
-    expected = (cfg.layers, 2 if cfg.cell == "lstm" else 1, train.get("batch", TrainConfig.batch), cfg.hidden)
+    expected = (cfg.layers, model.state_slots, train.get("batch", TrainConfig.batch), cfg.hidden)
     if hidden is None or tuple(hidden.shape) != expected:
         raise damaged(f"hidden state {None if hidden is None else tuple(hidden.shape)}, expected {expected}")

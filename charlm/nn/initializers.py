@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from charlm.config import ModelConfig
+from charlm.nn.cells import get_cell
 from charlm.nn.reservoir import reservoir_layer
 
 
@@ -108,9 +109,10 @@ def _recurrent(cfg: ModelConfig, rng: np.random.Generator, bound: float):
                 rng.uniform(-bound, bound, G * H))
     w_hh = np.concatenate([orthogonal(rng, H) for _ in range(G)])
     bias_ih, bias_hh = np.zeros(G * H), np.zeros(G * H)
-    if cfg.cell == "lstm":
-        bias_ih[H : 2 * H] = 0.5  # forget gate: b_ih + b_hh = 1
-        bias_hh[H : 2 * H] = 0.5
+    forget = get_cell(cfg.cell).forget_gate
+    if forget is not None:  # b_ih + b_hh = 1
+        bias_ih[forget * H : (forget + 1) * H] = 0.5
+        bias_hh[forget * H : (forget + 1) * H] = 0.5
     return w_hh, bias_ih, bias_hh
 
 

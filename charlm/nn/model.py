@@ -7,7 +7,7 @@ projections, decoder, weight gradients) is one BLAS GEMM here.
 
 Shapes: T time steps, B streams, H hidden, E embedding, V vocabulary, G gates, L layers,
 N = T*B rows. Tokens are time-major (T, B). The recurrent state is one array (L, S, B, H) with
-S = 2 for the LSTM (h, c) and 1 otherwise.
+S the cell's state slots (charlm.nn.cells): 2 for the LSTM (h, c), 1 otherwise.
 
 The leaky unit (cell "leaky") is nn.RNN's layer with a leak rate a per unit (the config's, or
 learned as `rnn.leak_logit_l{layer}`, a = sigmoid(logit)). The echo state network (cell "esn")
@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from charlm.nn.blocks import BlockLayout
-from charlm.config import LEAKY_CELLS, ModelConfig
+from charlm.config import ModelConfig
+from charlm.nn.cells import Cell, get_cell
 from charlm.nn.initializers import init_params
 from charlm.nn.losses import fused_softmax_xent_, fused_target_logprobs
 
@@ -66,8 +67,12 @@ class Model:
 
     # ---- bookkeeping -------------------------------------------------------------------
     @property
+    def cell(self) -> Cell:
+        return get_cell(self.config.cell)
+
+    @property
     def state_slots(self) -> int:
-        return 2 if self.config.cell == "lstm" else 1
+        return self.cell.state_slots
 
     def zero_state(self, batch: int) -> np.ndarray:
         cfg = self.config
@@ -93,7 +98,7 @@ class Model:
         """(H,) the leak rates a of a leaky cell's layer, in the parameters' dtype; None for the
         other cells."""
         cfg = self.config
-        if cfg.cell not in LEAKY_CELLS:
+        if not self.cell.leaky:
             return None
         dtype = self.params["decoder.bias"].dtype
         if cfg.learn_leak:
@@ -285,7 +290,9 @@ class Model:
         # below chunk by chunk inside the wavefront.
         dhs = [np.empty((N, H), dlogits.dtype) for _ in range(L - 1)]
         dhs.append(_apply_mask(matmul(dlogits, p["decoder.weight"]), masks[L]))
-        dghs = [np.empty((N, 3 * H), dlogits.dtype) if cfg.cell == "gru" else None for _ in range(L)]
+        # dL/d(h W_hh^T + b_hh) (N, G*H) per layer, for the cells whose backward writes it apart
+        apart = self.cell.hidden_grad_apart
+        dghs = [np.empty((N, cfg.gates * H), dlogits.dtype) if apart else None for _ in range(L)]
         for k, block in enumerate(trace.caches):
             for layer, cache in enumerate(block):
                 recurrent_backward_start(cache, dgh=None if dghs[layer] is None else layout.view(dghs[layer], k))

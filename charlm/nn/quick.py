@@ -4,7 +4,8 @@
 in each new process before its first kernel runs (importing it, then loading its compiled
 kernels), far longer than the arithmetic of a few dozen tokens. This module does the same
 forward pass with numpy alone, one step at a time; charlm.score uses it for short inputs and
-the compiled kernels for everything else. The tests check both give the same numbers.
+the compiled kernels for everything else. Each step is the cell's numpy step from the registry
+(charlm.nn.cells). The tests check both give the same numbers.
 """
 
 from __future__ import annotations
@@ -17,53 +18,32 @@ from charlm.nn.model import Model
 QUICK_MAX_TOKENS = 256  # up to this many steps the numpy loop beats Numba's start-up
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * np.tanh(0.5 * x) + 0.5
-
-
-def _step(cell: str, xw: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray | None,
-          leak: np.ndarray | None = None):
-    """One step of a cell (PyTorch's equations; the leaky cells' with leak rates a (H,)) from
-    xw = x W_ih^T + b_ih and gh = h W_hh^T + b_hh."""
-    if cell == "lstm":
-        i, f, g, o = np.split(xw + gh, 4, axis=-1)
-        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        return _sigmoid(o) * np.tanh(c), c
-    if cell == "gru":
-        xr, xz, xn = np.split(xw, 3, axis=-1)
-        hr, hz, hn = np.split(gh, 3, axis=-1)
-        r, z = _sigmoid(xr + hr), _sigmoid(xz + hz)
-        n = np.tanh(xn + r * hn)
-        return n + z * (h - n), None
-    if leak is not None:
-        return (1 - leak) * h + leak * np.tanh(xw + gh), None
-    return np.tanh(xw + gh), None
-
-
 def quick_states(model: Model, tokens: np.ndarray, state: np.ndarray, keep_cells: bool = False):
     """Run the stack over tokens (T, B) from state (L, S, B, H), one step at a time in numpy.
 
     Returns (hidden, cells, new_state): hidden is a list of L arrays (T, B, H), each layer's
-    output after every step (hidden[-1] feeds the decoder); cells likewise holds the LSTM cell
-    states when keep_cells (else None).
+    output after every step (hidden[-1] feeds the decoder); cells likewise holds the second state
+    slot (the LSTM's cell states) when keep_cells (else None).
     """
     cfg, p = model.config, model.params
     T, B = tokens.shape
     x = p["embedding.weight"][tokens] if cfg.embed > 0 else None
     new_state = np.empty_like(state)
     hidden: list[np.ndarray] = []
-    cells: list[np.ndarray] | None = [] if keep_cells and cfg.cell == "lstm" else None
+    cell = model.cell
+    two_slots = cell.state_slots == 2
+    cells: list[np.ndarray] | None = [] if keep_cells and two_slots else None
     for layer in range(cfg.layers):
         w_ih, b_ih = p[f"rnn.weight_ih_l{layer}"], p[f"rnn.bias_ih_l{layer}"]
         w_hh, b_hh = p[f"rnn.weight_hh_l{layer}"], p[f"rnn.bias_hh_l{layer}"]
         xw = (w_ih.T[tokens] if x is None else x @ w_ih.T) + b_ih  # (T, B, G*H)
         h = state[layer, 0]
-        c = state[layer, 1] if cfg.cell == "lstm" else None
+        c = state[layer, 1] if two_slots else None
         leak = model.leak_rates(layer)
         hs = np.empty((T, B, cfg.hidden), state.dtype)
         cs = np.empty((T, B, cfg.hidden), state.dtype) if cells is not None else None
         for t in range(T):
-            h, c = _step(cfg.cell, xw[t], h @ w_hh.T + b_hh, h, c, leak)
+            h, c = cell.numpy_step(xw[t], h @ w_hh.T + b_hh, h, c, leak)
             hs[t] = h
             if cs is not None:
                 cs[t] = c

@@ -9,16 +9,19 @@ The hidden-side gradient of the n part, d(gh_n) = dn_pre * r, differs from d(xw_
 so the backward writes the hidden side's gradient d(gh) (T,B,3H) apart from dL/dxw: one
 contiguous array, whose T*B rows give dW_hh in GEMMs that read it in place, and db_hh.
 
-Private kernels: arrays in, arrays out, all preallocated by charlm.nn.recurrent. Time-major layout.
+The kernels take arrays, all preallocated, and write into them. Time-major layout. The cell
+interface (charlm.nn.cells; contracts in charlm.nn.kernels.rnn) is at the end.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from charlm.nn.kernels._numba import JIT_OPTIONS
 from charlm.nn.kernels.activations import dsigmoid, dtanh, sigmoid, tanh
 from charlm.nn.kernels.linalg import rows_times_transposed
+from charlm.nn.kernels.sampling import sample_loop
 
 
 @njit(**JIT_OPTIONS)
@@ -107,3 +110,46 @@ def _cell_backward(gb, gnb, hp, dhb, dhr, dgb, dzb):
         dgb[H + k] = dz_pre
         dgb[2 * H + k] = dn_pre * r
         dzb[k] = dhv * z
+
+
+# --- the cell interface (charlm.nn.cells) -----------------------------------------------------
+
+
+def start_forward(cache) -> None:
+    """cache.stored = (ghn,): gh_n of every step (T,B,H) when keep, else (1,B,H) scratch."""
+    T, B, H = cache.hs.shape
+    dtype = cache.hs.dtype
+    cache.stored = (np.empty((T if cache.keep else 1, B, H), dtype),)
+    # h_{t-1} W_hh^T of one step, and the same transposed (see rows_times_transposed)
+    cache.scratch = (np.empty((B, 3 * H), dtype), np.empty((3 * H, B), dtype))
+
+
+def forward_steps(cache, h_prev, a: int, b: int) -> None:
+    (ghn,) = cache.stored
+    gru_forward(cache.xw[a:b], cache.w_hh, cache.b_hh, h_prev, cache.hs[a:b],
+                ghn[a:b] if cache.keep else ghn, *cache.scratch, cache.keep)
+
+
+def start_backward(cache) -> None:
+    """The backward writes cache.dgh (the cell is hidden_grad_apart)."""
+    B, H = cache.h0.shape
+    dtype = cache.hs.dtype
+    cache.scratch = (np.empty((B, H), dtype), np.empty((H, B), dtype))  # dhz, dh transposed
+
+
+def backward_steps(cache, dhs, h_prev, a: int, b: int) -> None:
+    (ghn,) = cache.stored
+    gru_backward(cache.xw[a:b], ghn[a:b], cache.hs[a:b], h_prev, cache.w_hh_t, dhs[a:b],
+                 cache.dh, cache.dgh[a:b], *cache.scratch)
+
+
+@njit(**JIT_OPTIONS)
+def row_step(xb, gb, b_hh, leak, retain, h, c, work):
+    h_new = work[0]
+    gru_row_forward(xb, gb, b_hh, h, h_new, work[1])
+    h[:] = h_new
+
+
+@njit(**JIT_OPTIONS)
+def sample_tokens(args):
+    return sample_loop(row_step, args)

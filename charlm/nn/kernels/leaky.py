@@ -12,16 +12,19 @@ from step t+1):
     dL/ds_{t-1}          = g_t * (1 - a) + dL/d(pre-activation) W_hh
     dL/da               += g_t * (u_t - s_{t-1})     (summed over steps and streams)
 
-Private kernels: arrays in, arrays out, all preallocated by charlm.nn.recurrent. Time-major layout.
+The kernels take arrays, all preallocated, and write into them. Time-major layout. The cell
+interface (charlm.nn.cells; contracts in charlm.nn.kernels.rnn) is at the end.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from charlm.nn.kernels._numba import JIT_OPTIONS
 from charlm.nn.kernels.activations import dtanh, tanh
 from charlm.nn.kernels.linalg import rows_times_transposed
+from charlm.nn.kernels.sampling import sample_loop
 
 
 @njit(**JIT_OPTIONS)
@@ -84,3 +87,42 @@ def _row_backward(ub, sp, dhb, dhr, leak, retain, dleak, kb):
         dleak[k] += g * (u - sp[k])
         kb[k] = g * retain[k]
         ub[k] = g * leak[k] * dtanh(u)
+
+
+# --- the cell interface (charlm.nn.cells) -----------------------------------------------------
+
+
+def start_forward(cache) -> None:
+    B, H = cache.h0.shape
+    cache.scratch = (np.empty((H, B), cache.hs.dtype),)  # h_tr; the product goes into hs[t]
+
+
+def forward_steps(cache, h_prev, a: int, b: int) -> None:
+    leaky_forward(cache.xw[a:b], cache.w_hh, cache.b_hh, cache.leak, cache.retain, h_prev,
+                  cache.hs[a:b], *cache.scratch)
+
+
+def start_backward(cache) -> None:
+    """The backward adds dL/da into cache.dleak (the cell is leaky)."""
+    B, H = cache.h0.shape
+    dtype = cache.hs.dtype
+    # the direct part of dh, g * (1 - a); dh transposed
+    cache.scratch = (np.empty((B, H), dtype), np.empty((H, B), dtype))
+
+
+def backward_steps(cache, dhs, h_prev, a: int, b: int) -> None:
+    leaky_backward(cache.xw[a:b], cache.hs[a:b], h_prev, cache.w_hh_t, cache.leak, cache.retain,
+                   dhs[a:b], cache.dh, cache.dleak, *cache.scratch)
+
+
+@njit(**JIT_OPTIONS)
+def row_step(xb, gb, b_hh, leak, retain, h, c, work):
+    h_new = work[0]
+    for k in range(h.shape[0]):
+        h_new[k] = retain[k] * h[k] + leak[k] * tanh(xb[k] + gb[k] + b_hh[k])
+    h[:] = h_new
+
+
+@njit(**JIT_OPTIONS)
+def sample_tokens(args):
+    return sample_loop(row_step, args)

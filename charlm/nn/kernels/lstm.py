@@ -5,8 +5,9 @@
     c_t = f * c_{t-1} + i * g
     h_t = o * tanh(c_t)
 
-Private kernels: arrays in, arrays out, all preallocated by charlm.nn.recurrent. Time-major layout.
-No division anywhere (Numba's Python error model would put a zero check in the loop).
+The kernels take arrays, all preallocated, and write into them. Time-major layout. No division
+anywhere (Numba's Python error model would put a zero check in the loop). The cell interface
+(charlm.nn.cells; contracts in charlm.nn.kernels.rnn) is at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from numba import njit
 from charlm.nn.kernels._numba import JIT_OPTIONS
 from charlm.nn.kernels.activations import dsigmoid, dtanh, sigmoid, tanh
 from charlm.nn.kernels.linalg import rows_times_transposed
+from charlm.nn.kernels.sampling import sample_loop
 
 
 @njit(**JIT_OPTIONS)
@@ -107,3 +109,52 @@ def _cell_backward(gb, cb, cp, dhb, dhr, dcb):
         gb[H + k] = dcv * cp[k] * dsigmoid(f)
         gb[2 * H + k] = dcv * i * dtanh(g)
         gb[3 * H + k] = dhv * tc * dsigmoid(o)
+
+
+# --- the cell interface (charlm.nn.cells) -----------------------------------------------------
+
+
+def start_forward(cache) -> None:
+    """cache.stored = (cs,): c of every step (T,B,H) when keep, else (1,B,H) the running c."""
+    T, B, H = cache.hs.shape
+    dtype = cache.hs.dtype
+    cache.stored = (np.empty((T if cache.keep else 1, B, H), dtype),)
+    # h_{t-1} W_hh^T of one step, and the same transposed (see rows_times_transposed)
+    cache.scratch = (np.empty((B, 4 * H), dtype), np.empty((4 * H, B), dtype))
+
+
+def forward_steps(cache, h_prev, a: int, b: int) -> None:
+    (cs,) = cache.stored
+    if cache.keep:
+        c_prev, c_out = (cache.c0 if a == 0 else cs[a - 1]), cs[a:b]
+    else:  # cs holds only the running c, updated in place
+        c_prev, c_out = (cache.c0 if a == 0 else cs[0].copy()), cs
+    lstm_forward(cache.xw[a:b], cache.w_hh, cache.b_hh, h_prev, c_prev, cache.hs[a:b], c_out,
+                 *cache.scratch, cache.keep)
+    if b == cache.steps:
+        cache.c_last = cs[-1].copy()
+
+
+def start_backward(cache) -> None:
+    B, H = cache.h0.shape
+    cache.scratch = (np.empty((H, B), cache.hs.dtype),)  # dh transposed
+
+
+def backward_steps(cache, dhs, h_prev, a: int, b: int) -> None:
+    (cs,) = cache.stored
+    c_prev = cache.c0 if a == 0 else cs[a - 1]
+    lstm_backward(cache.xw[a:b], cs[a:b], c_prev, cache.w_hh_t, dhs[a:b], cache.dh, cache.dc,
+                  *cache.scratch)
+
+
+@njit(**JIT_OPTIONS)
+def row_step(xb, gb, b_hh, leak, retain, h, c, work):
+    h_new, c_new = work[0], work[1]
+    lstm_row_forward(xb, gb, b_hh, c, c_new, h_new)
+    c[:] = c_new
+    h[:] = h_new
+
+
+@njit(**JIT_OPTIONS)
+def sample_tokens(args):
+    return sample_loop(row_step, args)

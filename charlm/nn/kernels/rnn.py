@@ -4,16 +4,20 @@
 
 The activations are the outputs hs themselves, so the forward stores nothing else.
 
-Private kernels: arrays in, arrays out, all preallocated by charlm.nn.recurrent. Time-major layout.
+The kernels take arrays, all preallocated, and write into them. Time-major layout. The cell
+interface at the end (charlm.nn.cells.KERNEL_INTERFACE) is what every cell's kernel file
+defines; its contracts are stated here, the smallest cell.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from charlm.nn.kernels._numba import JIT_OPTIONS
 from charlm.nn.kernels.activations import dtanh, tanh
 from charlm.nn.kernels.linalg import rows_times_transposed
+from charlm.nn.kernels.sampling import sample_loop
 
 
 @njit(**JIT_OPTIONS)
@@ -53,3 +57,56 @@ def rnn_backward(hs, w_hh_t, dhs, dxw, dh, dh_tr):
             for k in range(H):
                 db[k] = (dhb[k] + dhr[k]) * dtanh(hb[k])
         rows_times_transposed(d_t, w_hh_t, dh, dh_tr)
+
+
+# --- the cell interface (charlm.nn.cells) -----------------------------------------------------
+
+
+def start_forward(cache) -> None:
+    """Allocate the forward's cell buffers of a charlm.nn.recurrent.RecurrentCache whose common
+    fields are set (hs (T,B,H), h0, xw, w_hh, b_hh, keep; c0 and leak for the cells that take
+    them): cache.stored, what the backward will need besides xw and hs, and cache.scratch."""
+    B, H = cache.h0.shape
+    cache.scratch = (np.empty((H, B), cache.hs.dtype),)  # h_tr; the product goes into hs[t]
+
+
+def forward_steps(cache, h_prev, a: int, b: int) -> None:
+    """Run steps [a, b) (the slices come in order from 0): write hs[a:b] from xw[a:b] and h_prev
+    (B,H), the state before step a. A cell with two state slots sets cache.c_last (a new array)
+    once step T - 1 has run."""
+    rnn_forward(cache.xw[a:b], cache.w_hh, cache.b_hh, h_prev, cache.hs[a:b], *cache.scratch)
+
+
+def start_backward(cache) -> None:
+    """Allocate the backward's cell buffers (cache.scratch) once the forward has run all steps
+    and charlm.nn.recurrent has set cache.dh, cache.dc (two slots), cache.w_hh_t (H,G*H),
+    cache.dgh (hidden_grad_apart) and cache.dleak (leaky)."""
+    B, H = cache.h0.shape
+    cache.scratch = (np.empty((H, B), cache.hs.dtype),)  # dh transposed
+
+
+def backward_steps(cache, dhs, h_prev, a: int, b: int) -> None:
+    """Backpropagate through steps b-1 down to a (the slices come from the end down to 0):
+    dhs (T,B,H) dL/dhs from above, read only; h_prev (B,H) the state before step a. Writes
+    dL/dxw into xw[a:b] (and dgh[a:b], dleak for the cells that have them) and turns cache.dh
+    (and cache.dc) from the gradient into step b - 1's state into that into step a - 1's."""
+    rnn_backward(cache.hs[a:b], cache.w_hh_t, dhs[a:b], cache.xw[a:b], cache.dh, *cache.scratch)
+
+
+@njit(**JIT_OPTIONS)
+def row_step(xb, gb, b_hh, leak, retain, h, c, work):
+    """One stream's step of one layer, in place: xb (G*H,) x W_ih^T + b_ih (may be
+    overwritten), gb (G*H,) h W_hh^T, b_hh (G*H,); leak, retain (H,) a and 1 - a (leaky cells;
+    ones and zeros for the others); h (H,) the state, updated; c (H,) the second state slot,
+    updated (scratch for cells with one slot); work (3, H) scratch."""
+    h_new = work[0]
+    for k in range(h.shape[0]):
+        h_new[k] = tanh(xb[k] + gb[k] + b_hh[k])
+    h[:] = h_new
+
+
+@njit(**JIT_OPTIONS)
+def sample_tokens(args):
+    """The sampling loop stepping this cell: charlm.nn.kernels.sampling.sample_loop, compiled
+    (and cached) here with row_step in place (args: its arguments after the step)."""
+    return sample_loop(row_step, args)

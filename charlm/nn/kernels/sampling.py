@@ -1,9 +1,15 @@
 """Token-by-token generation in one compiled loop: no Python per token.
 
 Each step embeds the previous token, runs every layer one step (the one-row product h W_hh^T
-here, then the cells' row functions), applies the decoder, shapes the distribution (banned
-token removed, top-k, temperature, then top-p on the renormalized distribution) and draws the
-next token by inverse CDF from a given uniform number.
+here, then the cell's row step), applies the decoder, shapes the distribution (banned token
+removed, top-k, temperature, then top-p on the renormalized distribution) and draws the next
+token by inverse CDF from a given uniform number.
+
+The loop, sample_loop, takes the cell's row step as its first argument and is inlined (Numba
+IR inlining) into each cell's `sample_tokens` in its kernel file, which is compiled and cached
+there: one specialised loop per cell, with a direct call to its step. (A jitted function passed
+from Python as an argument would make the loop uncacheable.) Numba's cache does not notice
+edits in another file: after changing this loop, delete the kernels' __pycache__ *.nbi/*.nbc.
 """
 
 from __future__ import annotations
@@ -11,12 +17,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from charlm.nn.cells import get_cell
 from charlm.nn.kernels._numba import JIT_OPTIONS
-from charlm.nn.kernels.activations import exp, tanh
-from charlm.nn.kernels.gru import gru_row_forward
-from charlm.nn.kernels.lstm import lstm_row_forward
-
-CELL_CODES = {"lstm": 0, "gru": 1, "rnn": 2, "leaky": 3, "esn": 3}  # the reservoir steps as the leaky unit
+from charlm.nn.kernels.activations import exp
 
 
 @njit(**JIT_OPTIONS)
@@ -89,25 +92,36 @@ def _nucleus_(weights, total, top_p):
     return kept
 
 
-@njit(**JIT_OPTIONS)
-def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, leak, retain, dec_w, dec_b, state,
-                   tokens, uniforms, temp, top_k, top_p, banned, eos, stop_at_eos, out, probs, active):
+def sample_tokens(cell: str, *args) -> int:
+    """Run the compiled sampling loop of `cell` (its kernel file's sample_tokens) with
+    sample_loop's arguments after the step; returns the number of steps run."""
+    return get_cell(cell).kernels().sample_tokens(args)
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def sample_loop(row_step, args):
     """Advance K streams together, one token each per step; returns the number of steps run.
 
+    row_step: the cell's compiled row step (charlm.nn.kernels.rnn.row_step states its contract).
+    args = (emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, leak, retain, dec_w, dec_b, state, tokens,
+    uniforms, temp, top_k, top_p, banned, eos, stop_at_eos, out, probs, active):
     emb (V, E), or (0, 0) for one-hot input. The input and decoder weights come as the
     products want them: for one stream (K = 1), as in the model, each step's product a
     matrix-vector one: w_ih0 (G*H, I0) layer 0's input weights, w_ih (max(L-1, 1), G*H, H)
     those of layers 1.., dec_w (V, H); for several, transposed, (K, I) x (I, G*H) products:
     w_ih0 (I0, G*H), w_ih (max(L-1, 1), H, G*H), dec_w (H, V). b_ih, b_hh (L, G*H); w_hh_t
     (L, H, G*H) = W_hh^T per layer; leak, retain (L, H): the leaky cells' rates a and 1 - a
-    (unused by the others); dec_b (V,); all C-contiguous. state (L, S, K, H) is updated in
-    place. tokens (K,): each stream's last token, updated. uniforms (n, K) in [0, 1), one per
+    (ones and zeros for the others); dec_b (V,); all C-contiguous. state (L, S, K, H) is updated
+    in place. tokens (K,): each stream's last token, updated. uniforms (n, K) in [0, 1), one per
     token. out (n, K): the tokens drawn, -1 once a stream has stopped; probs (n, K) float64: each
     drawn token's probability in the distribution it was drawn from. active (K,): streams
     still drawing; a stream stops at EOS when stop_at_eos. The run ends early when none is.
     Each step is one product (K rows) per weight matrix: K samples cost little more than one.
     """
+    (emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, leak, retain, dec_w, dec_b, state, tokens, uniforms, temp,
+     top_k, top_p, banned, eos, stop_at_eos, out, probs, active) = args
     L = state.shape[0]
+    two_slots = state.shape[1] == 2
     K = state.shape[2]
     H = state.shape[3]
     GH = b_hh.shape[1]
@@ -116,9 +130,7 @@ def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, leak, retain, dec
     x0 = np.empty((K, max(emb.shape[1], 1)), dtype)  # layer 0's input rows (embeddings)
     xw = np.empty((K, GH), dtype)  # buffers reused by every step and layer
     gh = np.empty((K, GH), dtype)
-    h_new = np.empty(H, dtype)
-    c_new = np.empty(H, dtype)
-    ghn = np.empty(H, dtype)
+    work = np.empty((3, H), dtype)  # the row step's scratch; work[2] is the c of one-slot cells
     logits = np.empty((K, dec_b.shape[0]), dtype)
     for step in range(out.shape[0]):
         for layer in range(L):
@@ -143,8 +155,8 @@ def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, leak, retain, dec
                 xw[k] += b_ih[layer]
             np.dot(state[layer, 0], w_hh_t[layer], gh)
             for k in range(K):
-                _row_step(cell, xw[k], gh[k], b_hh[layer], leak[layer], retain[layer], state[layer, 0, k],
-                          state[layer, 1, k] if cell == 0 else c_new, h_new, c_new, ghn)
+                row_step(xw[k], gh[k], b_hh[layer], leak[layer], retain[layer], state[layer, 0, k],
+                         state[layer, 1, k] if two_slots else work[2], work)
         if K == 1:
             np.dot(dec_w, state[L - 1, 0, 0], logits[0])
         else:
@@ -167,22 +179,3 @@ def _sample_tokens(cell, emb, w_ih0, w_ih, b_ih, w_hh_t, b_hh, leak, retain, dec
         if running == 0:
             return step + 1
     return out.shape[0]
-
-
-@njit(**JIT_OPTIONS)
-def _row_step(cell, xb, gb, bh, leak, retain, hp, cp, h_new, c_new, ghn):
-    """One stream's step of one layer: xb (G*H,) x W_ih^T + b_ih, gb (G*H,) h W_hh^T; leak,
-    retain (H,) a and 1 - a (leaky cells); hp (H,) its h and cp (H,) its c (LSTM), both updated
-    in place; h_new, c_new, ghn (H,) scratch."""
-    if cell == 0:
-        lstm_row_forward(xb, gb, bh, cp, c_new, h_new)
-        cp[:] = c_new
-    elif cell == 1:
-        gru_row_forward(xb, gb, bh, hp, h_new, ghn)
-    elif cell == 3:
-        for k in range(hp.shape[0]):
-            h_new[k] = retain[k] * hp[k] + leak[k] * tanh(xb[k] + gb[k] + bh[k])
-    else:
-        for k in range(hp.shape[0]):
-            h_new[k] = tanh(xb[k] + gb[k] + bh[k])
-    hp[:] = h_new
