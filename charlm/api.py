@@ -18,9 +18,11 @@ import numpy as np
 from charlm.train import run_identity
 from charlm.io.checkpoint import default_model_path, load_model, load_training_state, sidecar
 from charlm.config import ModelConfig, TokenizerConfig, TrainConfig, configs_for
-from charlm.data.batches import Corpus, split_train_valid
+from charlm.data.batches import split_train_valid
+from charlm.data.corpus import Corpus
 from charlm.train.distributed import world
 from charlm.errors import CharlmError, CorpusError, ModelFileError, OptionError
+from charlm.json_numbers import is_int
 from charlm.train.finetune import grown_model, grown_tokenizer, lineage
 from charlm.nn.model import Model
 from charlm.io.outputs import RunLock, check_outputs, follow_link
@@ -380,7 +382,7 @@ def _row_step(line: str, default: int) -> int:
         step = json.loads(line).get("step")
     except (ValueError, AttributeError):
         return default
-    return step if isinstance(step, int) and not isinstance(step, bool) else default
+    return step if is_int(step) else default
 
 
 def _start_metrics(paths: RunPaths) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charlm.train.evaluate import exp_or_inf
+from charlm.train.evaluate import perplexity
 from charlm.nn.model import Model
 from charlm.nn.quick import QUICK_MAX_TOKENS, quick_logprobs
 from charlm.data.tokenizer import Tokenizer, normalize
@@ -42,7 +42,7 @@ class Score:
 
     @property
     def ppl(self) -> float:
-        return exp_or_inf(-self.logprob / self.tokens) if self.tokens else float("nan")
+        return perplexity(-self.logprob / self.tokens) if self.tokens else float("nan")
 
     def as_dict(self) -> dict:
         return {"text": self.text, "logprob": self.logprob, "tokens": self.tokens,
@@ -236,12 +236,12 @@ class Totals:
 
     @property
     def ppl(self) -> float:
-        return exp_or_inf(-self.logprob / self.tokens) if self.tokens else float("nan")
+        return perplexity(-self.logprob / self.tokens) if self.tokens else float("nan")
 
     @property
     def ppl_without_unk(self) -> float:
         n = self.tokens - self.unk
-        return exp_or_inf(-(self.logprob - self.unk_logprob) / n) if n else float("nan")
+        return perplexity(-(self.logprob - self.unk_logprob) / n) if n else float("nan")
 
     @property
     def bits_per_char(self) -> float:

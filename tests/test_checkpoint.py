@@ -20,7 +20,8 @@ from charlm.errors import ModelFileError
 from charlm.nn.model import Model
 from charlm.score import score_text
 from charlm.io.tensorfile import load_tensors, save_tensors
-from charlm.data.tokenizer import Tokenizer
+
+from vocabulary import build_tokenizer
 
 TEXT = "the quick brown fox\njumps over the lazy dog\nÄpfel & Birnen!\n"
 
@@ -30,7 +31,7 @@ CELL_SETTINGS = {"leaky": dict(leak=0.4, learn_leak=True), "esn": dict(leak=0.8,
 
 
 def make(cell="lstm", tie=False, embed=6, hidden=8, layers=2, seed=0, text=TEXT, locked=False):
-    tok = Tokenizer.build(text, TokenizerConfig())
+    tok = build_tokenizer(text, TokenizerConfig())
     if tie:
         embed = hidden
     cfg = ModelConfig(cell=cell, vocab_size=tok.vocab_size, embed=embed, hidden=hidden,

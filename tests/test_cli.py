@@ -20,11 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from charlm.cli.app import app, parse_duration
+from charlm.cli.app import app
+from charlm.cli.common import parse_duration
 from charlm.errors import OptionError
 from charlm.io.tensorfile import load_tensors, save_tensors
 
 from conftest import TINY
+from leftovers import temp_files
 
 UNK_TEXT = "\ufffd"  # what a char-level UNK would print as
 
@@ -202,17 +204,38 @@ def test_small_corpus_shrinks_the_batch_with_a_note(cwd):
 
 
 def test_three_token_corpus_still_trains(cwd):
-    (cwd / "t.txt").write_text("hello world\n")
+    """Three words, twelve characters: far less than one batch window. The model it writes
+    knows exactly those characters and can sample and score."""
+    text = "hello world\n"
+    (cwd / "t.txt").write_text(text)
     result = run(["train", "t.txt", *TINY, "--steps", "2", "--valid-frac", "0.5"])
     assert_ok(result)
+    c = card("charlm.safetensors")
+    assert (c["level"], c["vocabulary"]) == ("char", len(set(text)) + 1)  # the characters, EOS for "\n", UNK
+    sample = run(["sample", "--length", "40", "--seed", "1"])
+    assert_ok(sample)
+    assert len(sample.stdout) >= 40 and set(sample.stdout) <= set(text)
+    score = run(["score", "hello world"])
+    assert_ok(score)
+    logprob, tokens, unk, ppl = score.stdout.strip().split("\t")
+    assert (int(tokens), int(unk)) == (len(text), 0)  # the final EOS predicted too
+    assert float(logprob) < 0 and 1 < float(ppl) < c["vocabulary"] * 2
 
 
 def test_training_to_early_stop_without_limits_is_bounded(cwd, corpus_text):
-    # No --steps/--epochs/--time: stops when validation stops improving (lr tiny -> plateau).
+    """No --steps/--epochs/--time: with a learning rate too small to improve anything, the run
+    ends after the first validation and EARLY_STOP_DECAYS plateaus of --patience validations."""
+    from charlm.train.trainer import EARLY_STOP_DECAYS
+
+    patience = 2
     (cwd / "small.txt").write_text(corpus_text[:1500])
-    result = run(["train", "small.txt", *TINY, "--lr", "1e-9", "--patience", "1", "--valid-every", "1"])
+    result = run(["train", "small.txt", *TINY, "--lr", "1e-9", "--patience", patience, "--valid-every", "1"])
     assert_ok(result)
     assert "early stopping" in result.stderr
+    assert result.stderr.count("validation plateau") == EARLY_STOP_DECAYS
+    rows = [json.loads(line) for line in (cwd / "charlm.metrics.jsonl").read_text().splitlines()]
+    validated = [row["step"] for row in rows if row["event"] == "validated"]
+    assert validated == list(range(1, 2 + EARLY_STOP_DECAYS * patience))
 
 
 # ---- train: user errors ---------------------------------------------------------------------
@@ -744,13 +767,31 @@ def test_info_default_path_option_env_and_json(model, tiny_model):
     assert c0["best_valid_ppl"] == pytest.approx(math.exp(c0["best_valid_loss"]), rel=1e-3)
 
 
+def _table_rows(text: str) -> dict[str, str]:
+    """{label: value} of a two-column rich table."""
+    cells = [line.split("\u2502")[1:3] for line in text.splitlines() if line.count("\u2502") == 3]
+    return {label.strip(): value.strip() for label, value in cells}
+
+
 def test_info_table(model):
+    """Every row of the table states what the model file holds (TINY: 1 x 16 LSTM, embed 8)."""
+    from charlm.io.checkpoint import load_model
+
     r = run(["info"])
     assert_ok(r)
-    assert "lstm" in r.stdout and "parameters" in r.stdout
-    c = card("charlm.safetensors")
-    assert c["parameters"] >= 1000 and f"{c['parameters']:,}" in r.stdout  # 1,234
-    assert f"{c['best_valid_loss']:.4f}" in r.stdout and str(c["best_valid_loss"]) not in r.stdout
+    rows = _table_rows(r.stdout)
+    net, tokenizer, header = load_model("charlm.safetensors")
+    parameters = sum(a.size for a in model_tensors(model).values())
+    best = header["summary"]["best_valid_loss"]
+    assert parameters >= 1000 and net.num_parameters() == parameters
+    assert {k: rows[k] for k in ("file", "cell", "layers", "hidden", "embed", "tied", "level", "corpus")} == {
+        "file": "charlm.safetensors", "cell": "lstm", "layers": "1", "hidden": "16", "embed": "8",
+        "tied": "no", "level": "char", "corpus": "corpus.txt"}
+    assert rows["parameters"] == f"{parameters:,}" and "," in rows["parameters"]  # 1,234
+    assert rows["vocabulary"] == str(tokenizer.vocab_size) and tokenizer.vocab_size > 2
+    assert rows["training steps"] == str(header["summary"]["steps"])
+    assert rows["best valid loss"] == f"{best:.4f}" and rows["best valid ppl"] == f"{math.exp(best):.4f}"
+    assert rows["best valid bpc"] == f"{best / math.log(2):.4f}"
 
 
 def test_version_and_help():
@@ -859,7 +900,6 @@ def test_kill_9_at_any_moment_leaves_a_complete_model(corpus_file, tmp_path):
     is one, is always complete. A kill during a save can leave that save's temporary file
     (.charlm.safetensors.XXXXXXXX.tmp) behind; the next save removes stale ones. The killed
     run's lock file stays too, and the next run takes it over."""
-    from charlm.io import tensorfile
     from charlm.io.checkpoint import load_model, load_training_state
 
     rng = np.random.default_rng(0)
@@ -880,17 +920,17 @@ def test_kill_9_at_any_moment_leaves_a_complete_model(corpus_file, tmp_path):
             load_training_state(state)
         stray = set(os.listdir(tmp_path)) - {"charlm.safetensors", "charlm.state.safetensors",
                                              "charlm.metrics.jsonl", "charlm.lock"}
-        temps = set(map(os.path.basename, tensorfile.temp_files(str(model)) + tensorfile.temp_files(str(state))))
+        temps = set(map(os.path.basename, temp_files(str(model)) + temp_files(str(state))))
         assert stray == temps, stray
     assert model.exists()
     # Leftover temporary files go away at the next save of the same file once they are stale
     # (a minute old: a live writer keeps touching its own).
     for path in (model, state):
         open(os.path.join(tmp_path, "." + path.name + ".abcd1234.tmp"), "wb").close()
-    for leftover in tensorfile.temp_files(str(model)) + tensorfile.temp_files(str(state)):
+    for leftover in temp_files(str(model)) + temp_files(str(state)):
         os.utime(leftover, (time.time() - 3600,) * 2)
     assert_ok(run(["train", str(corpus_file), *TINY, "--steps", "1", "-o", str(model)]))
-    assert tensorfile.temp_files(str(model)) == tensorfile.temp_files(str(state)) == []
+    assert temp_files(str(model)) == temp_files(str(state)) == []
     assert not (tmp_path / "charlm.lock").exists()
 
 

@@ -11,10 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from charlm.config import TokenizerConfig
-from charlm.data.batches import (BatchStream, Corpus, compact_dtype, compact_ids, eval_windows, read_text,
-                         split_train_valid)
+from charlm.data.batches import BatchStream, eval_windows, split_train_valid
+from charlm.data.corpus import Corpus, compact_dtype, read_text
 from charlm.errors import CorpusError, OptionError
 from charlm.data.tokenizer import Tokenizer
+
+from vocabulary import build_tokenizer
 
 # ---- read_text ----------------------------------------------------------------------------
 
@@ -95,10 +97,10 @@ def test_split_train_valid():
 
 
 @pytest.mark.parametrize("vocab,dtype", [(2, np.uint8), (256, np.uint8), (257, np.uint16), (65536, np.uint16), (65537, np.uint32)])
-def test_compact_ids(vocab, dtype):
+def test_compact_dtype_is_the_smallest_that_holds_every_id(vocab, dtype):
     ids = np.array([0, vocab - 1], dtype=np.int32)
-    out = compact_ids(ids, vocab)
-    assert out.dtype == dtype and out.tolist() == ids.tolist()
+    assert compact_dtype(vocab) == dtype
+    assert ids.astype(compact_dtype(vocab)).tolist() == ids.tolist()
 
 
 # ---- BatchStream --------------------------------------------------------------------------
@@ -203,7 +205,7 @@ CHAR, WORD = TokenizerConfig(level="char"), TokenizerConfig(level="word")
 def in_memory(path: str, cfg: TokenizerConfig, errors: str = "strict"):
     """(tokenizer, ids) the whole-text way: build, encode, an EOS before and after."""
     text = read_text(path, errors)
-    tok = Tokenizer.build(text, cfg)
+    tok = build_tokenizer(text, cfg)
     ids = tok.encode(text).tolist()
     if not ids or ids[-1] != tok.eos_id:
         ids.append(tok.eos_id)

@@ -22,6 +22,7 @@ from charlm.cli.app import app
 from charlm.io.tensorfile import load_tensors
 
 from conftest import TINY
+from vocabulary import build_tokenizer
 
 
 def run(args, input=None):
@@ -270,9 +271,8 @@ def test_word_level_bits_per_char_count_the_characters_of_unknown_words():
     from charlm.config import ModelConfig, TokenizerConfig
     from charlm.nn.model import Model
     from charlm.score import Totals, score_text
-    from charlm.data.tokenizer import Tokenizer
 
-    tokenizer = Tokenizer.build("the cat sat\non the mat\n", TokenizerConfig(level="word"))
+    tokenizer = build_tokenizer("the cat sat\non the mat\n", TokenizerConfig(level="word"))
     model = Model.create(ModelConfig(vocab_size=tokenizer.vocab_size, hidden=8, embed=4, layers=1))
     unknown = score_text(model, tokenizer, "the  hippopotamus sat")
     assert unknown.unk == 1
@@ -297,7 +297,7 @@ def _api_trainer(corpus, out: Path, steps: int, **cfg):
 
 def test_validation_scores_the_first_valid_tokens_with_progress(corpus_file, tmp_path):
     from charlm.train import events
-    from charlm.train.evaluate import evaluate_loss
+    from charlm.train.evaluate import evaluate_in_windows
 
     trainer = _api_trainer(corpus_file, tmp_path / "m.safetensors", 5, valid_tokens=500)
     whole = _api_trainer(corpus_file, tmp_path / "n.safetensors", 5, valid_tokens=0).valid_ids
@@ -310,7 +310,8 @@ def test_validation_scores_the_first_valid_tokens_with_progress(corpus_file, tmp
     assert len(done) > 1 and done == sorted(done) and {e.tokens_total for e in progress} == {500}
     [validated] = [e for e in seen if isinstance(e, events.Validated)]
     assert seen.index(progress[-1]) < seen.index(validated)
-    assert validated.loss == pytest.approx(evaluate_loss(trainer.model, whole[:500], 4, 16))
+    *_, (_, whole_loss) = evaluate_in_windows(trainer.model, whole[:500], 4, 16)
+    assert validated.loss == pytest.approx(whole_loss)
 
 
 def test_valid_tokens_option(corpus):

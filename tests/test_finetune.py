@@ -18,6 +18,7 @@ from charlm.nn.model import Model
 from charlm.data.tokenizer import Tokenizer, TokenCounts, normalize
 
 from conftest import TINY, make_corpus
+from vocabulary import build_tokenizer
 
 OLD = make_corpus(6000, seed=1)
 NEW = make_corpus(6000, seed=2).replace("q", "ø") + "Ωmega ζeta Ωmega\n"
@@ -42,7 +43,7 @@ def old_logits(model: Model, ids: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("embed,tie,cell", [(6, False, "lstm"), (0, False, "gru"), (12, True, "rnn")])
 def test_grown_model_keeps_old_ids_and_gives_old_tokens_the_parent_logits(embed, tie, cell):
-    parent_tok = Tokenizer.build(OLD, TokenizerConfig())
+    parent_tok = build_tokenizer(OLD, TokenizerConfig())
     cfg = ModelConfig(cell=cell, vocab_size=parent_tok.vocab_size, embed=embed, hidden=12, layers=2, tie=tie)
     parent = Model.create(cfg, seed=3)
     before = {name: p.copy() for name, p in parent.params.items()}
@@ -98,7 +99,7 @@ def test_word_level_growth_takes_the_new_words_by_frequency_up_to_max_vocab():
 
 
 def test_min_count_applies_to_new_characters():
-    parent = Tokenizer.build("abc", TokenizerConfig())
+    parent = build_tokenizer("abc", TokenizerConfig())
     tok = grown_tokenizer(parent, counts("abcxxxy", "char"), TokenizerConfig(min_count=2))
     assert tok.tokens == parent.tokens + ["x"]
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from charlm.config import GATES
-from charlm.nn.kernels.activations import exp_array, sigmoid_array, tanh_array
 from charlm.nn.kernels.linalg import rows_times_transposed
 from charlm.nn.recurrent import RecurrentGrads
 
@@ -16,6 +15,8 @@ try:
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path
     import reference as ref
     from whole_sequence import recurrent_backward, recurrent_forward
+
+from kernel_arrays import exp_array, sigmoid_array, tanh_array
 
 CELLS = ("lstm", "gru", "rnn", "leaky")
 GRAD_NAMES = ("dxw", "dw_hh", "db_hh", "dh0", "dc0", "dleak")

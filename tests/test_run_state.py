@@ -9,7 +9,6 @@ import pytest
 
 from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
 from charlm.data.batches import BatchStream
-from charlm.data.tokenizer import Tokenizer
 from charlm.errors import ModelFileError
 from charlm.io.checkpoint import load_training_state
 from charlm.io.tensorfile import load_tensors
@@ -17,12 +16,14 @@ from charlm.nn.model import Model
 from charlm.train.optim import Optimizer
 from charlm.train.state import RunState
 
+from vocabulary import build_tokenizer
+
 TEXT = "the quick brown fox\njumps over the lazy dog\n" * 20
 CFG = TrainConfig(batch=2, seq_len=8, seed=3)
 
 
 def _run_state(path) -> RunState:
-    tok = Tokenizer.build(TEXT, TokenizerConfig())
+    tok = build_tokenizer(TEXT, TokenizerConfig())
     model = Model.create(ModelConfig(vocab_size=tok.vocab_size, embed=6, hidden=8, layers=1), seed=0)
     stream = BatchStream(tok.encode(TEXT), CFG.batch, CFG.seq_len)
     return RunState(path, model, tok, Optimizer.for_training(CFG), stream, CFG.seed)

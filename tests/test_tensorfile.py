@@ -13,6 +13,8 @@ from charlm.io import tensorfile
 from charlm.errors import CharlmError, ModelFileError
 from charlm.io.tensorfile import load_tensors, save_tensors
 
+from leftovers import temp_files
+
 DTYPES = ["float32", "float64", "int32", "int64", "uint8", "uint16", "uint32"]
 
 
@@ -291,7 +293,7 @@ def test_stale_temporary_files_are_removed_by_the_next_save(tmp_path):
     old = time.time() - 2 * tensorfile.STALE_TEMP_SECONDS
     for p in (stale, other, unrelated):
         os.utime(p, (old, old))
-    assert tensorfile.temp_files(path) == [str(stale), str(fresh)]
+    assert temp_files(path) == [str(stale), str(fresh)]
     save_tensors(path, {"x": np.ones(3)}, {})
     assert sorted(os.listdir(tmp_path)) == sorted(
         [fresh.name, other.name, unrelated.name, "m.safetensors"])

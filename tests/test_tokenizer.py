@@ -1,6 +1,9 @@
 """Tokenizer: vocabulary rules, line breaks, UNK, round trips and streaming decode."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +13,8 @@ from hypothesis import strategies as st
 from charlm.config import TokenizerConfig
 from charlm.errors import ModelFileError, OptionError
 from charlm.data.tokenizer import EOS, UNK, TokenCounts, Tokenizer, normalize
+
+from vocabulary import build_tokenizer, count_unk
 
 CHAR = TokenizerConfig(level="char")
 WORD = TokenizerConfig(level="word")
@@ -36,40 +41,40 @@ def streamed(tok: Tokenizer, ids) -> str:
 
 @given(line_text)
 def test_char_round_trip(text):
-    tok = Tokenizer.build(text, CHAR)
+    tok = build_tokenizer(text, CHAR)
     ids = tok.encode(text)
     assert ids.dtype == np.int32
     assert tok.decode(ids) == text
     assert streamed(tok, ids) == text
-    assert tok.count_unk(ids) == 0
+    assert count_unk(ids) == 0
 
 
 def test_char_vocab_is_sorted_by_code_point():
-    tok = Tokenizer.build("cbaé\nab", CHAR)
+    tok = build_tokenizer("cbaé\nab", CHAR)
     assert tok.tokens == [UNK, EOS, "a", "b", "c", "é"]
     assert tok.vocab_size == 6
     assert tok.encode("abc\n").tolist() == [2, 3, 4, 1]
 
 
 def test_char_is_code_points_not_bytes():
-    tok = Tokenizer.build("日本語 🙂", CHAR)
+    tok = build_tokenizer("日本語 🙂", CHAR)
     assert len(tok.encode("日本🙂")) == 3
     assert tok.decode(tok.encode("日本🙂")) == "日本🙂"
 
 
 def test_char_min_count_and_unseen_are_unk():
-    tok = Tokenizer.build("aaab", TokenizerConfig(level="char", min_count=2))
+    tok = build_tokenizer("aaab", TokenizerConfig(level="char", min_count=2))
     assert tok.tokens == [UNK, EOS, "a"]
     ids = tok.encode("abz\U0010ffff")
     assert ids.tolist() == [2, 0, 0, 0]
-    assert tok.count_unk(ids) == 3
+    assert count_unk(ids) == 3
     assert tok.decode(ids) == "a\ufffd\ufffd\ufffd"
 
 
 @pytest.mark.parametrize("level", ["char", "word"])
 def test_line_breaks_and_bom(level):
     cfg = TokenizerConfig(level=level)
-    tok = Tokenizer.build("\ufeffa b\r\nc\rd\n", cfg)
+    tok = build_tokenizer("\ufeffa b\r\nc\rd\n", cfg)
     assert "\r" not in tok.tokens and "\ufeff" not in tok.tokens
     unix = tok.encode("a b\nc\nd\n")
     assert tok.encode("\ufeffa b\r\nc\rd\n").tolist() == unix.tolist()
@@ -80,7 +85,7 @@ def test_line_breaks_and_bom(level):
 
 
 def test_no_final_eos_without_final_newline():
-    tok = Tokenizer.build("ab\nab", CHAR)
+    tok = build_tokenizer("ab\nab", CHAR)
     assert tok.encode("ab\nab").tolist() == [2, 3, 1, 2, 3]
     assert tok.encode_line("ab").tolist() == [2, 3]
     assert tok.encode_line("ab\r\n").tolist() == [2, 3]
@@ -93,54 +98,66 @@ def test_no_final_eos_without_final_newline():
 @given(word_lines, st.booleans())
 def test_word_round_trip(lines, final_newline):
     text = "\n".join(lines) + ("\n" if final_newline and lines else "")
-    tok = Tokenizer.build(text, WORD)
+    tok = build_tokenizer(text, WORD)
     ids = tok.encode(text)
     assert tok.decode(ids) == text
     assert streamed(tok, ids) == text
-    assert tok.count_unk(ids) == 0
+    assert count_unk(ids) == 0
 
 
 def test_word_decode_normalizes_spaces():
-    tok = Tokenizer.build(" the cat \n  sat\n", WORD)
+    tok = build_tokenizer(" the cat \n  sat\n", WORD)
     assert tok.decode(tok.encode(" the cat \n  sat\n")) == "the cat\nsat\n"
     assert streamed(tok, tok.encode("the cat\nsat")) == "the cat\nsat"
 
 
 def test_decode_token_spacing():
-    tok = Tokenizer.build("a b\n", WORD)
+    tok = build_tokenizer("a b\n", WORD)
     a, b = tok.encode("a b").tolist()
     assert tok.decode_token(a, None) == "a"
     assert tok.decode_token(b, a) == " b"
     assert tok.decode_token(tok.eos_id, b) == "\n"
     assert tok.decode_token(a, tok.eos_id) == "a"
     assert tok.decode_token(tok.unk_id, a) == " <unk>"
-    char = Tokenizer.build("ab", CHAR)
+    char = build_tokenizer("ab", CHAR)
     assert char.decode_token(2, 3) == "a" and char.decode_token(0, None) == "\ufffd"
 
 
 def test_literal_unk_is_the_unk_token():
     text = "the <unk> sat\nthe <unk> ran <unk>\n"
-    tok = Tokenizer.build(text, WORD)
+    tok = build_tokenizer(text, WORD)
     assert tok.tokens.count(UNK) == 1 and tok.tokens[0] == UNK
     ids = tok.encode(text)
-    assert tok.count_unk(ids) == 3
+    assert count_unk(ids) == 3
     assert tok.decode(ids) == text
 
 
 def test_word_vocab_order_min_count_and_max_vocab():
     text = "c b a b c\nd c\ne\n"  # c:3 b:2 a:1 d:1 e:1
-    assert Tokenizer.build(text, WORD).tokens == [UNK, EOS, "c", "b", "a", "d", "e"]
-    tok = Tokenizer.build(text, TokenizerConfig(level="word", max_vocab=5))
+    assert build_tokenizer(text, WORD).tokens == [UNK, EOS, "c", "b", "a", "d", "e"]
+    tok = build_tokenizer(text, TokenizerConfig(level="word", max_vocab=5))
     assert tok.tokens == [UNK, EOS, "c", "b", "a"]  # ties: first occurrence wins
     assert tok.vocab_size == 5
     assert tok.encode("e a zzz").tolist() == [0, 4, 0]
-    tok = Tokenizer.build(text, TokenizerConfig(level="word", min_count=2))
+    tok = build_tokenizer(text, TokenizerConfig(level="word", min_count=2))
     assert tok.tokens == [UNK, EOS, "c", "b"]
 
 
-def test_build_is_deterministic():
-    text = "x y z y x w\n" * 3
-    assert Tokenizer.build(text, WORD).tokens == Tokenizer.build(text, WORD).tokens
+def _word_vocab_in_a_process(text: str, hash_seed: str) -> list[str]:
+    """The word vocabulary of `text` counted in a new Python process with that PYTHONHASHSEED."""
+    code = ("import json, sys; from charlm.config import TokenizerConfig; "
+            "from charlm.data.tokenizer import TokenCounts, Tokenizer; "
+            "counts = TokenCounts('word'); counts.update(sys.stdin.read()); "
+            "print(json.dumps(Tokenizer.from_counts(counts, TokenizerConfig(level='word')).tokens))")
+    out = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": hash_seed})
+    return json.loads(out.stdout)
+
+
+def test_word_vocabulary_follows_the_text_not_string_hashing():
+    text = "x y z y x w\n" * 3  # x, y: 6 each; z, w: 3 each: ties go to the first seen
+    assert _word_vocab_in_a_process(text, "1") == _word_vocab_in_a_process(text, "2") == [UNK, EOS, "x", "y", "z", "w"]
+    assert _word_vocab_in_a_process("w z y x\n" * 3, "1") == [UNK, EOS, "w", "z", "y", "x"]
 
 
 @pytest.mark.parametrize(
@@ -149,7 +166,7 @@ def test_build_is_deterministic():
 )
 def test_bad_config(cfg):
     with pytest.raises(OptionError):
-        Tokenizer.build("a b", cfg)
+        build_tokenizer("a b", cfg)
 
 
 # ---- counts gathered piece by piece (a corpus read in chunks) -----------------------------
@@ -168,7 +185,7 @@ def test_char_counts_in_pieces_build_the_same_vocabulary(chars, size, min_count)
     text = "".join(chars)
     cfg = TokenizerConfig(level="char", min_count=min_count)
     pieces = [text[i : i + size] for i in range(0, len(text), size)]
-    assert counted(pieces, cfg).tokens == Tokenizer.build(text, cfg).tokens
+    assert counted(pieces, cfg).tokens == build_tokenizer(text, cfg).tokens
 
 
 @given(word_lines, st.integers(3, 8), st.integers(1, 2))
@@ -182,7 +199,7 @@ def test_word_counts_in_pieces_build_the_same_vocabulary(lines, max_vocab, min_c
             pieces.append(text[start : i + 1])
             start = i + 1
     pieces.append(text[start:])
-    assert counted(pieces, cfg).tokens == Tokenizer.build(text, cfg).tokens
+    assert counted(pieces, cfg).tokens == build_tokenizer(text, cfg).tokens
 
 
 def test_from_counts_checks_level_and_config():
@@ -200,7 +217,7 @@ def test_from_counts_checks_level_and_config():
 @pytest.mark.parametrize("level", ["char", "word"])
 def test_dict_round_trip(level):
     text = "hello world\nhi there 日本\n"
-    tok = Tokenizer.build(text, TokenizerConfig(level=level))
+    tok = build_tokenizer(text, TokenizerConfig(level=level))
     d = json.loads(json.dumps(tok.to_dict()))
     assert set(d) == {"level", "tokens", "unk_id", "eos_id"}
     back = Tokenizer.from_dict(d)
@@ -231,9 +248,9 @@ def test_bad_dict(d):
 @pytest.mark.parametrize("name,level", [("tinyshakespeare/input.txt", "char"), ("ptb/ptb.train.txt", "word")])
 def test_shared_corpus_round_trip(shared_corpus, name, level):
     text = shared_corpus(name).read_text(encoding="utf-8")
-    tok = Tokenizer.build(text, TokenizerConfig(level=level))
+    tok = build_tokenizer(text, TokenizerConfig(level=level))
     ids = tok.encode(text)
     if level == "word":
-        assert tok.vocab_size == 10000 and tok.count_unk(ids) > 0  # PTB: 10k words incl. <unk>, <eos>
+        assert tok.vocab_size == 10000 and count_unk(ids) > 0  # PTB: 10k words incl. <unk>, <eos>
     else:
         assert tok.decode(ids) == text

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -17,11 +16,10 @@ from rich.table import Table
 
 from charlm import __version__
 from charlm.io.checkpoint import default_model_path
-from charlm.cli.common import (  # noqa: F401  (parse_duration, use_threads: also imported from here)
-    ModelOpt, ThreadsOpt, _Console, _valid_text, err, json_safe, parse_duration, use_threads, user_errors,
-)
+from charlm.cli.common import ModelOpt, ThreadsOpt, _Console, _valid_text, use_threads, user_errors
 from charlm.cli.options import OneLineErrors, spec_option
 from charlm.config import SEED_MAX
+from charlm.json_numbers import json_safe
 from charlm.options import Range, Spec
 
 app = typer.Typer(

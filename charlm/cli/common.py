@@ -121,9 +121,3 @@ def parse_duration(text: str | None) -> float | None:
         raise OptionError(f"--time {text!r} is not a duration: use e.g. 90s, 10m or 1.5h")
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
-
-def json_safe(d: dict) -> dict:
-    """JSON has no infinity or NaN (a diverged model's perplexity): such a number becomes null."""
-    import math
-
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}

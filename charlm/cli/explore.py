@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from charlm.cli.common import ModelOpt, _valid_text, err, user_errors
-from charlm.errors import CharlmError, OptionError
+from charlm.errors import CharlmError, OptionError, write_error
 
 MAX_TOKENS = 20_000
 
@@ -25,7 +25,7 @@ def explore(
     """Write one self-contained HTML page: the text coloured by surprisal, the model's top-5
     predictions at each token, and the activations of any unit of any layer."""
     from charlm.api import load
-    from charlm.data.batches import read_text
+    from charlm.data.corpus import read_text
     from charlm.views.explore import explorer_data, render_page
 
     with user_errors():
@@ -43,7 +43,7 @@ def explore(
         try:
             Path(output).write_text(page, encoding="utf-8")
         except OSError as exc:
-            raise CharlmError(f"cannot write {output}: {exc.strerror or exc}; pick another -o path") from None
+            raise write_error(CharlmError, output, exc, "pick another -o path") from None
         err.print(f"wrote {output} ({len(page.encode()) / 1e3:,.0f} kB): open it in a browser",
                   highlight=False, markup=False)
 

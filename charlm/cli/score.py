@@ -11,10 +11,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from charlm.cli.common import (ModelOpt, ThreadsOpt, _Console, _valid_text, err, json_safe, ranks, use_threads,
+from charlm.cli.common import (ModelOpt, ThreadsOpt, _Console, _valid_text, err, ranks, use_threads,
                          user_errors)
 from charlm.cli.options import spec_option
 from charlm.errors import OptionError
+from charlm.json_numbers import json_safe
 from charlm.options import Range, Spec
 
 
@@ -76,7 +77,7 @@ def _check_options(json_lines: bool, tokens: bool, alternatives: int, color: boo
 def _inputs(texts: list[str] | None, file: Path | None) -> Iterable[str]:
     """The texts to score: one document (--file), the arguments (a list), or the lines of
     stdin as they come (each result is written as soon as its line is read)."""
-    from charlm.data.batches import read_text
+    from charlm.data.corpus import read_text
 
     if file is not None:
         # Invalid UTF-8 becomes U+FFFD, an unseen character: UNK, counted, not an error.

@@ -1,8 +1,7 @@
 """Cutting token ids into truncated-BPTT batches: the train/validation split, compact id
 arrays, `BatchStream` (epoch after epoch, resumable) and `eval_windows` (one pass).
 
-Reading a corpus is charlm.data.corpus; its names are re-exported here (the package's callers
-and tests import them from charlm.data.batches).
+Reading a corpus is charlm.data.corpus.
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from charlm.data.corpus import (CHUNK_BYTES, STDIN, Corpus,  # noqa: F401  (re-exported)
-                     compact_dtype, read_text)
 from charlm.config import TrainConfig
 from charlm.errors import CorpusError
 from charlm.validation import check_value
@@ -27,14 +24,6 @@ def split_train_valid(ids: np.ndarray, valid_frac: float) -> tuple[np.ndarray, n
     check_value("valid_frac", valid_frac, TrainConfig)
     n_train = len(ids) - int(len(ids) * valid_frac)
     return ids[:n_train], ids[n_train:]
-
-
-def compact_ids(ids: np.ndarray, vocab_size: int) -> np.ndarray:
-    """A copy of ids in the smallest unsigned dtype that holds ids < vocab_size (saves memory)."""
-    ids = np.asarray(ids)
-    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise ValueError(f"ids outside [0, {vocab_size})")
-    return np.array(ids, dtype=compact_dtype(vocab_size))
 
 
 # ---- batches ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from charlm.errors import CorpusError, OptionError
+from charlm.errors import CorpusError, OptionError, read_error
 from charlm.data.tokenizer import BOM, TokenCounts, Tokenizer, normalize
 from charlm.validation import check_value
 
@@ -165,21 +165,15 @@ class Corpus:
 def _open(path: str):
     try:
         return open(path, "rb")
-    except FileNotFoundError:
-        raise CorpusError(f"no such file: {path}: check the path of the corpus") from None
-    except IsADirectoryError:
-        raise CorpusError(f"{path} is a directory: pass a text file (e.g. {path}/input.txt)") from None
-    except PermissionError:
-        raise CorpusError(f"cannot read {path}: permission denied: make it readable (chmod +r) or copy it") from None
     except OSError as e:
-        raise CorpusError(f"cannot read {path}: {e.strerror or e}: check the file and try again") from None
+        raise read_error(CorpusError, path, e, "pass a UTF-8 text file") from None
 
 
 def _read(f, size: int, name: str) -> bytes:
     try:
         return f.read(size)
     except OSError as e:
-        raise CorpusError(f"cannot read {name}: {e.strerror or e}: check the file and try again") from None
+        raise read_error(CorpusError, name, e, "pass a UTF-8 text file") from None
 
 
 def _binary_message(name: str, offset: int) -> str:
@@ -261,7 +255,6 @@ def _spool(stream, directory: str | None, chunk_bytes: int):
     return f
 
 
-# The token file's dtype (Corpus.encode); charlm.data.batches.compact_ids uses it too.
 def compact_dtype(vocab_size: int) -> np.dtype:
     """The smallest unsigned dtype that holds every id < vocab_size: uint8, uint16 or uint32."""
     for dtype in (np.uint8, np.uint16, np.uint32):

@@ -50,17 +50,9 @@ class Tokenizer:
     # ---- building -------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, text: str, cfg: TokenizerConfig) -> Tokenizer:
-        """Vocabulary of `text`: tokens seen fewer than cfg.min_count times become UNK."""
-        check_config(cfg)
-        counts = TokenCounts(cfg.level)
-        counts.update(normalize(text))
-        return cls.from_counts(counts, cfg)
-
-    @classmethod
     def from_counts(cls, counts: TokenCounts, cfg: TokenizerConfig) -> Tokenizer:
         """Vocabulary from token counts gathered piece by piece (a corpus read in chunks):
-        the same as build() of the whole text."""
+        the same as counting the whole text at once."""
         check_config(cfg)
         if counts.level != cfg.level:
             raise ValueError(f"counts are {counts.level}-level, the config is {cfg.level}-level")
@@ -105,9 +97,6 @@ class Tokenizer:
         """(n,) int32 ids of one line without EOS; one trailing line break, if any, is dropped."""
         line = normalize(line)
         return self.encode(line[:-1] if line.endswith("\n") else line)
-
-    def count_unk(self, ids: np.ndarray) -> int:
-        return int(np.count_nonzero(np.asarray(ids) == UNK_ID))
 
     # ---- decoding -------------------------------------------------------------------------
 

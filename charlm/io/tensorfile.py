@@ -20,7 +20,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save as _to_bytes
 
-from charlm.errors import CharlmError, ModelFileError
+from charlm.errors import CharlmError, ModelFileError, read_error, write_error
 
 # The dtypes charlm stores (safetensors' names): floats and the integer ids of states.
 DTYPES = {
@@ -105,17 +105,6 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def temp_files(path: str) -> list[str]:
-    """Temporary files that saves of `path` create beside it (left behind only by a kill)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    prefix = "." + os.path.basename(path) + "."
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    return sorted(os.path.join(directory, n) for n in names if _is_temp(n, prefix))
-
-
 def _is_temp(name: str, prefix: str) -> bool:
     """tempfile's names: prefix + 8 characters of [a-z0-9_] + suffix."""
     return re.fullmatch(re.escape(prefix) + r"[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), name) is not None
@@ -144,11 +133,8 @@ def _remove_quietly(path: str) -> None:
 
 
 def _write_error(path: str, e: OSError) -> CharlmError:
-    reason = e.strerror or str(e)
-    return CharlmError(
-        f"cannot write {path}: {reason}: check that the directory exists and is writable and "
-        "that the disk has space"
-    )
+    return write_error(CharlmError, path, e, "check that the directory exists and is writable and "
+                       "that the disk has space")
 
 
 # ---- reading ------------------------------------------------------------------------------
@@ -161,14 +147,9 @@ def load_tensors(path: str, max_bytes: int | None = None) -> tuple[dict[str, np.
         size = os.stat(path).st_size
         with open(path, "rb") as f:
             data_len = size - _header_end(f.read(8), size, path)
-    except FileNotFoundError:
-        raise ModelFileError(f"no model at {path}: train one with `charlm train CORPUS` or pass -m/--model") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path} is a directory, not a model file: pass the model file with -m/--model") from None
-    except PermissionError:
-        raise ModelFileError(f"cannot read {path}: permission denied: make it readable or pass another -m/--model") from None
     except OSError as e:
-        raise ModelFileError(f"cannot read {path}: {e.strerror or e}: check the file or pass another -m/--model") from None
+        raise read_error(ModelFileError, path, e, "pass a model file with -m/--model",
+                         missing=f"no model at {path}: train one with `charlm train CORPUS` or pass -m/--model") from None
     if max_bytes is not None and data_len > max_bytes:
         raise _invalid(path, f"{data_len} bytes of tensors exceed the limit of {max_bytes}")
     try:

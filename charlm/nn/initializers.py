@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from charlm.config import INITS, ModelConfig  # noqa: F401  (INITS re-exported)
+from charlm.config import ModelConfig
 from charlm.nn.cells import get_cell
 from charlm.nn.reservoir import reservoir_layer
 

@@ -1,7 +1,7 @@
 """Softmax output with cross-entropy, computed in place on the logits to save memory.
 
-Two implementations with one meaning: numpy's (log_softmax_, target_logprobs, softmax_xent_),
-the reference and what charlm.nn.quick uses without Numba; and the fused Numba kernels of
+Two implementations with one meaning: numpy's (log_softmax_, target_logprobs),
+what charlm.nn.quick and charlm.views.probe use without Numba; and the fused Numba kernels of
 charlm.nn.kernels.softmax, split by rows between cores (fused_softmax_xent_, fused_target_logprobs),
 what training and scoring use.
 """
@@ -24,22 +24,6 @@ def target_logprobs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Natural-log probability of each target: logits (N, V) consumed, targets (N,) -> (N,) float64."""
     logp = log_softmax_(logits)
     return logp[np.arange(len(targets)), targets].astype(np.float64)
-
-
-def softmax_xent_(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy over N rows and its gradient w.r.t. the logits, written in place.
-
-    logits (N, V) float, targets (N,) int. Returns (loss, dlogits) where dlogits is the same
-    buffer: (softmax - onehot) / N.
-    """
-    n = len(targets)
-    rows = np.arange(n)
-    logp = log_softmax_(logits)
-    loss = -float(logp[rows, targets].sum(dtype=np.float64)) / n
-    probs = np.exp(logp, out=logp)
-    probs[rows, targets] -= 1.0
-    probs *= 1.0 / n
-    return loss, probs
 
 
 # Rows go to a fixed number of parts whatever the core count, so that the decoder-bias gradient
@@ -66,7 +50,8 @@ def _check(logits: np.ndarray, targets: np.ndarray) -> None:
 
 def fused_softmax_xent_(logits: np.ndarray, targets: np.ndarray,
                         rows: int | None = None) -> tuple[float, np.ndarray, np.ndarray]:
-    """softmax_xent_ with the fused kernel; also returns the decoder-bias gradient.
+    """Mean cross-entropy of the softmax of the logits at the targets, its gradient w.r.t. the
+    logits and the decoder-bias gradient, with the fused kernel.
 
     logits (N, V) float32/64, C-contiguous, overwritten by dlogits = (softmax - onehot) / rows;
     targets (N,) int. Returns (summed loss / rows, dlogits, dbias (V,) = dlogits.sum(axis=0)).

@@ -11,18 +11,11 @@ from charlm.data.batches import eval_windows
 from charlm.nn.model import Model
 
 
-def evaluate_loss(model: Model, ids: np.ndarray, batch: int, seq_len: int, world=None) -> float:
-    """Mean negative log-likelihood, nats/token, of every predicted token of `ids`."""
-    loss = 0.0
-    for _, loss in evaluate_in_windows(model, ids, batch, seq_len, world):
-        pass
-    return loss
-
-
 def evaluate_in_windows(model: Model, ids: np.ndarray, batch: int, seq_len: int,
                         world=None) -> Iterator[tuple[int, float]]:
-    """evaluate_loss window by window: after each window, (tokens predicted so far, their mean
-    negative log-likelihood in nats/token); the last pair holds the result.
+    """Mean negative log-likelihood, nats/token, of every predicted token of `ids`, window by
+    window: after each window, (tokens predicted so far, their mean so far); the last pair holds
+    the result.
 
     world (charlm.train.distributed): each rank scores its share of the streams; the pairs are its
     own until the last, the sums of every rank's added in rank order."""
@@ -44,13 +37,9 @@ def evaluate_in_windows(model: Model, ids: np.ndarray, batch: int, seq_len: int,
 
 
 def perplexity(loss: float) -> float:
-    return exp_or_inf(loss)
-
-
-def exp_or_inf(x: float) -> float:
-    """e**x, or inf where that exceeds a double (the perplexity of a diverged model)."""
+    """e**loss (loss: nats/token), or inf where that exceeds a double (a diverged model)."""
     try:
-        return math.exp(x)
+        return math.exp(loss)
     except OverflowError:
         return math.inf
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from charlm.config import CLIP_MODES, OPTIMIZERS, TrainConfig  # noqa: F401  (re-exported)
+from charlm.config import TrainConfig
 from charlm.validation import check_value
 from charlm.nn.kernels.reductions import _sum_squares
 

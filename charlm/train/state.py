@@ -18,6 +18,7 @@ from charlm.config import TrainConfig, to_dict
 from charlm.data.batches import BatchStream
 from charlm.data.tokenizer import Tokenizer
 from charlm.errors import ModelFileError
+from charlm.json_numbers import is_number
 from charlm.io.checkpoint import save_training_state
 from charlm.nn.model import Model
 from charlm.train.optim import Optimizer
@@ -138,7 +139,7 @@ class RunState:
         fields = {f.name: f for f in dataclasses.fields(Progress)}
         _check(isinstance(saved, dict) and set(saved) <= set(fields), "unknown progress fields")
         for name, value in saved.items():
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            number = is_number(value)
             _check(number and math.isfinite(value) or (value is None and "None" in fields[name].type),
                    f"progress.{name} = {value!r}")
         progress = Progress(**{"schedule_loss": saved.get("best_loss"), **saved})

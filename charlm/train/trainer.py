@@ -21,6 +21,7 @@ from charlm.config import TrainConfig, to_dict
 from charlm.data.batches import BatchStream
 from charlm.train.distributed import SingleProcess
 from charlm.errors import CharlmError, DivergenceError
+from charlm.json_numbers import json_safe
 from charlm.train.evaluate import bits_per_char, evaluate_in_windows, perplexity
 from charlm.nn.model import Model
 from charlm.train.optim import Optimizer, clip_gradients
@@ -103,8 +104,7 @@ class Trainer:
         if self.metrics_path is None or not self.world.is_root:
             return
         row = {"event": type(event).__name__.lower(), **dataclasses.asdict(event)}
-        # JSON has no infinity (a diverged model's perplexity) or NaN: such a number is null
-        row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+        row = json_safe(row)
         try:
             with open(self.metrics_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from charlm.errors import CharlmError, MetricsError, MissingExtraError, OptionError
+from charlm.errors import CharlmError, MetricsError, MissingExtraError, OptionError, read_error, write_error
 
 X_AXES = {"step": ("step", "step"), "time": ("elapsed", "time (s)"), "tokens": ("tokens", "training tokens")}
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -54,8 +54,8 @@ def _read_rows(path: Path) -> list[dict]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise MetricsError(f"cannot read {path}: {exc.strerror or exc}; pass a metrics file "
-                           "such as charlm.metrics.jsonl (written beside the model by charlm train)") from None
+        raise read_error(MetricsError, path, exc, "pass a metrics file such as charlm.metrics.jsonl "
+                         "(written beside the model by charlm train)") from None
     rows = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -132,6 +132,6 @@ def save_chart(curves: list[Curve], x_axis: str, output: Path) -> None:
         try:
             fig.savefig(output)
         except OSError as exc:
-            raise CharlmError(f"cannot write {output}: {exc.strerror or exc}; pick another -o path") from None
+            raise write_error(CharlmError, output, exc, "pick another -o path") from None
     finally:
         pyplot.close(fig)

@@ -17,7 +17,7 @@ Inside a Numba-compiled kernel, ``tanh(x)`` and ``sigmoid(x)`` resolve at compil
   a few float32 ulps of 1). tanh is exactly odd, |tanh| <= 1, sigmoid in [0, 1], NaN propagates;
   +-inf gives +-0.99999976 (the value at the clamp).
 
-``exp(x)`` (for the softmax kernels): float64 ``math.exp``; float32 Cephes' expf (range reduction
+``exp(x)`` (for the softmax and sampling kernels): float64 ``math.exp``; float32 Cephes' expf (range reduction
 x = n ln2 + r, |r| <= ln2/2, a degree-7 polynomial in r, 2^n built from its exponent bits),
 which LLVM vectorizes. Input clamped to
 [-87.3, 88.7]: exp of a very negative x is 1.2e-38 rather than 0, above 88.38 it is inf (float32
@@ -46,12 +46,12 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
 
-from charlm.nn.kernels._numba import FASTMATH, JIT_OPTIONS
+from charlm.nn.kernels._numba import FASTMATH
 
-__all__ = ["tanh", "sigmoid", "exp", "dtanh", "dsigmoid", "tanh_array", "sigmoid_array", "exp_array"]
+__all__ = ["tanh", "sigmoid", "exp", "dtanh", "dsigmoid"]
 
 _OVERLOAD_OPTIONS = dict(
     jit_options=dict(fastmath=set(FASTMATH), nogil=True, error_model="numpy"), inline="never"
@@ -214,47 +214,3 @@ def _ov_dsigmoid(y):
     if y == types.float64:
         return lambda y: y * (1.0 - y)
     return None
-
-
-# --- Array helpers (tests, diagnostics): apply the kernel-level function elementwise ----------
-
-
-@njit(**JIT_OPTIONS)
-def _tanh_into(x, out):
-    for i in range(x.size):
-        out[i] = tanh(x[i])
-
-
-@njit(**JIT_OPTIONS)
-def _sigmoid_into(x, out):
-    for i in range(x.size):
-        out[i] = sigmoid(x[i])
-
-
-@njit(**JIT_OPTIONS)
-def _exp_into(x, out):
-    for i in range(x.size):
-        out[i] = exp(x[i])
-
-
-def _elementwise(into, x: np.ndarray) -> np.ndarray:
-    """Run an `_*_into(x, out)` kernel on x flattened to a contiguous 1-D array."""
-    x = np.ascontiguousarray(x).ravel()
-    out = np.empty_like(x)
-    into(x, out)
-    return out
-
-
-def tanh_array(x: np.ndarray) -> np.ndarray:
-    """tanh of a 1-D float32/float64 array, exactly as the kernels compute it for that dtype."""
-    return _elementwise(_tanh_into, x)
-
-
-def sigmoid_array(x: np.ndarray) -> np.ndarray:
-    """sigmoid of a 1-D float32/float64 array, exactly as the kernels compute it for that dtype."""
-    return _elementwise(_sigmoid_into, x)
-
-
-def exp_array(x: np.ndarray) -> np.ndarray:
-    """exp of a 1-D float32/float64 array, exactly as the kernels compute it for that dtype."""
-    return _elementwise(_exp_into, x)
