@@ -20,6 +20,7 @@ from numba import njit
 
 from charlm.nn.kernels._numba import JIT_OPTIONS
 from charlm.nn.kernels.activations import dsigmoid, dtanh, sigmoid, tanh
+from charlm.nn.kernels.buffers import per_step_buffer, product_buffers
 from charlm.nn.kernels.linalg import rows_times_transposed
 from charlm.nn.kernels.sampling import sample_loop
 
@@ -117,11 +118,8 @@ def _cell_backward(gb, gnb, hp, dhb, dhr, dgb, dzb):
 
 def start_forward(cache) -> None:
     """cache.stored = (ghn,): gh_n of every step (T,B,H) when keep, else (1,B,H) scratch."""
-    T, B, H = cache.hs.shape
-    dtype = cache.hs.dtype
-    cache.stored = (np.empty((T if cache.keep else 1, B, H), dtype),)
-    # h_{t-1} W_hh^T of one step, and the same transposed (see rows_times_transposed)
-    cache.scratch = (np.empty((B, 3 * H), dtype), np.empty((3 * H, B), dtype))
+    cache.stored = (per_step_buffer(cache),)
+    cache.scratch = product_buffers(cache, 3)
 
 
 def forward_steps(cache, h_prev, a: int, b: int) -> None:
