@@ -129,7 +129,7 @@ app.command(cls=OneLineErrors)(plot)
 # ---- info ----------------------------------------------------------------------------------
 @app.command(cls=OneLineErrors)
 def info(
-    path: Annotated[Optional[str], typer.Argument(help="Model file (default: -m, $CHARLM_MODEL or ./charlm.safetensors).")] = None,
+    path: Annotated[Optional[str], typer.Argument(metavar="MODEL", help="Model file (default: -m, $CHARLM_MODEL or ./charlm.safetensors).")] = None,
     model: ModelOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
 ) -> None:

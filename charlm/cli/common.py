@@ -33,7 +33,7 @@ err = _Console(stderr=True, highlight=False)
 
 ModelOpt = Annotated[
     Optional[str],
-    typer.Option("-m", "--model", envvar=MODEL_ENVVAR, show_envvar=True,
+    typer.Option("-m", "--model", metavar="MODEL", envvar=MODEL_ENVVAR, show_envvar=True,
                  help="Model file. \\[default: ./charlm.safetensors]"),
 ]
 

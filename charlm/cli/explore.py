@@ -15,10 +15,10 @@ MAX_TOKENS = 20_000
 
 
 def explore(
-    text: Annotated[Optional[str], typer.Argument(help="A text to explore, read as one line.")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", help="Explore a document instead (its lines as one stream).")] = None,
+    text: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="A text to explore, read as one line.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", metavar="FILE", help="Explore a document instead (its lines as one stream).")] = None,
     model: ModelOpt = None,
-    output: Annotated[str, typer.Option("-o", "--output", help="The HTML file to write; - for stdout.")] = "explore.html",
+    output: Annotated[str, typer.Option("-o", "--output", metavar="FILE", help="The HTML file to write; - for stdout.")] = "explore.html",
     units: Annotated[Optional[int], typer.Option(help="Keep only the N units per layer and state that vary most (a smaller page). \\[default: all]")] = None,
     max_tokens: Annotated[int, typer.Option(help="Refuse longer texts (the page grows with the text).")] = MAX_TOKENS,
 ) -> None:

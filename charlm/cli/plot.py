@@ -15,7 +15,7 @@ DEFAULT_SIZE = (100, 25)  # characters, when stdout is not a terminal
 
 
 def plot(
-    metrics: Annotated[list[Path], typer.Argument(help="Metrics files written by charlm train (NAME.metrics.jsonl).")],
+    metrics: Annotated[list[Path], typer.Argument(metavar="METRICS", help="Metrics files written by charlm train (NAME.metrics.jsonl).")],
     x: Annotated[str, typer.Option("--x", help="Horizontal axis: step, time (seconds) or tokens.")] = "step",
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write a .png, .svg or .pdf instead of drawing in the terminal.")] = None,
 ) -> None:

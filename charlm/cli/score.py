@@ -24,10 +24,10 @@ _ALTERNATIVES = Spec(int, "The K most likely tokens at each token and their prob
 
 
 def score(
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to score; none or '-' reads stdin lines.")] = None,
+    texts: Annotated[Optional[list[str]], typer.Argument(metavar="TEXT", help="Texts to score; none or '-' reads stdin lines.")] = None,
     model: ModelOpt = None,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    file: Annotated[Optional[Path], typer.Option("--file", help="Score a whole document as one stream.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", metavar="FILE", help="Score a whole document as one stream.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
     tokens: Annotated[bool, typer.Option("--tokens", help="One record per token (TSV: line, pos, token, logprob, rank, unk).")] = False,
     alternatives: int = spec_option(_ALTERNATIVES, 0, "--alternatives", flag="--alternatives", metavar="K>=0"),

@@ -54,9 +54,9 @@ _PRESET = Spec(str, f"A named recipe (docs/RESULTS.md); options given here overr
 
 def train(
     ctx: typer.Context,
-    corpus: Annotated[str, typer.Argument(help="UTF-8 text file, or - for stdin.")],
-    output: Annotated[Optional[str], Opt("-o", "--output", help="Model file to write. \\[default: ./charlm.safetensors]")] = None,
-    valid: Annotated[Optional[str], Opt(help="Validation text file (default: the end of the corpus).")] = None,
+    corpus: Annotated[str, typer.Argument(metavar="CORPUS", help="UTF-8 text file, or - for stdin.")],
+    output: Annotated[Optional[str], Opt("-o", "--output", metavar="FILE", help="Model file to write. \\[default: ./charlm.safetensors]")] = None,
+    valid: Annotated[Optional[str], Opt(metavar="FILE", help="Validation text file (default: the end of the corpus).")] = None,
     valid_frac: float = config_option("valid_frac"),
     level: str = config_option("level"),
     max_vocab: int = config_option("max_vocab"),
@@ -93,7 +93,7 @@ def train(
     valid_tokens: int = config_option("valid_tokens"),
     seed: int = config_option("seed"),
     resume: Annotated[bool, Opt(help="Continue the interrupted run saved beside --output.")] = False,
-    init_from: Annotated[Optional[str], Opt(help="Fine-tune this model file: its weights, architecture and level; tokens new to its vocabulary get new ids after its own.")] = None,
+    init_from: Annotated[Optional[str], Opt(metavar="MODEL", help="Fine-tune this model file: its weights, architecture and level; tokens new to its vocabulary get new ids after its own.")] = None,
     encoding_errors: str = config_option("encoding_errors", default=ENCODING_ERRORS[0]),
     threads: Annotated[Optional[int], Opt("--threads", envvar="CHARLM_THREADS", show_envvar=True, min=1, help="Threads to compute on; the model is the same for any count. \\[default: all cores]")] = None,
 ) -> None:
