@@ -29,7 +29,7 @@ from charlm.nn.cells import Cell, get_cell
 from charlm.nn.initializers import init_params
 from charlm.nn.losses import fused_softmax_xent_, fused_target_logprobs
 
-# Evaluation computes the (N, V) logits this many elements at a time (16 MB of float32): a batch
+# Evaluation computes the (N, V) logits this many elements at a time (4 x 2^22 bytes in float32): a batch
 # of many lines over a large vocabulary would otherwise hold N x V floats at once.
 LOGIT_ELEMENTS = 1 << 22
 

@@ -2,7 +2,7 @@
 
 A preset is a set of `charlm train` option values, each used only where the command line does
 not give that option. docs/RESULTS.md gives, for each, the validation loss it reaches in its
-budget, its curve and samples, and the alternatives that reached less.
+budget, its curve and samples.
 """
 
 from __future__ import annotations
