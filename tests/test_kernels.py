@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba import njit
 
 from charlm.config import GATES
-from charlm.nn.kernels.linalg import rows_times_transposed
+from charlm.nn.kernels.packed import pack_panels, packed_product
 from charlm.nn.recurrent import RecurrentGrads
 
 try:
@@ -114,20 +115,49 @@ def test_float32_exp_accuracy():
 # --- the per-step product -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("B, K, N", [(1, 5, 3), (17, 20, 80), (32, 16, 48), (3, 1, 33)])
-def test_rows_times_transposed(B, K, N):
+@njit
+def _packed_product(a, wp, out):
+    packed_product(a, wp, out)
+
+
+# N: whole panels, an odd count, a cut last panel; B: 4-row groups and remainders
+@pytest.mark.parametrize("B, K, N", [(1, 5, 3), (17, 20, 80), (32, 16, 48), (3, 1, 33), (6, 128, 512), (5, 200, 200)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_product(B, K, N, dtype):
     rng = np.random.default_rng(B * K + N)
-    a = rng.standard_normal((B, K)).astype(np.float32)
-    w = rng.standard_normal((N, K)).astype(np.float32)
-    out, out_t = np.full((B, N), np.nan, np.float32), np.empty((N, B), np.float32)
-    rows_times_transposed(a, w, out, out_t)
-    np.testing.assert_allclose(out, a @ w.T, rtol=1e-5, atol=1e-5)  # every element written
+    a = rng.standard_normal((B, K)).astype(dtype)
+    w = rng.standard_normal((N, K)).astype(dtype)
+    out = np.full((B, N), np.nan, dtype)
+    _packed_product(a, pack_panels(w), out)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, a @ w.T, rtol=tol, atol=tol)  # every element written
+
+
+def test_packed_product_rows_do_not_depend_on_their_neighbours():
+    """A row's result is the same bits alone, in a 4-row group or in a strided view: the step
+    product cannot make the model depend on how streams are grouped into blocks."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4, 9, 96)).astype(np.float32)
+    wp = pack_panels(rng.standard_normal((80, 96)).astype(np.float32))
+    together = np.empty((9, 80), np.float32)
+    _packed_product(a[2], wp, together)  # a view: rows 96 floats apart inside a bigger array
+    for row in range(9):
+        alone = np.empty((1, 80), np.float32)
+        _packed_product(np.ascontiguousarray(a[2, row:row + 1]), wp, alone)
+        assert np.array_equal(alone[0], together[row])
+
+
+def test_pack_panels_layout():
+    w = np.arange(20 * 3, dtype=np.float32).reshape(20, 3)
+    wp = pack_panels(w)
+    assert wp.shape == (2, 3, 16) and wp.flags.c_contiguous
+    assert wp[1, 2, 3] == w[19, 2] and np.all(wp[1, :, 4:] == 0)  # zero past the last row
 
 
 # --- kernels vs reference ------------------------------------------------------------------------
 
 
-# (4, 19, 21): the per-step product's transpose crosses its 16 x 16 tiles with partial ones
+# (4, 19, 21): H = 21 cuts the step product's last panel of 16 columns
 @pytest.mark.parametrize("shape", [(5, 3, 7), (1, 1, 4), (3, 2, 1), (4, 19, 21)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("cell", CELLS)

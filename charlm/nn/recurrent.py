@@ -55,6 +55,7 @@ import numpy as np
 
 from charlm.nn.cells import REGISTRY, Cell, get_cell
 from charlm.nn.kernels.linalg import matmul
+from charlm.nn.kernels.packed import pack_panels
 from charlm.nn.kernels.threads import sequential_blas
 
 __all__ = [
@@ -82,6 +83,7 @@ class RecurrentCache:
     c0: np.ndarray | None  # (B,H) the second state slot (LSTM's c), else None
     c_last: np.ndarray | None  # (B,H) the same at the end; set by the cell's last forward step
     w_hh: np.ndarray | None = None  # (G*H,H), C-contiguous
+    w_hh_p: np.ndarray | None = None  # W_hh packed for the step products (charlm.nn.kernels.packed)
     # cell: what its backward needs besides the gates, e.g. (cs,) the LSTM's c of every step
     # (T,B,H), or (1,B,H) the running c when not keep
     stored: tuple = ()
@@ -91,7 +93,7 @@ class RecurrentCache:
     # activations (keep only), the backward with dL/dxw
     xw: np.ndarray | None = None
     b_hh: np.ndarray | None = None  # (G*H,)
-    w_hh_t: np.ndarray | None = None  # (H,G*H) C-contiguous copy of W_hh^T (backward only)
+    w_hh_t_p: np.ndarray | None = None  # W_hh^T (H,G*H) packed (backward only)
     scratch: tuple = ()  # cell: per-layer work buffers of the kernels
     done: int = 0  # forward: steps run so far; backward: first step not yet backpropagated
     dh: np.ndarray | None = None  # (B,H) backward: gradient flowing into h of step `done` - 1
@@ -199,7 +201,7 @@ def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True, hs=None,
     check_array("hs", hs, (T, B, H), dtype, written=True)
     cache = RecurrentCache(
         cell=spec, keep=bool(keep), hs=hs, h0=h0, c0=c0, c_last=None,
-        xw=xw, b_hh=b_hh, w_hh=w_hh,
+        xw=xw, b_hh=b_hh, w_hh=w_hh, w_hh_p=pack_panels(w_hh),
     )
     if spec.leaky:
         cache.leak = leak
@@ -273,7 +275,7 @@ def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None, 
                          f"pass None for {cell.name}")
     cache.used = True
     cache.dh, cache.dc = dh, dc
-    cache.w_hh_t = np.ascontiguousarray(cache.w_hh.T)  # dgates W_hh = dgates (W_hh^T)^T
+    cache.w_hh_t_p = pack_panels(cache.w_hh.T)  # dgates W_hh = dgates (W_hh^T)^T
     if cell.hidden_grad_apart:
         GH = cache.w_hh.shape[0]
         if dgh is None:
@@ -323,5 +325,5 @@ def recurrent_backward_finish(cache: RecurrentCache, hidden_grads: bool = True) 
     # Drop the large buffers the caller no longer needs through the cache.
     cache.stored = cache.scratch = ()
     cache.dgh = cache.xw = None
-    cache.dh = cache.dc = cache.w_hh_t = cache.dleak = None
+    cache.dh = cache.dc = cache.w_hh_p = cache.w_hh_t_p = cache.dleak = None
     return grads

@@ -40,7 +40,7 @@ TARGET_CHUNKS = 16
 MIN_CHUNK = 4
 # Streams per block of a one-layer model; twice as many with more layers, whose wavefront
 # already keeps two layers busy side by side. Fewer rows make each step's product (rows x H by
-# H x G*H) dearer per row: BLAS packs the whole weight matrix for every product.
+# H x G*H) dearer per row: it reads the whole of W_hh once per group of 4 rows.
 BLOCK_STREAMS = 16
 
 _threads: int | None = None

@@ -15,8 +15,7 @@ def per_step_buffer(cache) -> np.ndarray:
     return np.empty((T if cache.keep else 1, B, H), cache.hs.dtype)
 
 
-def product_buffers(cache, gates: int) -> tuple[np.ndarray, np.ndarray]:
-    """h_{t-1} W_hh^T of one step (B, gates*H) and its transposed scratch (gates*H, B), as
-    charlm.nn.kernels.linalg.rows_times_transposed takes them."""
+def product_buffer(cache, gates: int) -> np.ndarray:
+    """h_{t-1} W_hh^T of one step: (B, gates*H)."""
     _, B, H = cache.hs.shape
-    return np.empty((B, gates * H), cache.hs.dtype), np.empty((gates * H, B), cache.hs.dtype)
+    return np.empty((B, gates * H), cache.hs.dtype)

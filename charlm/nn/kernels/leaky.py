@@ -23,22 +23,22 @@ from numba import njit
 
 from charlm.nn.kernels._numba import JIT_OPTIONS
 from charlm.nn.kernels.activations import dtanh, tanh
-from charlm.nn.kernels.linalg import rows_times_transposed
+from charlm.nn.kernels.packed import packed_product
 from charlm.nn.kernels.sampling import sample_loop
 
 
 @njit(**JIT_OPTIONS)
-def leaky_forward(xw, w_hh, b_hh, leak, retain, h0, hs, h_tr):
+def leaky_forward(xw, w_hh_p, b_hh, leak, retain, h0, hs):
     """xw (T,B,H): input projection; overwritten with u_t, which the backward uses (xw is
-    consumed either way). w_hh (H,H) C-contiguous; b_hh (H,); leak (H,) the rates a,
+    consumed either way). w_hh_p: W_hh (H,H) packed; b_hh (H,); leak (H,) the rates a,
     retain (H,) = 1 - a; h0 (B,H).
     hs (T,B,H): out, s of every step (the product s_{t-1} W_hh^T is written into hs[t]
-    first). h_tr (H,B): scratch."""
+    first)."""
     T, B, H = xw.shape
     for t in range(T):
         s_prev = h0 if t == 0 else hs[t - 1]
         s_out = hs[t]
-        rows_times_transposed(s_prev, w_hh, s_out, h_tr)
+        packed_product(s_prev, w_hh_p, s_out)
         x_t = xw[t]
         for b in range(B):
             _row_forward(x_t[b], s_out[b], b_hh, leak, retain, s_prev[b])
@@ -55,12 +55,12 @@ def _row_forward(xb, so, b_hh, leak, retain, sp):
 
 
 @njit(**JIT_OPTIONS)
-def leaky_backward(us, hs, h0, w_hh_t, leak, retain, dhs, dh, dleak, kept, dh_tr):
+def leaky_backward(us, hs, h0, w_hh_t_p, leak, retain, dhs, dh, dleak, kept):
     """us (T,B,H): u_t stored by the forward; overwritten with dL/dxw (= dL/d(s_{t-1} W_hh^T
     + b_hh)). hs (T,B,H), h0 (B,H): the states (s_{t-1} is needed for dL/da).
-    w_hh_t (H,H) = W_hh^T C-contiguous; leak (H,), retain (H,) = 1 - leak; dhs (T,B,H) read only.
+    w_hh_t_p: W_hh^T (H,H) packed; leak (H,), retain (H,) = 1 - leak; dhs (T,B,H) read only.
     dh (B,H): in: gradient into the final s; out: gradient w.r.t. h0.
-    dleak (H,): dL/da of these steps is added to it. kept (B,H), dh_tr (H,B): scratch."""
+    dleak (H,): dL/da of these steps is added to it. kept (B,H): scratch."""
     T, B, H = us.shape
     for t in range(T - 1, -1, -1):
         s_prev = h0 if t == 0 else hs[t - 1]
@@ -68,7 +68,7 @@ def leaky_backward(us, hs, h0, w_hh_t, leak, retain, dhs, dh, dleak, kept, dh_tr
         dh_t = dhs[t]
         for b in range(B):
             _row_backward(u_t[b], s_prev[b], dh_t[b], dh[b], leak, retain, dleak, kept[b])
-        rows_times_transposed(u_t, w_hh_t, dh, dh_tr)
+        packed_product(u_t, w_hh_t_p, dh)
         for b in range(B):
             dhr = dh[b]
             kb = kept[b]
@@ -93,25 +93,23 @@ def _row_backward(ub, sp, dhb, dhr, leak, retain, dleak, kb):
 
 
 def start_forward(cache) -> None:
-    B, H = cache.h0.shape
-    cache.scratch = (np.empty((H, B), cache.hs.dtype),)  # h_tr; the product goes into hs[t]
+    cache.scratch = ()  # the product goes into hs[t]
 
 
 def forward_steps(cache, h_prev, a: int, b: int) -> None:
-    leaky_forward(cache.xw[a:b], cache.w_hh, cache.b_hh, cache.leak, cache.retain, h_prev,
-                  cache.hs[a:b], *cache.scratch)
+    leaky_forward(cache.xw[a:b], cache.w_hh_p, cache.b_hh, cache.leak, cache.retain, h_prev,
+                  cache.hs[a:b])
 
 
 def start_backward(cache) -> None:
     """The backward adds dL/da into cache.dleak (the cell is leaky)."""
     B, H = cache.h0.shape
     dtype = cache.hs.dtype
-    # the direct part of dh, g * (1 - a); dh transposed
-    cache.scratch = (np.empty((B, H), dtype), np.empty((H, B), dtype))
+    cache.scratch = (np.empty((B, H), dtype),)  # the direct part of dh, g * (1 - a)
 
 
 def backward_steps(cache, dhs, h_prev, a: int, b: int) -> None:
-    leaky_backward(cache.xw[a:b], cache.hs[a:b], h_prev, cache.w_hh_t, cache.leak, cache.retain,
+    leaky_backward(cache.xw[a:b], cache.hs[a:b], h_prev, cache.w_hh_t_p, cache.leak, cache.retain,
                    dhs[a:b], cache.dh, cache.dleak, *cache.scratch)
 
 

@@ -11,25 +11,24 @@ defines; its contracts are stated here, the smallest cell.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from charlm.nn.kernels._numba import JIT_OPTIONS
 from charlm.nn.kernels.activations import dtanh, tanh
-from charlm.nn.kernels.linalg import rows_times_transposed
+from charlm.nn.kernels.packed import packed_product
 from charlm.nn.kernels.sampling import sample_loop
 
 
 @njit(**JIT_OPTIONS)
-def rnn_forward(xw, w_hh, b_hh, h0, hs, h_tr):
-    """xw (T,B,H): input projection, read only. w_hh (H,H) C-contiguous; b_hh (H,);
-    h0 (B,H). hs (T,B,H): out, h of every step (the product h_{t-1} W_hh^T is written into
-    hs[t] first, then activated in place). h_tr (H,B): scratch."""
+def rnn_forward(xw, w_hh_p, b_hh, h0, hs):
+    """xw (T,B,H): input projection, read only. w_hh_p: W_hh (H,H) packed
+    (charlm.nn.kernels.packed); b_hh (H,); h0 (B,H). hs (T,B,H): out, h of every step (the
+    product h_{t-1} W_hh^T is written into hs[t] first, then activated in place)."""
     T, B, H = xw.shape
     for t in range(T):
         h_prev = h0 if t == 0 else hs[t - 1]
         h_out = hs[t]
-        rows_times_transposed(h_prev, w_hh, h_out, h_tr)
+        packed_product(h_prev, w_hh_p, h_out)
         x_t = xw[t]
         for b in range(B):
             xb = x_t[b]
@@ -39,11 +38,10 @@ def rnn_forward(xw, w_hh, b_hh, h0, hs, h_tr):
 
 
 @njit(**JIT_OPTIONS)
-def rnn_backward(hs, w_hh_t, dhs, dxw, dh, dh_tr):
-    """hs (T,B,H) outputs of the forward; w_hh_t (H,H) = W_hh^T C-contiguous; dhs (T,B,H) read
+def rnn_backward(hs, w_hh_t_p, dhs, dxw, dh):
+    """hs (T,B,H) outputs of the forward; w_hh_t_p: W_hh^T (H,H) packed; dhs (T,B,H) read
     only. dxw (T,B,H): out, dL/d(pre-activation) (= dL/dxw = dL/d(h W_hh^T + b_hh)); may be the
-    xw buffer. dh (B,H): in: gradient into the final h; out: gradient w.r.t. h0.
-    dh_tr (H,B): scratch."""
+    xw buffer. dh (B,H): in: gradient into the final h; out: gradient w.r.t. h0."""
     T, B, H = hs.shape
     for t in range(T - 1, -1, -1):
         h_t = hs[t]
@@ -56,7 +54,7 @@ def rnn_backward(hs, w_hh_t, dhs, dxw, dh, dh_tr):
             db = d_t[b]
             for k in range(H):
                 db[k] = (dhb[k] + dhr[k]) * dtanh(hb[k])
-        rows_times_transposed(d_t, w_hh_t, dh, dh_tr)
+        packed_product(d_t, w_hh_t_p, dh)
 
 
 # --- the cell interface (charlm.nn.cells) -----------------------------------------------------
@@ -64,25 +62,24 @@ def rnn_backward(hs, w_hh_t, dhs, dxw, dh, dh_tr):
 
 def start_forward(cache) -> None:
     """Allocate the forward's cell buffers of a charlm.nn.recurrent.RecurrentCache whose common
-    fields are set (hs (T,B,H), h0, xw, w_hh, b_hh, keep; c0 and leak for the cells that take
-    them): cache.stored, what the backward will need besides xw and hs, and cache.scratch."""
-    B, H = cache.h0.shape
-    cache.scratch = (np.empty((H, B), cache.hs.dtype),)  # h_tr; the product goes into hs[t]
+    fields are set (hs (T,B,H), h0, xw, w_hh, w_hh_p (W_hh packed), b_hh, keep; c0 and leak for
+    the cells that take them): cache.stored, what the backward will need besides xw and hs, and
+    cache.scratch. The plain RNN needs neither: its product goes into hs[t]."""
+    cache.scratch = ()
 
 
 def forward_steps(cache, h_prev, a: int, b: int) -> None:
     """Run steps [a, b) (the slices come in order from 0): write hs[a:b] from xw[a:b] and h_prev
     (B,H), the state before step a. A cell with two state slots sets cache.c_last (a new array)
     once step T - 1 has run."""
-    rnn_forward(cache.xw[a:b], cache.w_hh, cache.b_hh, h_prev, cache.hs[a:b], *cache.scratch)
+    rnn_forward(cache.xw[a:b], cache.w_hh_p, cache.b_hh, h_prev, cache.hs[a:b])
 
 
 def start_backward(cache) -> None:
     """Allocate the backward's cell buffers (cache.scratch) once the forward has run all steps
-    and charlm.nn.recurrent has set cache.dh, cache.dc (two slots), cache.w_hh_t (H,G*H),
-    cache.dgh (hidden_grad_apart) and cache.dleak (leaky)."""
-    B, H = cache.h0.shape
-    cache.scratch = (np.empty((H, B), cache.hs.dtype),)  # dh transposed
+    and charlm.nn.recurrent has set cache.dh, cache.dc (two slots), cache.w_hh_t_p (W_hh^T
+    (H,G*H) packed), cache.dgh (hidden_grad_apart) and cache.dleak (leaky)."""
+    cache.scratch = ()
 
 
 def backward_steps(cache, dhs, h_prev, a: int, b: int) -> None:
@@ -90,7 +87,7 @@ def backward_steps(cache, dhs, h_prev, a: int, b: int) -> None:
     dhs (T,B,H) dL/dhs from above, read only; h_prev (B,H) the state before step a. Writes
     dL/dxw into xw[a:b] (and dgh[a:b], dleak for the cells that have them) and turns cache.dh
     (and cache.dc) from the gradient into step b - 1's state into that into step a - 1's."""
-    rnn_backward(cache.hs[a:b], cache.w_hh_t, dhs[a:b], cache.xw[a:b], cache.dh, *cache.scratch)
+    rnn_backward(cache.hs[a:b], cache.w_hh_t_p, dhs[a:b], cache.xw[a:b], cache.dh)
 
 
 @njit(**JIT_OPTIONS)

@@ -1,0 +1,189 @@
+"""The recurrent step's product with weights packed once per window: out = a @ w^T.
+
+Every step of a recurrent layer multiplies the same weights (W_hh forward, W_hh^T backward) by a
+few rows (a stream block's h_{t-1} or gate gradients). A BLAS GEMM packs the whole weight matrix
+again at every call, which at these shapes costs as much as the arithmetic. Here the weights are
+packed once, by pack_panels, into panels of 16 output columns:
+
+    wp (P, K, 16), P = ceil(N / 16):  wp[p, k, j] = w[16 p + j, k]  (0 past row N-1 of w)
+
+and each step's product runs through a micro-kernel written in LLVM IR (a Numba intrinsic): 4
+rows x 2 panels of 16 columns held in 8 vector accumulators over the whole inner dimension, one
+fused multiply-add per row, panel and k, with the weights streamed from L1/L2 once per 4 rows.
+LLVM lowers <16 x float> to the machine's vectors (one AVX-512 register, two AVX2 registers).
+
+Every output element is the same sequence of fused multiply-adds over k = 0..K-1, whichever
+kernel variant (4 or 1 rows, 2 or 1 panels) computes it: the result does not depend on how rows
+are grouped into stream blocks or threads. float64 (the gradient checks) runs a plain loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+from charlm.nn.kernels._numba import FASTMATH, JIT_OPTIONS
+
+PANEL = 16  # output columns per panel: one vector of 16 float32
+_F32 = ir.FloatType()
+_I64 = ir.IntType(64)
+_VEC = ir.VectorType(_F32, PANEL)
+
+
+def pack_panels(w: np.ndarray) -> np.ndarray:
+    """w (N, K) -> wp (ceil(N/16), K, 16) C-contiguous, zero-padded past row N-1 (see above)."""
+    N, K = w.shape
+    P = -(-N // PANEL)
+    padded = np.zeros((P * PANEL, K), w.dtype)
+    padded[:N] = w
+    return np.ascontiguousarray(padded.reshape(P, PANEL, K).transpose(0, 2, 1))
+
+
+def _micro_kernel(rows: int, panels: int):
+    """An intrinsic f(a, a_off, lda, wp, w_off, K, out, out_off, ldo) that writes
+    out[r, 16 c + j] = sum_k a[r, k] * wp[c, k, j] for r < rows, c < panels, j < 16, with every
+    array addressed from its data pointer plus an element offset (rows lda / ldo elements
+    apart, panels K * 16 apart). float32 arrays whose last axis is contiguous."""
+
+    @intrinsic
+    def kernel(typingctx, a, a_off, lda, wp, w_off, K, out, out_off, ldo):
+        i64 = types.int64
+        sig = types.void(a, i64, i64, wp, i64, i64, out, i64, i64)
+
+        def codegen(context, builder, signature, args):
+            a_arr, a_off, lda, wp_arr, w_off, K, out_arr, out_off, ldo = args
+            data = [context.make_array(signature.args[i])(context, builder, arr).data
+                    for i, arr in ((0, a_arr), (3, wp_arr), (6, out_arr))]
+            a_ptr, w_ptr, out_ptr = (builder.gep(p, [off]) for p, off in zip(data, (a_off, w_off, out_off)))
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3),
+                                                 "llvm.fma.v16f32")
+            const = lambda n: ir.Constant(_I64, n)  # noqa: E731
+            zero = ir.Constant(_VEC, [0.0] * PANEL)
+            broadcast = ir.Constant(ir.VectorType(ir.IntType(32), PANEL), [0] * PANEL)
+            entry = builder.block
+            loop = builder.append_basic_block("panel.k")
+            done = builder.append_basic_block("panel.done")
+            builder.cbranch(builder.icmp_signed(">", K, const(0)), loop, done)
+
+            builder.position_at_end(loop)
+            k = builder.phi(_I64)
+            k.add_incoming(const(0), entry)
+            acc = [builder.phi(_VEC) for _ in range(rows * panels)]
+            for phi in acc:
+                phi.add_incoming(zero, entry)
+            panel_size = builder.mul(K, const(PANEL))
+            w_rows = []
+            for c in range(panels):
+                at = builder.add(builder.mul(k, const(PANEL)), builder.mul(panel_size, const(c)))
+                w_rows.append(builder.load(builder.bitcast(builder.gep(w_ptr, [at]), _VEC.as_pointer()), align=4))
+            summed = []
+            for r in range(rows):
+                x = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(const(r), lda), k)]))
+                x = builder.insert_element(ir.Constant(_VEC, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+                x = builder.shuffle_vector(x, ir.Constant(_VEC, ir.Undefined), broadcast)
+                summed.extend(builder.call(fma, [x, w_rows[c], acc[r * panels + c]]) for c in range(panels))
+            k_next = builder.add(k, const(1))
+            last = builder.block
+            k.add_incoming(k_next, last)
+            for phi, value in zip(acc, summed):
+                phi.add_incoming(value, last)
+            builder.cbranch(builder.icmp_signed("<", k_next, K), loop, done)
+
+            builder.position_at_end(done)
+            results = []
+            for value in summed:
+                phi = builder.phi(_VEC)
+                phi.add_incoming(zero, entry)
+                phi.add_incoming(value, last)
+                results.append(phi)
+            for r in range(rows):
+                for c in range(panels):
+                    at = builder.add(builder.mul(const(r), ldo), const(c * PANEL))
+                    builder.store(results[r * panels + c], builder.bitcast(builder.gep(out_ptr, [at]), _VEC.as_pointer()),
+                                  align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return kernel
+
+
+_ROWS = 4
+_4x2, _1x2, _4x1, _1x1 = (_micro_kernel(r, c) for r, c in ((_ROWS, 2), (1, 2), (_ROWS, 1), (1, 1)))
+
+
+@njit(**JIT_OPTIONS)
+def _panel_pair(a, wp, out, p, lda, ldo, out_col):
+    """Columns [16 p, 16 p + 32) of out (an out_col-offset view) from panels p, p + 1."""
+    M, K = a.shape
+    r = 0
+    while r + _ROWS <= M:
+        _4x2(a, r * lda, lda, wp, p * K * PANEL, K, out, r * ldo + out_col, ldo)
+        r += _ROWS
+    while r < M:
+        _1x2(a, r * lda, lda, wp, p * K * PANEL, K, out, r * ldo + out_col, ldo)
+        r += 1
+
+
+@njit(**JIT_OPTIONS)
+def _panel(a, wp, out, p, lda, ldo, out_col):
+    """Columns [16 p, 16 p + 16) of out from panel p."""
+    M, K = a.shape
+    r = 0
+    while r + _ROWS <= M:
+        _4x1(a, r * lda, lda, wp, p * K * PANEL, K, out, r * ldo + out_col, ldo)
+        r += _ROWS
+    while r < M:
+        _1x1(a, r * lda, lda, wp, p * K * PANEL, K, out, r * ldo + out_col, ldo)
+        r += 1
+
+
+@njit(**JIT_OPTIONS)
+def _product_f32(a, wp, out):
+    M = a.shape[0]
+    N = out.shape[1]
+    lda = a.strides[0] // 4
+    ldo = out.strides[0] // 4
+    whole = N // PANEL  # panels that lie inside out
+    p = 0
+    while p + 2 <= whole:
+        _panel_pair(a, wp, out, p, lda, ldo, p * PANEL)
+        p += 2
+    if p < whole:
+        _panel(a, wp, out, p, lda, ldo, p * PANEL)
+        p += 1
+    if p < wp.shape[0]:  # the last panel, cut by out's edge: through a scratch row block
+        tail = np.empty((M, PANEL), np.float32)
+        _panel(a, wp, tail, p, lda, PANEL, 0)
+        out[:, p * PANEL:] = tail[:, : N - p * PANEL]
+
+
+@njit(**JIT_OPTIONS)
+def _product_any(a, wp, out):
+    M, K = a.shape
+    N = out.shape[1]
+    for m in range(M):
+        for n in range(N):
+            p, j = n // PANEL, n % PANEL
+            s = 0.0
+            for k in range(K):
+                s += a[m, k] * wp[p, k, j]
+            out[m, n] = s
+
+
+def packed_product(a: np.ndarray, wp: np.ndarray, out: np.ndarray) -> None:
+    """out (M, N) = a (M, K) @ w^T for wp = pack_panels(w), w (N, K). The rows of a and out must
+    be contiguous (any row stride). Called from compiled kernels; in Python, numpy computes it."""
+    N = out.shape[1]
+    w = wp.transpose(0, 2, 1).reshape(-1, wp.shape[1])[:N]
+    out[...] = a @ w.T
+
+
+@overload(packed_product, jit_options=dict(fastmath=set(FASTMATH), nogil=True, error_model="numpy"))
+def _packed_product(a, wp, out):
+    if a.dtype == types.float32 and wp.dtype == types.float32 and out.dtype == types.float32:
+        return lambda a, wp, out: _product_f32(a, wp, out)
+    return lambda a, wp, out: _product_any(a, wp, out)
