@@ -158,7 +158,9 @@ def _product_f32(a, wp, out):
     if p < wp.shape[0]:  # the last panel, cut by out's edge: through a scratch row block
         tail = np.empty((M, PANEL), np.float32)
         _panel(a, wp, tail, p, lda, PANEL, 0)
-        out[:, p * PANEL:] = tail[:, : N - p * PANEL]
+        for m in range(M):
+            for j in range(N - p * PANEL):
+                out[m, p * PANEL + j] = tail[m, j]
 
 
 @njit(**JIT_OPTIONS)
