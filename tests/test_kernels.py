@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from numba import njit
@@ -145,6 +149,31 @@ def test_packed_product_rows_do_not_depend_on_their_neighbours():
         alone = np.empty((1, 80), np.float32)
         _packed_product(np.ascontiguousarray(a[2, row:row + 1]), wp, alone)
         assert np.array_equal(alone[0], together[row])
+
+
+_AVX2_CHECK = """
+import numpy as np
+from numba import njit
+from charlm.nn.kernels.packed import PANEL, pack_panels, packed_product
+assert PANEL == 8, PANEL
+@njit
+def product(a, wp, out):
+    packed_product(a, wp, out)
+rng = np.random.default_rng(0)
+for B, K, N in ((13, 40, 56), (4, 128, 512), (20, 200, 200)):
+    a = rng.standard_normal((B, K)).astype(np.float32)
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    out = np.full((B, N), np.nan, np.float32)
+    product(a, pack_panels(w), out)
+    np.testing.assert_allclose(out, a @ w.T, rtol=1e-5, atol=1e-5)
+"""
+
+
+def test_packed_product_with_avx2_vectors(tmp_path):
+    """Compiled for a CPU without AVX-512: panels of 8 columns, 4-row groups."""
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="+avx,+avx2,+fma,+sse4.2,-avx512f",
+               NUMBA_CACHE_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", _AVX2_CHECK], env=env, check=True, timeout=300)
 
 
 def test_pack_panels_layout():

@@ -3,18 +3,20 @@
 Every step of a recurrent layer multiplies the same weights (W_hh forward, W_hh^T backward) by a
 few rows (a stream block's h_{t-1} or gate gradients). A BLAS GEMM packs the whole weight matrix
 again at every call, which at these shapes costs as much as the arithmetic. Here the weights are
-packed once, by pack_panels, into panels of 16 output columns:
+packed once, by pack_panels, into panels of W output columns:
 
-    wp (P, K, 16), P = ceil(N / 16):  wp[p, k, j] = w[16 p + j, k]  (0 past row N-1 of w)
+    wp (P, K, W), P = ceil(N / W):  wp[p, k, j] = w[W p + j, k]  (0 past row N-1 of w)
 
-and each step's product runs through a micro-kernel written in LLVM IR (a Numba intrinsic): 4
-rows x 2 panels of 16 columns held in 8 vector accumulators over the whole inner dimension, one
-fused multiply-add per row, panel and k, with the weights streamed from L1/L2 once per 4 rows.
-LLVM lowers <16 x float> to the machine's vectors (one AVX-512 register, two AVX2 registers).
+with W the machine's float32 vector width (PANEL: 16 with AVX-512, else 8), and each step's
+product runs through a micro-kernel written in LLVM IR (a Numba intrinsic): R rows x 2 panels
+held in 2R vector accumulators over the whole inner dimension, one fused multiply-add per row,
+panel and k, the weights streamed from the caches once per R rows. R is 8 where the machine has
+32 vector registers (AVX-512), else 4, so that the accumulators stay in registers; the rows
+left over go 4, then 1 at a time.
 
 Every output element is the same sequence of fused multiply-adds over k = 0..K-1, whichever
-kernel variant (4 or 1 rows, 2 or 1 panels) computes it: the result does not depend on how rows
-are grouped into stream blocks or threads. float64 (the gradient checks) runs a plain loop.
+kernel variant (8, 4 or 1 rows, 2 or 1 panels) computes it: the result does not depend on how
+rows are grouped into stream blocks or threads. float64 (the gradient checks) runs a plain loop.
 """
 
 from __future__ import annotations
@@ -22,19 +24,32 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
+from numba.core import cgutils, config
+from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic, overload
 
 from charlm.nn.kernels._numba import FASTMATH, JIT_OPTIONS
 
-PANEL = 16  # output columns per panel: one vector of 16 float32
+
+def _vector_width() -> int:
+    """float32 lanes of the vectors the micro-kernel computes with: 16 where Numba compiles for
+    AVX-512 (32 registers of 16 lanes), else 8 (AVX2's 16 registers of 8; two NEON registers).
+    Numba's target is the host's CPU unless NUMBA_CPU_NAME / NUMBA_CPU_FEATURES say otherwise."""
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
+    return 16 if "+avx512f" in features.split(",") else 8
+
+
+PANEL = _vector_width()  # output columns per panel
+# Rows of the main variant: 8 rows x 2 panels = 16 accumulators in AVX-512's 32 registers;
+# 4 x 2 = 8 accumulators of two registers each in AVX2's 16.
+_BIG_ROWS = 8 if PANEL == 16 else 4
 _F32 = ir.FloatType()
 _I64 = ir.IntType(64)
 _VEC = ir.VectorType(_F32, PANEL)
 
 
 def pack_panels(w: np.ndarray) -> np.ndarray:
-    """w (N, K) -> wp (ceil(N/16), K, 16) C-contiguous, zero-padded past row N-1 (see above)."""
+    """w (N, K) -> wp (ceil(N/W), K, W) C-contiguous, zero-padded past row N-1 (see above)."""
     N, K = w.shape
     P = -(-N // PANEL)
     padded = np.zeros((P * PANEL, K), w.dtype)
@@ -44,9 +59,9 @@ def pack_panels(w: np.ndarray) -> np.ndarray:
 
 def _micro_kernel(rows: int, panels: int):
     """An intrinsic f(a, a_off, lda, wp, w_off, K, out, out_off, ldo) that writes
-    out[r, 16 c + j] = sum_k a[r, k] * wp[c, k, j] for r < rows, c < panels, j < 16, with every
-    array addressed from its data pointer plus an element offset (rows lda / ldo elements
-    apart, panels K * 16 apart). float32 arrays whose last axis is contiguous."""
+    out[r, W c + j] = sum_k a[r, k] * wp[c, k, j] for r < rows, c < panels, j < W (PANEL), with
+    every array addressed from its data pointer plus an element offset (rows lda / ldo elements
+    apart, panels K * W apart). float32 arrays whose last axis is contiguous."""
 
     @intrinsic
     def kernel(typingctx, a, a_off, lda, wp, w_off, K, out, out_off, ldo):
@@ -59,7 +74,7 @@ def _micro_kernel(rows: int, panels: int):
                     for i, arr in ((0, a_arr), (3, wp_arr), (6, out_arr))]
             a_ptr, w_ptr, out_ptr = (builder.gep(p, [off]) for p, off in zip(data, (a_off, w_off, out_off)))
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3),
-                                                 "llvm.fma.v16f32")
+                                                 f"llvm.fma.v{PANEL}f32")
             const = lambda n: ir.Constant(_I64, n)  # noqa: E731
             zero = ir.Constant(_VEC, [0.0] * PANEL)
             broadcast = ir.Constant(ir.VectorType(ir.IntType(32), PANEL), [0] * PANEL)
@@ -111,33 +126,41 @@ def _micro_kernel(rows: int, panels: int):
     return kernel
 
 
-_ROWS = 4
-_4x2, _1x2, _4x1, _1x1 = (_micro_kernel(r, c) for r, c in ((_ROWS, 2), (1, 2), (_ROWS, 1), (1, 1)))
+_big_x2, _4x2, _1x2 = (_micro_kernel(rows, 2) for rows in (_BIG_ROWS, 4, 1))
+_big_x1, _4x1, _1x1 = (_micro_kernel(rows, 1) for rows in (_BIG_ROWS, 4, 1))
 
 
 @njit(**JIT_OPTIONS)
 def _panel_pair(a, wp, out, p, lda, ldo, out_col):
-    """Columns [16 p, 16 p + 32) of out (an out_col-offset view) from panels p, p + 1."""
+    """Columns [W p, W p + 2W) of out (starting at column out_col) from panels p, p + 1."""
     M, K = a.shape
+    w_off = p * K * PANEL
     r = 0
-    while r + _ROWS <= M:
-        _4x2(a, r * lda, lda, wp, p * K * PANEL, K, out, r * ldo + out_col, ldo)
-        r += _ROWS
+    while r + _BIG_ROWS <= M:
+        _big_x2(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
+        r += _BIG_ROWS
+    while r + 4 <= M:
+        _4x2(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
+        r += 4
     while r < M:
-        _1x2(a, r * lda, lda, wp, p * K * PANEL, K, out, r * ldo + out_col, ldo)
+        _1x2(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
         r += 1
 
 
 @njit(**JIT_OPTIONS)
 def _panel(a, wp, out, p, lda, ldo, out_col):
-    """Columns [16 p, 16 p + 16) of out from panel p."""
+    """Columns [W p, W p + W) of out from panel p."""
     M, K = a.shape
+    w_off = p * K * PANEL
     r = 0
-    while r + _ROWS <= M:
-        _4x1(a, r * lda, lda, wp, p * K * PANEL, K, out, r * ldo + out_col, ldo)
-        r += _ROWS
+    while r + _BIG_ROWS <= M:
+        _big_x1(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
+        r += _BIG_ROWS
+    while r + 4 <= M:
+        _4x1(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
+        r += 4
     while r < M:
-        _1x1(a, r * lda, lda, wp, p * K * PANEL, K, out, r * ldo + out_col, ldo)
+        _1x1(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
         r += 1
 
 
