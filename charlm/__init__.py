@@ -21,14 +21,8 @@ Where each idea lives:
 - charlm.views: what a model learned and how it trained: explorer page, heat maps, curves.
 """
 
-import os
+from charlm import process
 
-# Set before SciPy's OpenBLAS loads (every product of charlm goes through it; see
-# charlm.nn.kernels.linalg): OpenBLAS reads this once, at load. After a product on several
-# threads, OpenBLAS's helper threads spin for 2^28 cycles before they sleep, on the cores that
-# charlm's own threads (charlm.nn.stack) need next; 4, the least OpenBLAS accepts, makes them
-# sleep at once. The results are the same bits. A value the user set stays; a program that
-# loaded SciPy before charlm keeps the spinning; child processes inherit the variable.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+process.configure()  # OpenBLAS's idle threads and glibc's malloc thresholds (charlm.process)
 
 __version__ = "0.1.0"
