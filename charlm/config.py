@@ -14,7 +14,6 @@ from typing import NamedTuple
 from charlm.errors import OptionError
 from charlm.nn.cells import REGISTRY as _CELL_REGISTRY
 from charlm.options import Spec, option, specs
-from charlm.train.schedule import SCHEDULES, WSD_DECAY
 
 CELLS = tuple(_CELL_REGISTRY)  # the cell types of the registry (charlm.nn.cells)
 INITS = ("uniform", "orthogonal")  # charlm.nn.initializers draws them
@@ -22,6 +21,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 CLIP_MODES = ("norm", "value")
 LEVELS = ("char", "word")
 ENCODING_ERRORS = ("strict", "replace", "ignore")
+SCHEDULES = ("plateau", "cosine", "wsd")  # charlm.train.schedule computes them
+BUDGET_SCHEDULES = ("cosine", "wsd")  # set the rate from how far the run is: need its length
+WSD_DECAY = 0.2  # wsd: by default the last fifth of the run decays the rate linearly to zero
 
 # --seed's range: numpy's generators take any non-negative integer; the bound keeps the seed a
 # 64-bit signed integer for the readers of the JSON headers that store it.

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charlm.train.evaluate import perplexity
+from charlm.metrics import perplexity
 from charlm.nn.model import Model
 from charlm.nn.quick import QUICK_MAX_TOKENS, quick_logprobs
 from charlm.data.tokenizer import Tokenizer, normalize

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from charlm.config import LEAKY_CELLS, RUN_OPTIONS, ModelConfig, TokenizerConfig, TrainConfig
+from charlm.config import BUDGET_SCHEDULES, LEAKY_CELLS, RUN_OPTIONS, ModelConfig, TokenizerConfig, TrainConfig
 from charlm.errors import OptionError
 from charlm.options import Spec, flag_of, specs
-from charlm.train.schedule import BUDGET_SCHEDULES
 
 # (holds(model config), message): rules of a model config, which a model file must keep too.
 MODEL_RULES: list[tuple[Callable[[ModelConfig], bool], str]] = [

@@ -228,7 +228,7 @@ def test_score_of_a_model_whose_perplexity_overflows_prints_inf(overflowing_mode
 
 
 def test_info_and_training_logs_show_an_overflowing_perplexity_as_inf(overflowing_model):
-    from charlm.train.evaluate import perplexity
+    from charlm.metrics import perplexity
 
     table = run(["info", overflowing_model])
     assert table.exit_code == 0 and "inf" in table.stdout.split("best valid ppl")[1].splitlines()[0]

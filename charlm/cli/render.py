@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from charlm.train import events
-from charlm.train.evaluate import perplexity
+from charlm.metrics import perplexity
 from charlm.views.sparkline import sparkline
 
 PLAIN_LOG_SECONDS = 30.0  # a plain log line at most this often, plus one per validation

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from charlm.config import LEAKY_CELLS
-from charlm.train.evaluate import bits_per_char, perplexity
+from charlm.metrics import bits_per_char, perplexity
 from charlm.nn.model import Model
 from charlm.data.tokenizer import Tokenizer
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -34,15 +33,3 @@ def evaluate_in_windows(model: Model, ids: np.ndarray, batch: int, seq_len: int,
     if world is not None and world.size > 1:
         total, count = world.sum_in_order(np.array([total, count], np.float64)).tolist()
         yield int(count), total / max(count, 1)
-
-
-def perplexity(loss: float) -> float:
-    """e**loss (loss: nats/token), or inf where that exceeds a double (a diverged model)."""
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return math.inf
-
-
-def bits_per_char(loss: float) -> float:
-    return loss / math.log(2.0)

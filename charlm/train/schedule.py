@@ -1,12 +1,11 @@
-"""Learning-rate schedules other than the plateau decay that lives in the training loop."""
+"""Learning-rate schedules other than the plateau decay that lives in the training loop (their
+names, charlm.config.SCHEDULES)."""
 
 from __future__ import annotations
 
 import math
 
-SCHEDULES = ("plateau", "cosine", "wsd")
-BUDGET_SCHEDULES = ("cosine", "wsd")  # set the rate from how far the run is: need its length
-WSD_DECAY = 0.2  # wsd: by default the last fifth of the run decays the rate linearly to zero
+from charlm.config import WSD_DECAY
 # Schedules that also lower the rate on a validation plateau: plateau, and wsd during its stable
 # part, where a long budget may otherwise hold a rate the model has outgrown.
 PLATEAU_DECAYS = ("plateau", "wsd")

@@ -17,15 +17,16 @@ import numpy as np
 
 from charlm.train import events
 from charlm.io.checkpoint import save_model
-from charlm.config import TrainConfig, to_dict
+from charlm.config import BUDGET_SCHEDULES, TrainConfig, to_dict
 from charlm.data.batches import BatchStream
 from charlm.train.distributed import SingleProcess
 from charlm.errors import CharlmError, DivergenceError
 from charlm.json_numbers import json_safe
-from charlm.train.evaluate import bits_per_char, evaluate_in_windows, perplexity
+from charlm.metrics import bits_per_char, perplexity
+from charlm.train.evaluate import evaluate_in_windows
 from charlm.nn.model import Model
 from charlm.train.optim import Optimizer, clip_gradients
-from charlm.train.schedule import BUDGET_SCHEDULES, PLATEAU_DECAYS, budget_factor
+from charlm.train.schedule import PLATEAU_DECAYS, budget_factor
 from charlm.nn.stack import threads
 from charlm.data.tokenizer import Tokenizer
 from charlm.train.state import Progress, RunState
