@@ -215,3 +215,15 @@ def test_kill_9_at_random_moments_then_resume_ends_bit_identical(corpus_file, di
     rows = [json.loads(x) for x in (b / "charlm.metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in rows if r["event"] == "step"]
     assert steps == sorted(set(steps))  # each logged step once, in order
+
+
+def test_a_refused_resume_names_the_options_as_typed():
+    from charlm.errors import CharlmError
+    from charlm.train.run_identity import check_settings
+
+    saved = {"settings": {"learn_leak": True, "seq_len": 100}}
+    with pytest.raises(CharlmError) as refused:
+        check_settings("m.state.safetensors", saved, {"learn_leak": False, "seq_len": 50})
+    message = str(refused.value)
+    assert "--leak learn True (given: False)" in message and "--seq-len 100 (given: 50)" in message
+    assert "--learn-leak" not in message

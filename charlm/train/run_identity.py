@@ -14,6 +14,7 @@ import os
 
 from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
 from charlm.errors import CharlmError
+from charlm.options import flag_of, specs
 
 # TrainConfig fields that --resume may change: the run's limits.
 LIMITS = ("steps", "epochs", "time_budget")
@@ -41,7 +42,7 @@ def check_settings(state_path: str, identity: dict | None, given: dict) -> None:
     """Refuse to resume when a run setting given on the command line differs from the saved
     run's. `given`: option name ('_' for '-') -> value."""
     saved = (identity or {}).get("settings") or {}
-    differ = [f"--{name.replace('_', '-')} {saved[name]!r} (given: {value!r})"
+    differ = [f"{_flag(name)} {saved[name]!r} (given: {value!r})"
               for name, value in given.items() if name in saved and saved[name] != value]
     if differ:
         raise CharlmError(
@@ -88,3 +89,11 @@ def is_well_formed(identity) -> bool:
 
     return (isinstance(identity, dict) and isinstance(identity.get("settings", {}), dict)
             and text(identity.get("corpus")) and text(identity.get("valid")))
+
+
+def _flag(name: str) -> str:
+    """The command-line option that sets the setting `name` ('--leak learn' for learn_leak)."""
+    for cls in (ModelConfig, TokenizerConfig, TrainConfig):
+        if name in specs(cls):
+            return flag_of(name, specs(cls)[name])
+    return flag_of(name)
