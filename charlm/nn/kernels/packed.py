@@ -131,36 +131,29 @@ _big_x1, _4x1, _1x1 = (_micro_kernel(rows, 1) for rows in (_BIG_ROWS, 4, 1))
 
 
 @njit(**JIT_OPTIONS)
-def _panel_pair(a, wp, out, p, lda, ldo, out_col):
-    """Columns [W p, W p + 2W) of out (starting at column out_col) from panels p, p + 1."""
+def _columns(a, wp, out, p, pair, lda, ldo, out_col):
+    """Columns [W p, W p + 2W) of out (W p + W without pair), starting at its column out_col,
+    from panel p (and p + 1): rows in groups of _BIG_ROWS, then 4, then 1."""
     M, K = a.shape
     w_off = p * K * PANEL
     r = 0
     while r + _BIG_ROWS <= M:
-        _big_x2(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
+        if pair:
+            _big_x2(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
+        else:
+            _big_x1(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
         r += _BIG_ROWS
     while r + 4 <= M:
-        _4x2(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
+        if pair:
+            _4x2(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
+        else:
+            _4x1(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
         r += 4
     while r < M:
-        _1x2(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
-        r += 1
-
-
-@njit(**JIT_OPTIONS)
-def _panel(a, wp, out, p, lda, ldo, out_col):
-    """Columns [W p, W p + W) of out from panel p."""
-    M, K = a.shape
-    w_off = p * K * PANEL
-    r = 0
-    while r + _BIG_ROWS <= M:
-        _big_x1(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
-        r += _BIG_ROWS
-    while r + 4 <= M:
-        _4x1(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
-        r += 4
-    while r < M:
-        _1x1(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
+        if pair:
+            _1x2(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
+        else:
+            _1x1(a, r * lda, lda, wp, w_off, K, out, r * ldo + out_col, ldo)
         r += 1
 
 
@@ -173,14 +166,14 @@ def _product_f32(a, wp, out):
     whole = N // PANEL  # panels that lie inside out
     p = 0
     while p + 2 <= whole:
-        _panel_pair(a, wp, out, p, lda, ldo, p * PANEL)
+        _columns(a, wp, out, p, True, lda, ldo, p * PANEL)
         p += 2
     if p < whole:
-        _panel(a, wp, out, p, lda, ldo, p * PANEL)
+        _columns(a, wp, out, p, False, lda, ldo, p * PANEL)
         p += 1
     if p < wp.shape[0]:  # the last panel, cut by out's edge: through a scratch row block
         tail = np.empty((M, PANEL), np.float32)
-        _panel(a, wp, tail, p, lda, PANEL, 0)
+        _columns(a, wp, tail, p, False, lda, PANEL, 0)
         for m in range(M):
             for j in range(N - p * PANEL):
                 out[m, p * PANEL + j] = tail[m, j]
