@@ -474,3 +474,17 @@ def test_argument_errors():
     recurrent_backward(cache, p["dhs"])
     with pytest.raises(ValueError, match="already"):
         recurrent_backward(cache, p["dhs"])
+
+
+def test_recurrent_start_takes_only_the_weights_own_packing():
+    from charlm.nn.recurrent import recurrent_start
+
+    rng = np.random.default_rng(0)
+    T, B, H = 3, 2, 8
+    xw = rng.standard_normal((T, B, H)).astype(np.float32)
+    w_hh = rng.standard_normal((H, H)).astype(np.float32)
+    b_hh, h0 = np.zeros(H, np.float32), np.zeros((B, H), np.float32)
+    shared = pack_panels(w_hh)
+    assert recurrent_start("rnn", xw.copy(), w_hh, b_hh, h0, w_hh_p=shared).w_hh_p is shared
+    with pytest.raises(ValueError, match="pack_panels"):
+        recurrent_start("rnn", xw.copy(), w_hh, b_hh, h0, w_hh_p=pack_panels(np.hstack([w_hh, w_hh])))

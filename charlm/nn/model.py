@@ -131,6 +131,7 @@ class Model:
         streams (s0, s1): run only those streams of the batch tokens (T, B) (state holds just
         them), with the dropout masks the whole batch would draw: a share of the batch computes
         what its streams compute in the whole (charlm.train.distributed)."""
+        from charlm.nn.kernels.packed import pack_panels
         from charlm.nn.recurrent import recurrent_start, recurrent_steps
         from charlm.nn.stack import chunk_bounds, run_wavefront, stream_blocks
 
@@ -157,10 +158,12 @@ class Model:
         trace.hs = [np.empty((N, H), dtype) for _ in range(L)]
         trace.xws = [self._input_projection(x, trace.rows)]
         trace.xws += [np.empty((N, cfg.gates * H), dtype) for _ in range(1, L)]
+        packed = [pack_panels(self._p("weight_hh", layer)) for layer in range(L)]  # one for all blocks
         caches = [[recurrent_start(cfg.cell, layout.view(trace.xws[layer], k), self._p("weight_hh", layer),
                                    self._p("bias_hh", layer), state[layer, 0, b0:b1],
                                    state[layer, 1, b0:b1] if self.state_slots == 2 else None, keep,
-                                   hs=layout.view(trace.hs[layer], k), leak=leaks[layer])
+                                   hs=layout.view(trace.hs[layer], k), leak=leaks[layer],
+                                   w_hh_p=packed[layer])
                    for layer in range(L)] for k, (b0, b1) in enumerate(layout.bounds)]
         chunks = chunk_bounds(T, L)
 
@@ -279,6 +282,7 @@ class Model:
         already computed it. Each block runs its layers back through time as a wavefront; every
         weight gradient is then one product over all rows."""
         from charlm.nn.kernels.linalg import matmul
+        from charlm.nn.kernels.packed import pack_panels
         from charlm.nn.recurrent import recurrent_backward_start, recurrent_backward_steps
         from charlm.nn.stack import chunk_bounds, run_wavefront
 
@@ -293,9 +297,11 @@ class Model:
         # dL/d(h W_hh^T + b_hh) (N, G*H) per layer, for the cells whose backward writes it apart
         apart = self.cell.hidden_grad_apart
         dghs = [np.empty((N, cfg.gates * H), dlogits.dtype) if apart else None for _ in range(L)]
+        packed = [pack_panels(self._p("weight_hh", layer).T) for layer in range(L)]  # one for all blocks
         for k, block in enumerate(trace.caches):
             for layer, cache in enumerate(block):
-                recurrent_backward_start(cache, dgh=None if dghs[layer] is None else layout.view(dghs[layer], k))
+                recurrent_backward_start(cache, dgh=None if dghs[layer] is None else layout.view(dghs[layer], k),
+                                         w_hh_t_p=packed[layer])
         chunks = chunk_bounds(layout.steps, L)
 
         def send_down(k: int, layer: int, a: int, b: int) -> None:

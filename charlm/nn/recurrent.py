@@ -55,7 +55,7 @@ import numpy as np
 
 from charlm.nn.cells import REGISTRY, Cell, get_cell
 from charlm.nn.kernels.linalg import matmul
-from charlm.nn.kernels.packed import pack_panels
+from charlm.nn.kernels.packed import PANEL, pack_panels
 from charlm.nn.kernels.threads import sequential_blas
 
 __all__ = [
@@ -140,6 +140,17 @@ def check_array(name: str, a, shape: tuple, dtype: np.dtype, written: bool = Fal
         raise ValueError(f"{name} must be writeable (it is overwritten in place)")
 
 
+def _packed(w: np.ndarray, given) -> np.ndarray:
+    """given, checked to be pack_panels(w)'s shape and dtype, or pack_panels(w) when None."""
+    if given is None:
+        return pack_panels(w)
+    N, K = w.shape
+    shape = (-(-N // PANEL), K, PANEL)
+    if not isinstance(given, np.ndarray) or given.shape != shape or given.dtype != w.dtype:
+        raise ValueError(f"packed weights must be pack_panels of the weights: {shape} {w.dtype}")
+    return given
+
+
 def _names_of(test) -> str:
     return " and ".join(name for name, cell in REGISTRY.items() if test(cell))
 
@@ -163,7 +174,7 @@ def _check_state(cell: Cell, c0, leak, B: int, H: int, dtype) -> None:
 
 
 def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True, hs=None,
-                    leak=None) -> RecurrentCache:
+                    leak=None, w_hh_p=None) -> RecurrentCache:
     """Check the arguments of one layer's forward and allocate its outputs; run no step.
 
     xw (T,B,G*H): input projection x @ W_ih.T + b_ih, C-contiguous; CONSUMED (see module doc).
@@ -174,6 +185,8 @@ def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True, hs=None,
     keep: store what the backward needs; keep=False is for inference (cheaper, no backward).
     hs (T,B,H), C-contiguous: where to write the outputs (e.g. a block of a larger array); None
     allocates it. leak (H,): the leak rates a in (0, 1] of leaky cells (required there).
+    w_hh_p: pack_panels(w_hh) (charlm.nn.kernels.packed), e.g. shared by a layer's stream
+    blocks; None packs w_hh here.
     All arrays: same dtype, float32 or float64, C-contiguous. T >= 1."""
     spec = get_cell(cell)
     G = spec.gates
@@ -201,7 +214,7 @@ def recurrent_start(cell: str, xw, w_hh, b_hh, h0, c0=None, keep=True, hs=None,
     check_array("hs", hs, (T, B, H), dtype, written=True)
     cache = RecurrentCache(
         cell=spec, keep=bool(keep), hs=hs, h0=h0, c0=c0, c_last=None,
-        xw=xw, b_hh=b_hh, w_hh=w_hh, w_hh_p=pack_panels(w_hh),
+        xw=xw, b_hh=b_hh, w_hh=w_hh, w_hh_p=_packed(w_hh, w_hh_p),
     )
     if spec.leaky:
         cache.leak = leak
@@ -241,12 +254,14 @@ def _hidden_weight_grad(d: np.ndarray, h0: np.ndarray, hs: np.ndarray, out: np.n
         out += matmul(d[1:].reshape((T - 1) * B, K).T, hs[:-1].reshape((T - 1) * B, H))
 
 
-def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None, dgh=None) -> None:
+def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None, dgh=None,
+                             w_hh_t_p=None) -> None:
     """Check the cache and the gradients into the final state; allocate the backward's buffers.
 
     dh_last, dc_last (B,H): gradient flowing into the final state (h_last, c_last); None means
     zeros; dc_last only for cells with two state slots. dgh (T,B,G*H), hidden_grad_apart cells
-    only: where to write the hidden side's gradient; None allocates it."""
+    only: where to write the hidden side's gradient; None allocates it. w_hh_t_p:
+    pack_panels(W_hh^T), e.g. shared by a layer's stream blocks; None packs it here."""
     if not isinstance(cache, RecurrentCache):
         raise ValueError("cache must be the RecurrentCache returned by recurrent_start")
     if not cache.keep:
@@ -275,7 +290,7 @@ def recurrent_backward_start(cache: RecurrentCache, dh_last=None, dc_last=None, 
                          f"pass None for {cell.name}")
     cache.used = True
     cache.dh, cache.dc = dh, dc
-    cache.w_hh_t_p = pack_panels(cache.w_hh.T)  # dgates W_hh = dgates (W_hh^T)^T
+    cache.w_hh_t_p = _packed(cache.w_hh.T, w_hh_t_p)  # dgates W_hh = dgates (W_hh^T)^T
     if cell.hidden_grad_apart:
         GH = cache.w_hh.shape[0]
         if dgh is None:
