@@ -55,7 +55,7 @@ import numpy as np
 
 from charlm.nn.cells import REGISTRY, Cell, get_cell
 from charlm.nn.kernels.linalg import matmul
-from charlm.nn.kernels.packed import PANEL, pack_panels
+from charlm.nn.kernels.packed import pack_panels, panels_shape
 from charlm.nn.kernels.threads import sequential_blas
 
 __all__ = [
@@ -144,8 +144,7 @@ def _packed(w: np.ndarray, given) -> np.ndarray:
     """given, checked to be pack_panels(w)'s shape and dtype, or pack_panels(w) when None."""
     if given is None:
         return pack_panels(w)
-    N, K = w.shape
-    shape = (-(-N // PANEL), K, PANEL)
+    shape = panels_shape(*w.shape)
     if not isinstance(given, np.ndarray) or given.shape != shape or given.dtype != w.dtype:
         raise ValueError(f"packed weights must be pack_panels of the weights: {shape} {w.dtype}")
     return given

@@ -48,12 +48,16 @@ _I64 = ir.IntType(64)
 _VEC = ir.VectorType(_F32, PANEL)
 
 
+def panels_shape(N: int, K: int) -> tuple[int, int, int]:
+    """The shape of pack_panels(w) for w (N, K): (ceil(N/W), K, W)."""
+    return -(-N // PANEL), K, PANEL
+
+
 def pack_panels(w: np.ndarray) -> np.ndarray:
     """w (N, K) -> wp (ceil(N/W), K, W) C-contiguous, zero-padded past row N-1 (see above)."""
-    N, K = w.shape
-    P = -(-N // PANEL)
+    P, K, _ = panels_shape(*w.shape)
     padded = np.zeros((P * PANEL, K), w.dtype)
-    padded[:N] = w
+    padded[: w.shape[0]] = w
     return np.ascontiguousarray(padded.reshape(P, PANEL, K).transpose(0, 2, 1))
 
 
