@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 MMAP_MB = 32  # arrays below this come from the heap (glibc's largest adaptive threshold)
 TRIM_MB = 256  # freed memory kept at the top of the heap before it is returned
@@ -39,7 +38,7 @@ def _keep_freed_memory() -> None:
     tuned = any(name in os.environ for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"))
     if tuned or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not _on_glibc():
         return
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -47,3 +46,10 @@ def _keep_freed_memory() -> None:
         libc.mallopt(_M_TRIM_THRESHOLD, TRIM_MB << 20)
     except (OSError, AttributeError):
         pass
+
+
+def _on_glibc() -> bool:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (AttributeError, ValueError, OSError):  # no confstr, or not this name: not glibc
+        return False
