@@ -242,7 +242,7 @@ def _check_limits(limits: dict) -> None:
     if others:
         raise OptionError(f"--resume changes only {', '.join(run_identity.LIMITS)}, not {', '.join(sorted(others))}")
     for name, value in limits.items():
-        check_value(name, value, TrainConfig)
+        check_value(name, value)
 
 
 def _split(tokenizer: Tokenizer, source: Corpus, valid: str | None, valid_frac: float, errors: str,

@@ -217,6 +217,16 @@ class Configs(NamedTuple):
     train: TrainConfig
 
 
+CONFIG_CLASSES = (ModelConfig, TokenizerConfig, TrainConfig)
+# Every option a config holds: field name -> (its config class, its Spec).
+FIELDS = {name: (cls, spec) for cls in CONFIG_CLASSES for name, spec in specs(cls).items()}
+
+
+def spec_of(name: str) -> Spec:
+    """The Spec of the option `name`: a config field, or a RUN_OPTIONS entry."""
+    return FIELDS[name][1] if name in FIELDS else RUN_OPTIONS[name]
+
+
 def configs_for(**options) -> Configs:
     """The configs of a run from options by name (ModelConfig, TokenizerConfig and TrainConfig
     fields); a size or learning rate not given, or None, is the level's (LEVEL_DEFAULTS)."""
@@ -224,8 +234,7 @@ def configs_for(**options) -> Configs:
     sized = LEVEL_DEFAULTS.get(level, _CHAR)
     given = {k: v for k, v in options.items() if not (v is None and k in sized)}
     values = {**sized, **given}
-    parts = {cls: {k: v for k, v in values.items() if k in specs(cls)}
-             for cls in (ModelConfig, TokenizerConfig, TrainConfig)}
+    parts = {cls: {k: v for k, v in values.items() if k in specs(cls)} for cls in CONFIG_CLASSES}
     unknown = set(values) - {k for part in parts.values() for k in part}
     if unknown:
         raise OptionError(f"unknown options {', '.join(sorted(unknown))}: see `charlm train --help`")

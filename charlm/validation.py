@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from charlm.config import BUDGET_SCHEDULES, LEAKY_CELLS, RUN_OPTIONS, ModelConfig, TokenizerConfig, TrainConfig
+from charlm.config import BUDGET_SCHEDULES, FIELDS, LEAKY_CELLS, ModelConfig, TokenizerConfig, TrainConfig, spec_of
 from charlm.errors import OptionError
 from charlm.options import Spec, flag_of, specs
 
@@ -58,10 +58,10 @@ def check_config(config) -> None:
         _refuse(name, spec, getattr(config, name))
 
 
-def check_value(name: str, value, cls=None) -> None:
-    """Raise OptionError if `value` is not a valid value of the option `name` (a field of `cls`,
-    else a charlm.config.RUN_OPTIONS entry): for library functions that take one option."""
-    _refuse(name, specs(cls)[name] if cls is not None else RUN_OPTIONS[name], value)
+def check_value(name: str, value) -> None:
+    """Raise OptionError if `value` is not a valid value of the option `name` (a config field or
+    a charlm.config.RUN_OPTIONS entry): for library functions that take one option."""
+    _refuse(name, spec_of(name), value)
 
 
 def _refuse(name: str, spec: Spec, value) -> None:
@@ -97,7 +97,6 @@ def _first_broken(rules: list, config, name_of: Callable[[str, Spec], str]) -> s
     """The message of the first rule `config` breaks, options named by name_of(field, spec)."""
     for holds, message in rules:
         if not holds(config):
-            names = {name: name_of(name, spec)
-                     for cls in (ModelConfig, TokenizerConfig, TrainConfig) for name, spec in specs(cls).items()}
+            names = {name: name_of(name, spec) for name, (_, spec) in FIELDS.items()}
             return message.format(config=config, **names)
     return None

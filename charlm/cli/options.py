@@ -11,20 +11,12 @@ from collections.abc import Callable
 import typer
 from typer.core import TyperCommand
 
-from charlm.config import LEVEL_DEFAULTS, RUN_OPTIONS, ModelConfig, TokenizerConfig, TrainConfig
+from charlm.config import FIELDS, LEVEL_DEFAULTS, spec_of
 from charlm.errors import CharlmError, OptionError
-from charlm.options import Spec, flag_of, specs
+from charlm.options import Spec, flag_of
 
 _KIND_NAMES = {int: "int", float: "float", str: "text"}
 _TAKES = {int: "an integer", float: "a number", str: "text"}
-
-
-def spec_of(name: str) -> Spec:
-    """The Spec of a config field or of a charlm.config.RUN_OPTIONS entry."""
-    for cls in (ModelConfig, TokenizerConfig, TrainConfig):
-        if name in specs(cls):
-            return specs(cls)[name]
-    return RUN_OPTIONS[name]
 
 
 def config_option(name: str, *decls: str, level_default: bool = False, default=..., **extra):
@@ -35,7 +27,7 @@ def config_option(name: str, *decls: str, level_default: bool = False, default=.
     if level_default:
         text += " \\[default: " + ", ".join(f"{d[name]:g} {level}" for level, d in LEVEL_DEFAULTS.items()) + "]"
     if default is ...:
-        default = None if level_default else _default(name)
+        default = None if level_default else getattr(FIELDS[name][0], name)  # RUN_OPTIONS: given
     return spec_option(spec, default, *decls, flag=flag_of(name, spec), help=text, **extra)
 
 
@@ -48,13 +40,6 @@ def spec_option(spec: Spec, default, *decls: str, flag: str, help: str | None = 
     extra.setdefault("metavar", metavar(spec))
     return typer.Option(default, *decls, help=help or spec.help, parser=parser or value_parser(flag, spec),
                         **extra)
-
-
-def _default(name: str):
-    for cls in (ModelConfig, TokenizerConfig, TrainConfig):
-        if name in specs(cls):
-            return getattr(cls, name)
-    raise KeyError(name)  # RUN_OPTIONS have no default of their own: the caller gives it
 
 
 def metavar(spec: Spec) -> str:

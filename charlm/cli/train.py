@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 
 from charlm.cli.options import config_option, spec_option
-from charlm.config import ENCODING_ERRORS, ModelConfig, TrainConfig
+from charlm.config import ENCODING_ERRORS
 from charlm.errors import OptionError
 from charlm.options import Spec
 from charlm.train.presets import PRESETS
@@ -34,7 +34,7 @@ def _leak_value(text):
         rate = float(text)
     except ValueError:
         raise OptionError(f"--leak takes a rate in (0, 1], e.g. 0.5, or learn; not {text!r}") from None
-    check_value("leak", rate, ModelConfig)
+    check_value("leak", rate)
     return rate
 
 
@@ -44,7 +44,7 @@ def _duration(text):
     from charlm.validation import check_value
 
     if isinstance(text, str):
-        check_value("time_budget", parse_duration(text), TrainConfig)
+        check_value("time_budget", parse_duration(text))
     return text
 
 

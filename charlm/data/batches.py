@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from charlm.config import TrainConfig
 from charlm.errors import CorpusError
 from charlm.validation import check_value
 
@@ -21,7 +20,7 @@ from charlm.validation import check_value
 
 def split_train_valid(ids: np.ndarray, valid_frac: float) -> tuple[np.ndarray, np.ndarray]:
     """(train, valid) views: the last valid_frac of the tokens is validation (nanoGPT style)."""
-    check_value("valid_frac", valid_frac, TrainConfig)
+    check_value("valid_frac", valid_frac)
     n_train = len(ids) - int(len(ids) * valid_frac)
     return ids[:n_train], ids[n_train:]
 
@@ -89,8 +88,8 @@ def _windows_count(stream_len: int, seq_len: int) -> int:
 
 
 def _check_window(batch: int, seq_len: int) -> None:
-    check_value("batch", batch, TrainConfig)
-    check_value("seq_len", seq_len, TrainConfig)
+    check_value("batch", batch)
+    check_value("seq_len", seq_len)
 
 
 def _check_sizes(n_tokens: int, batch: int, seq_len: int) -> None:

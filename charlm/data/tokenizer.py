@@ -163,7 +163,7 @@ class TokenCounts:
     _BLOCK = 1 << 20  # code points per bincount call (bounds its int64 temporary)
 
     def __init__(self, level: str):
-        check_value("level", level, TokenizerConfig)
+        check_value("level", level)
         self.level = level
         self.chars = np.zeros(128, dtype=np.int64)  # char level: count by code point
         self.words: Counter = Counter()  # word level

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from charlm.config import TrainConfig
 from charlm.validation import check_value
 from charlm.nn.kernels.reductions import _sum_squares
 
@@ -47,7 +46,7 @@ class Optimizer:
     """Holds the learning rate, the step count and per-parameter state arrays."""
 
     def __init__(self, kind: str, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps=1e-8):
-        check_value("optimizer", kind, TrainConfig)
+        check_value("optimizer", kind)
         self.kind, self.lr, self.weight_decay = kind, lr, weight_decay
         self.betas, self.eps = betas, eps
         self.t = 0

@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
+from charlm.config import FIELDS, ModelConfig, TokenizerConfig, TrainConfig
 from charlm.errors import CharlmError
-from charlm.options import flag_of, specs
+from charlm.options import flag_of
 
 # TrainConfig fields that --resume may change: the run's limits.
 LIMITS = ("steps", "epochs", "time_budget")
@@ -93,7 +93,4 @@ def is_well_formed(identity) -> bool:
 
 def _flag(name: str) -> str:
     """The command-line option that sets the setting `name` ('--leak learn' for learn_leak)."""
-    for cls in (ModelConfig, TokenizerConfig, TrainConfig):
-        if name in specs(cls):
-            return flag_of(name, specs(cls)[name])
-    return flag_of(name)
+    return flag_of(name, FIELDS[name][1] if name in FIELDS else None)
