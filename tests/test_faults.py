@@ -286,13 +286,9 @@ def test_word_level_bits_per_char_count_the_characters_of_unknown_words():
 
 # ---- validation: capped, with progress, interruptible ----------------------------------------
 def _api_trainer(corpus, out: Path, steps: int, **cfg):
-    from charlm import api
-    from charlm.config import ModelConfig, TrainConfig
+    from test_resume import small_trainer
 
-    return api.prepare_training(
-        str(corpus), output=str(out), model_cfg=ModelConfig(embed=8, hidden=16, layers=1),
-        cfg=TrainConfig(batch=4, seq_len=16, steps=steps, seed=9, log_every=1, valid_every=5,
-                        valid_frac=0.3, **cfg))
+    return small_trainer(corpus, out, steps, valid_frac=0.3, **cfg)
 
 
 def test_validation_scores_the_first_valid_tokens_with_progress(corpus_file, tmp_path):

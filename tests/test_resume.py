@@ -121,20 +121,21 @@ def test_resume_appends_metrics(corpus_file, dirs, monkeypatch):
     assert [r["step"] for r in rows if r["event"] == "step"] == [10, 20]
 
 
-def _trainer(corpus, out: Path, steps: int):
+def small_trainer(corpus, out: Path, steps: int, **cfg):
+    """A Trainer of a 1x16 LSTM, batch 4 x 16, validating every 5 steps; cfg: more TrainConfig."""
     return api.prepare_training(
         str(corpus), output=str(out),
         model_cfg=ModelConfig(embed=8, hidden=16, layers=1),
-        cfg=TrainConfig(batch=4, seq_len=16, steps=steps, seed=9, log_every=1, valid_every=5),
+        cfg=TrainConfig(batch=4, seq_len=16, steps=steps, seed=9, log_every=1, valid_every=5, **cfg),
     )
 
 
 def test_request_stop_mid_run_resumes_exactly(corpus_file, dirs):
     a, b = dirs
-    for event in _trainer(corpus_file, a / "m.safetensors", 12).run():
+    for event in small_trainer(corpus_file, a / "m.safetensors", 12).run():
         pass
 
-    trainer = _trainer(corpus_file, b / "m.safetensors", 12)
+    trainer = small_trainer(corpus_file, b / "m.safetensors", 12)
     seen = []
     for event in trainer.run():
         seen.append(event)
