@@ -13,7 +13,7 @@ import numpy as np
 
 from charlm.nn.kernels.gru import gru_forward
 from charlm.nn.kernels.lstm import lstm_backward, lstm_forward
-from charlm.nn.kernels.packed import pack_panels
+from charlm.nn.kernels.packed import pack_panels, tail_buffer
 from charlm.nn.kernels.threads import sequential_blas
 
 SHAPES = ((100, 64, 384), (100, 32, 512), (35, 20, 200), (35, 20, 400))  # (T, B, H)
@@ -38,9 +38,9 @@ def time_lstm(T: int, B: int, H: int, rng) -> tuple[float, float]:
     w_hh_p, w_hh_t_p, b_hh = pack_panels(w_hh), pack_panels(w_hh.T), np.zeros(4 * H, np.float32)
     h0, c0 = np.zeros((B, H), np.float32), np.zeros((B, H), np.float32)
     hs, cs = np.empty((T, B, H), np.float32), np.empty((T, B, H), np.float32)
-    gh = np.empty((B, 4 * H), np.float32)
+    gh, tail = np.empty((B, 4 * H), np.float32), tail_buffer(B, np.float32)
     xw = np.empty_like(xw0)
-    forward = best_ms(lambda: lstm_forward(xw, w_hh_p, b_hh, h0, c0, hs, cs, gh, True),
+    forward = best_ms(lambda: lstm_forward(xw, w_hh_p, b_hh, h0, c0, hs, cs, gh, tail, True),
                       lambda: np.copyto(xw, xw0))
     gates = xw.copy()  # the activations the forward left
     dhs = rng.standard_normal((T, B, H)).astype(np.float32)
@@ -51,7 +51,7 @@ def time_lstm(T: int, B: int, H: int, rng) -> tuple[float, float]:
         dh.fill(0)
         dc.fill(0)
 
-    backward = best_ms(lambda: lstm_backward(xw, cs, c0, w_hh_t_p, dhs, dh, dc), reset)
+    backward = best_ms(lambda: lstm_backward(xw, cs, c0, w_hh_t_p, dhs, dh, dc, tail), reset)
     return forward, backward
 
 
@@ -62,7 +62,7 @@ def time_gru_forward(T: int, B: int, H: int, rng) -> float:
     hs, ghn = np.empty((T, B, H), np.float32), np.empty((T, B, H), np.float32)
     gh, w_hh_p = np.empty((B, 3 * H), np.float32), pack_panels(w_hh)
     xw = np.empty_like(xw0)
-    return best_ms(lambda: gru_forward(xw, w_hh_p, b_hh, h0, hs, ghn, gh, True),
+    return best_ms(lambda: gru_forward(xw, w_hh_p, b_hh, h0, hs, ghn, gh, tail_buffer(B, np.float32), True),
                    lambda: np.copyto(xw, xw0))
 
 

@@ -11,7 +11,7 @@ import pytest
 from numba import njit
 
 from charlm.config import GATES
-from charlm.nn.kernels.packed import pack_panels, packed_product
+from charlm.nn.kernels.packed import pack_panels, packed_product, tail_buffer
 from charlm.nn.recurrent import RecurrentGrads
 
 try:
@@ -120,8 +120,12 @@ def test_float32_exp_accuracy():
 
 
 @njit
+def _compiled_product(a, wp, out, tail):
+    packed_product(a, wp, out, tail)
+
+
 def _packed_product(a, wp, out):
-    packed_product(a, wp, out)
+    _compiled_product(a, wp, out, tail_buffer(a.shape[0], out.dtype))
 
 
 # N: whole panels, an odd count, a cut last panel; B: 4-row groups and remainders
@@ -154,11 +158,13 @@ def test_packed_product_rows_do_not_depend_on_their_neighbours():
 _AVX2_CHECK = """
 import numpy as np
 from numba import njit
-from charlm.nn.kernels.packed import PANEL, pack_panels, packed_product
+from charlm.nn.kernels.packed import PANEL, pack_panels, packed_product, tail_buffer
 assert PANEL == 8, PANEL
 @njit
+def compiled(a, wp, out, tail):
+    packed_product(a, wp, out, tail)
 def product(a, wp, out):
-    packed_product(a, wp, out)
+    compiled(a, wp, out, tail_buffer(a.shape[0], out.dtype))
 rng = np.random.default_rng(0)
 for B, K, N in ((13, 40, 56), (4, 128, 512), (20, 200, 200)):
     a = rng.standard_normal((B, K)).astype(np.float32)

@@ -21,21 +21,22 @@ from numba import njit
 from charlm.nn.kernels._numba import JIT_OPTIONS
 from charlm.nn.kernels.activations import dsigmoid, dtanh, sigmoid, tanh
 from charlm.nn.kernels.buffers import per_step_buffer, product_buffer
-from charlm.nn.kernels.packed import packed_product
+from charlm.nn.kernels.packed import packed_product, tail_buffer
 from charlm.nn.kernels.sampling import sample_loop
 
 
 @njit(**JIT_OPTIONS)
-def gru_forward(xw, w_hh_p, b_hh, h0, hs, ghn, gh, keep):
+def gru_forward(xw, w_hh_p, b_hh, h0, hs, ghn, gh, tail, keep):
     """xw (T,B,3H): input projection; overwritten with the activations (r,z,n), which the
     backward uses when keep (xw is consumed either way).
     w_hh_p: W_hh (3H,H) packed (charlm.nn.kernels.packed); b_hh (3H,); h0 (B,H).
     hs (T,B,H): out, h of every step. ghn (T,B,H): out, gh_n = h_{t-1} W_hn^T + b_hn of every step
-    (when not keep, (1,B,H) scratch rewritten every step). gh (B,3H): scratch."""
+    (when not keep, (1,B,H) scratch rewritten every step). gh (B,3H): scratch; tail: the
+    product's scratch (charlm.nn.kernels.packed.tail_buffer)."""
     T, B, _ = xw.shape
     for t in range(T):
         h_prev = h0 if t == 0 else hs[t - 1]
-        packed_product(h_prev, w_hh_p, gh)
+        packed_product(h_prev, w_hh_p, gh, tail)
         x_t = xw[t]
         h_out = hs[t]
         ghn_t = ghn[t] if keep else ghn[0]
@@ -63,14 +64,14 @@ def gru_row_forward(xb, gb, b_hh, hp, ho, gnb):
 
 
 @njit(**JIT_OPTIONS)
-def gru_backward(gates, ghn, hs, h0, w_hh_t_p, dhs, dh, dgh, dhz):
+def gru_backward(gates, ghn, hs, h0, w_hh_t_p, dhs, dh, dgh, dhz, tail):
     """gates (T,B,3H): activations stored by the forward; overwritten with dL/dxw.
     ghn (T,B,H): gh_n stored by the forward (read only). hs (T,B,H), h0 (B,H): the states
     (h_{t-1} is needed for dz). w_hh_t_p: W_hh^T (H,3H) packed. dhs (T,B,H) read only.
     dh (B,H): in: gradient into the final h; out: gradient w.r.t. h0.
     dgh (T,B,3H) C-contiguous (each step's (B,3H) is the per-step product's input): out,
     dL/d(h_{t-1} W_hh^T + b_hh) of every step: dL/dxw but dn_pre * r in the n part.
-    dhz (B,H): scratch."""
+    dhz (B,H): scratch; tail: the product's scratch."""
     T, B, G = gates.shape
     H = G // 3
     for t in range(T - 1, -1, -1):
@@ -81,7 +82,7 @@ def gru_backward(gates, ghn, hs, h0, w_hh_t_p, dhs, dh, dgh, dhz):
         dg_t = dgh[t]
         for b in range(B):
             _cell_backward(g_t[b], gn_t[b], h_prev[b], dh_t[b], dh[b], dg_t[b], dhz[b])
-        packed_product(dg_t, w_hh_t_p, dh)
+        packed_product(dg_t, w_hh_t_p, dh, tail)
         for b in range(B):
             dhr = dh[b]
             dzb = dhz[b]
@@ -119,7 +120,7 @@ def _cell_backward(gb, gnb, hp, dhb, dhr, dgb, dzb):
 def start_forward(cache) -> None:
     """cache.stored = (ghn,): gh_n of every step (T,B,H) when keep, else (1,B,H) scratch."""
     cache.stored = (per_step_buffer(cache),)
-    cache.scratch = (product_buffer(cache, 3),)
+    cache.scratch = (product_buffer(cache, 3), tail_buffer(cache.h0.shape[0], cache.hs.dtype))
 
 
 def forward_steps(cache, h_prev, a: int, b: int) -> None:
@@ -132,7 +133,7 @@ def start_backward(cache) -> None:
     """The backward writes cache.dgh (the cell is hidden_grad_apart)."""
     B, H = cache.h0.shape
     dtype = cache.hs.dtype
-    cache.scratch = (np.empty((B, H), dtype),)  # dhz
+    cache.scratch = (np.empty((B, H), dtype), tail_buffer(B, dtype))  # dhz, the product's tail
 
 
 def backward_steps(cache, dhs, h_prev, a: int, b: int) -> None:

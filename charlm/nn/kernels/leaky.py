@@ -23,22 +23,22 @@ from numba import njit
 
 from charlm.nn.kernels._numba import JIT_OPTIONS
 from charlm.nn.kernels.activations import dtanh, tanh
-from charlm.nn.kernels.packed import packed_product
+from charlm.nn.kernels.packed import packed_product, tail_buffer
 from charlm.nn.kernels.sampling import sample_loop
 
 
 @njit(**JIT_OPTIONS)
-def leaky_forward(xw, w_hh_p, b_hh, leak, retain, h0, hs):
+def leaky_forward(xw, w_hh_p, b_hh, leak, retain, h0, hs, tail):
     """xw (T,B,H): input projection; overwritten with u_t, which the backward uses (xw is
     consumed either way). w_hh_p: W_hh (H,H) packed; b_hh (H,); leak (H,) the rates a,
     retain (H,) = 1 - a; h0 (B,H).
     hs (T,B,H): out, s of every step (the product s_{t-1} W_hh^T is written into hs[t]
-    first)."""
+    first). tail: the product's scratch (charlm.nn.kernels.packed.tail_buffer)."""
     T, B, H = xw.shape
     for t in range(T):
         s_prev = h0 if t == 0 else hs[t - 1]
         s_out = hs[t]
-        packed_product(s_prev, w_hh_p, s_out)
+        packed_product(s_prev, w_hh_p, s_out, tail)
         x_t = xw[t]
         for b in range(B):
             _row_forward(x_t[b], s_out[b], b_hh, leak, retain, s_prev[b])
@@ -55,12 +55,13 @@ def _row_forward(xb, so, b_hh, leak, retain, sp):
 
 
 @njit(**JIT_OPTIONS)
-def leaky_backward(us, hs, h0, w_hh_t_p, leak, retain, dhs, dh, dleak, kept):
+def leaky_backward(us, hs, h0, w_hh_t_p, leak, retain, dhs, dh, dleak, kept, tail):
     """us (T,B,H): u_t stored by the forward; overwritten with dL/dxw (= dL/d(s_{t-1} W_hh^T
     + b_hh)). hs (T,B,H), h0 (B,H): the states (s_{t-1} is needed for dL/da).
     w_hh_t_p: W_hh^T (H,H) packed; leak (H,), retain (H,) = 1 - leak; dhs (T,B,H) read only.
     dh (B,H): in: gradient into the final s; out: gradient w.r.t. h0.
-    dleak (H,): dL/da of these steps is added to it. kept (B,H): scratch."""
+    dleak (H,): dL/da of these steps is added to it. kept (B,H): scratch; tail: the product's
+    scratch (charlm.nn.kernels.packed.tail_buffer)."""
     T, B, H = us.shape
     for t in range(T - 1, -1, -1):
         s_prev = h0 if t == 0 else hs[t - 1]
@@ -68,7 +69,7 @@ def leaky_backward(us, hs, h0, w_hh_t_p, leak, retain, dhs, dh, dleak, kept):
         dh_t = dhs[t]
         for b in range(B):
             _row_backward(u_t[b], s_prev[b], dh_t[b], dh[b], leak, retain, dleak, kept[b])
-        packed_product(u_t, w_hh_t_p, dh)
+        packed_product(u_t, w_hh_t_p, dh, tail)
         for b in range(B):
             dhr = dh[b]
             kb = kept[b]
@@ -93,19 +94,19 @@ def _row_backward(ub, sp, dhb, dhr, leak, retain, dleak, kb):
 
 
 def start_forward(cache) -> None:
-    cache.scratch = ()  # the product goes into hs[t]
+    cache.scratch = (tail_buffer(cache.h0.shape[0], cache.hs.dtype),)  # the product goes into hs[t]
 
 
 def forward_steps(cache, h_prev, a: int, b: int) -> None:
     leaky_forward(cache.xw[a:b], cache.w_hh_p, cache.b_hh, cache.leak, cache.retain, h_prev,
-                  cache.hs[a:b])
+                  cache.hs[a:b], *cache.scratch)
 
 
 def start_backward(cache) -> None:
     """The backward adds dL/da into cache.dleak (the cell is leaky)."""
     B, H = cache.h0.shape
     dtype = cache.hs.dtype
-    cache.scratch = (np.empty((B, H), dtype),)  # the direct part of dh, g * (1 - a)
+    cache.scratch = (np.empty((B, H), dtype), tail_buffer(B, dtype))  # the direct part of dh, g * (1 - a)
 
 
 def backward_steps(cache, dhs, h_prev, a: int, b: int) -> None:

@@ -18,17 +18,18 @@ from numba import njit
 from charlm.nn.kernels._numba import JIT_OPTIONS
 from charlm.nn.kernels.activations import dsigmoid, dtanh, sigmoid, tanh
 from charlm.nn.kernels.buffers import per_step_buffer, product_buffer
-from charlm.nn.kernels.packed import packed_product
+from charlm.nn.kernels.packed import packed_product, tail_buffer
 from charlm.nn.kernels.sampling import sample_loop
 
 
 @njit(**JIT_OPTIONS)
-def lstm_forward(xw, w_hh_p, b_hh, h0, c0, hs, cs, gh, keep):
+def lstm_forward(xw, w_hh_p, b_hh, h0, c0, hs, cs, gh, tail, keep):
     """xw (T,B,4H): input projection; overwritten with the activations (i,f,g,o), which the
     backward uses when keep (xw is consumed either way).
     w_hh_p: W_hh (4H,H) packed (charlm.nn.kernels.packed); b_hh (4H,); h0, c0 (B,H).
     hs (T,B,H): out, h of every step. cs: out, c of every step (T,B,H) if keep, else (1,B,H)
-    holding the last c; c0 must not share memory with cs. gh (B,4H): scratch for h_{t-1} W_hh^T.
+    holding the last c; c0 must not share memory with cs. gh (B,4H): scratch for h_{t-1} W_hh^T,
+    tail the product's scratch (charlm.nn.kernels.packed.tail_buffer).
 
     Without keep, c_{t-1} and c_t alternate between cs[0] and a second buffer, the last step
     writing cs[0]: a row read and written in place would stop LLVM vectorizing the cell."""
@@ -41,7 +42,7 @@ def lstm_forward(xw, w_hh_p, b_hh, h0, c0, hs, cs, gh, keep):
             c_out = cs[t]
         else:
             c_out = cs[0] if (T - 1 - t) % 2 == 0 else spare
-        packed_product(h_prev, w_hh_p, gh)
+        packed_product(h_prev, w_hh_p, gh, tail)
         x_t = xw[t]
         h_out = hs[t]
         for b in range(B):
@@ -72,12 +73,12 @@ def lstm_row_forward(xb, gb, b_hh, cp, co, ho):
 
 
 @njit(**JIT_OPTIONS)
-def lstm_backward(gates, cs, c0, w_hh_t_p, dhs, dh, dc):
+def lstm_backward(gates, cs, c0, w_hh_t_p, dhs, dh, dc, tail):
     """gates (T,B,4H): the activations stored by the forward; overwritten with dL/d(pre-activation
     gates), which is both dL/dxw and dL/d(h W_hh^T + b_hh).
     cs (T,B,H) c of every step; c0 (B,H); w_hh_t_p: W_hh^T (H,4H) packed; dhs (T,B,H) read
     only. dh, dc (B,H): in: gradient into the final h and c; out: gradient w.r.t. h0 and c0.
-    dh_tr (H,B): scratch."""
+    tail: the product's scratch."""
     T, B, _ = gates.shape
     for t in range(T - 1, -1, -1):
         c_prev = c0 if t == 0 else cs[t - 1]
@@ -86,7 +87,7 @@ def lstm_backward(gates, cs, c0, w_hh_t_p, dhs, dh, dc):
         dh_t = dhs[t]
         for b in range(B):
             _cell_backward(g_t[b], c_t[b], c_prev[b], dh_t[b], dh[b], dc[b])
-        packed_product(g_t, w_hh_t_p, dh)
+        packed_product(g_t, w_hh_t_p, dh, tail)
 
 
 @njit(**JIT_OPTIONS)
@@ -117,7 +118,7 @@ def _cell_backward(gb, cb, cp, dhb, dhr, dcb):
 def start_forward(cache) -> None:
     """cache.stored = (cs,): c of every step (T,B,H) when keep, else (1,B,H) the running c."""
     cache.stored = (per_step_buffer(cache),)
-    cache.scratch = (product_buffer(cache, 4),)
+    cache.scratch = (product_buffer(cache, 4), tail_buffer(cache.h0.shape[0], cache.hs.dtype))
 
 
 def forward_steps(cache, h_prev, a: int, b: int) -> None:
@@ -133,13 +134,14 @@ def forward_steps(cache, h_prev, a: int, b: int) -> None:
 
 
 def start_backward(cache) -> None:
-    cache.scratch = ()
+    cache.scratch = (tail_buffer(cache.h0.shape[0], cache.hs.dtype),)
 
 
 def backward_steps(cache, dhs, h_prev, a: int, b: int) -> None:
     (cs,) = cache.stored
     c_prev = cache.c0 if a == 0 else cs[a - 1]
-    lstm_backward(cache.xw[a:b], cs[a:b], c_prev, cache.w_hh_t_p, dhs[a:b], cache.dh, cache.dc)
+    lstm_backward(cache.xw[a:b], cs[a:b], c_prev, cache.w_hh_t_p, dhs[a:b], cache.dh, cache.dc,
+                  *cache.scratch)
 
 
 @njit(**JIT_OPTIONS)

@@ -162,7 +162,7 @@ def _columns(a, wp, out, p, pair, lda, ldo, out_col):
 
 
 @njit(**JIT_OPTIONS)
-def _product_f32(a, wp, out):
+def _product_f32(a, wp, out, tail):
     M = a.shape[0]
     N = out.shape[1]
     lda = a.strides[0] // 4
@@ -175,16 +175,15 @@ def _product_f32(a, wp, out):
     if p < whole:
         _columns(a, wp, out, p, False, lda, ldo, p * PANEL)
         p += 1
-    if p < wp.shape[0]:  # the last panel, cut by out's edge: through a scratch row block
-        tail = np.empty((M, PANEL), np.float32)
-        _columns(a, wp, tail, p, False, lda, PANEL, 0)
+    if p < wp.shape[0]:  # the last panel, cut by out's edge: through the tail rows
+        _columns(a, wp, tail, p, False, lda, tail.strides[0] // 4, 0)
         for m in range(M):
             for j in range(N - p * PANEL):
                 out[m, p * PANEL + j] = tail[m, j]
 
 
 @njit(**JIT_OPTIONS)
-def _product_any(a, wp, out):
+def _product_any(a, wp, out, tail):
     M, K = a.shape
     N = out.shape[1]
     for m in range(M):
@@ -196,16 +195,23 @@ def _product_any(a, wp, out):
             out[m, n] = s
 
 
-def packed_product(a: np.ndarray, wp: np.ndarray, out: np.ndarray) -> None:
+def packed_product(a: np.ndarray, wp: np.ndarray, out: np.ndarray, tail: np.ndarray) -> None:
     """out (M, N) = a (M, K) @ w^T for wp = pack_panels(w), w (N, K). The rows of a and out must
-    be contiguous (any row stride). Called from compiled kernels; in Python, numpy computes it."""
+    be contiguous (any row stride). tail (>= M, W): scratch for the last panel when W does not
+    divide N (tail_buffer), so that no step allocates. Called from compiled kernels; in Python,
+    numpy computes it."""
     N = out.shape[1]
     w = wp.transpose(0, 2, 1).reshape(-1, wp.shape[1])[:N]
     out[...] = a @ w.T
 
 
 @overload(packed_product, jit_options=dict(fastmath=set(FASTMATH), nogil=True, error_model="numpy"))
-def _packed_product(a, wp, out):
+def _packed_product(a, wp, out, tail):
     if a.dtype == types.float32 and wp.dtype == types.float32 and out.dtype == types.float32:
-        return lambda a, wp, out: _product_f32(a, wp, out)
-    return lambda a, wp, out: _product_any(a, wp, out)
+        return lambda a, wp, out, tail: _product_f32(a, wp, out, tail)
+    return lambda a, wp, out, tail: _product_any(a, wp, out, tail)
+
+
+def tail_buffer(rows: int, dtype) -> np.ndarray:
+    """packed_product's tail scratch for products of up to `rows` rows."""
+    return np.empty((rows, PANEL), dtype)
