@@ -28,7 +28,7 @@ from charlm.data.tokenizer import Tokenizer, normalize
 DOCUMENT_CHUNK = 1024  # tokens per forward call when scoring a document as one stream
 LINE_WINDOW = 1024  # lines read ahead and sorted by length before scoring
 BATCH_TOKENS = 16384  # padded tokens (streams x steps) per batch of lines
-BATCH_STREAMS = 256  # lines per batch at most
+BATCH_STREAMS = 64  # lines per batch at most: fewer lines of closer lengths pad less
 
 
 @dataclass(frozen=True)
@@ -55,17 +55,18 @@ def _score_ids(model: Model, ids: np.ndarray, state):
     return logp[:, 0], state
 
 
-def _score_streams(model: Model, ids: np.ndarray, state):
+def _score_streams(model: Model, ids: np.ndarray, state, valid=None):
     """Log-probabilities of ids[1:] given ids[:-1] for ids (T+1, B), B streams side by side,
-    in chunks of DOCUMENT_CHUNK steps: (logp (T, B), state). Short work runs in numpy alone,
-    without Numba's start-up."""
+    in chunks of DOCUMENT_CHUNK steps: (logp (T, B), state). valid (T, B) bool, optional: the
+    targets wanted (logp 0 elsewhere). Short work runs in numpy alone, without Numba's start-up."""
     steps = ids.shape[0] - 1
     if steps * ids.shape[1] <= QUICK_MAX_TOKENS:
         return quick_logprobs(model, ids[:-1], ids[1:], state)
     parts = []
     for start in range(0, steps, DOCUMENT_CHUNK):
         window = ids[start : start + DOCUMENT_CHUNK + 1]
-        logp, state = model.target_logprobs(window[:-1], window[1:], state)
+        wanted = None if valid is None else valid[start : start + DOCUMENT_CHUNK]
+        logp, state = model.target_logprobs(window[:-1], window[1:], state, wanted)
         parts.append(logp)
     return np.concatenate(parts), state
 
@@ -150,7 +151,9 @@ def score_batch(model: Model, tokenizer: Tokenizer, texts: list[str]) -> list[Sc
         padded = np.full((longest, len(batch)), tokenizer.eos_id, np.int32)
         for column, i in enumerate(batch):
             padded[: len(ids[i]), column] = ids[i]
-        logp, _ = _score_streams(model, padded, model.zero_state(len(batch)))
+        targets = np.array([len(ids[i]) - 1 for i in batch])
+        valid = np.arange(longest - 1)[:, None] < targets[None, :]  # (T, B): not padding
+        logp, _ = _score_streams(model, padded, model.zero_state(len(batch)), valid)
         for column, i in enumerate(batch):
             scores[i] = score_of(tokenizer, texts[i], ids[i], logp[: len(ids[i]) - 1, column])
     return scores

@@ -225,6 +225,20 @@ def test_carried_state_equals_one_long_window(cell):
     np.testing.assert_allclose(s_train, s_mid, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_logprobs_of_valid_positions_only(cell):
+    """target_logprobs(valid=...) gives the same log-probabilities where valid (over several
+    stream blocks) and 0 elsewhere, with the same final state."""
+    model = make_model(cell, "embed-2layers", dtype=np.float32, seed=7, scale=0.3)
+    tokens, targets, state = make_data(model, seed=4, t=7, b=70)
+    valid = np.random.default_rng(1).random(tokens.shape) < 0.6
+    every, s_every = model.target_logprobs(tokens, targets, state)
+    some, s_some = model.target_logprobs(tokens, targets, state, valid)
+    np.testing.assert_allclose(some[valid], every[valid], rtol=1e-6, atol=1e-7)
+    assert not some[~valid].any()
+    np.testing.assert_array_equal(s_some, s_every)
+
+
 # --- creation --------------------------------------------------------------------------------------
 
 

@@ -371,19 +371,31 @@ class Model:
         return prev
 
     # ---- evaluation -------------------------------------------------------------------
-    def target_logprobs(self, tokens, targets, state):
+    def target_logprobs(self, tokens, targets, state, valid=None):
         """Log-probability of each target (T, B) given tokens (T, B) from state: no dropout.
 
-        Returns (logp (T, B) float64, new_state).
+        valid (T, B) bool, optional: the positions whose log-probability is wanted (e.g. not
+        the padding after a short line); the decoder and softmax skip the others, whose logp
+        is 0. Returns (logp (T, B) float64, new_state).
         """
         trace = self._forward(tokens, state, None, keep=False)
-        targets = trace.layout.to_blocks(np.ascontiguousarray(targets, dtype=np.int64))
+        layout = trace.layout
+        targets = layout.to_blocks(np.ascontiguousarray(targets, dtype=np.int64))
+        top = trace.top
+        wanted = None
+        if valid is not None:
+            wanted = np.flatnonzero(layout.to_blocks(np.asarray(valid, dtype=bool)))
+            top, targets = top[wanted], targets[wanted]
         logp = np.empty(len(targets), np.float64)
         rows = max(64, LOGIT_ELEMENTS // self.config.vocab_size)  # rows of logits at a time
         for r0 in range(0, len(targets), rows):
             part = slice(r0, r0 + rows)
-            logp[part] = fused_target_logprobs(self.logits(trace.top[part]), targets[part])
-        return trace.layout.from_blocks(logp), trace.new_state
+            logp[part] = fused_target_logprobs(self.logits(top[part]), targets[part])
+        if wanted is not None:
+            every = np.zeros(layout.rows, np.float64)
+            every[wanted] = logp
+            logp = every
+        return layout.from_blocks(logp), trace.new_state
 
 
 def _sender_hands_off(chunk: int) -> bool:
