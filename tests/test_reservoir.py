@@ -93,9 +93,9 @@ def test_a_training_step_needs_no_backward_through_the_reservoir(monkeypatch):
     kept = []
     forward = Model._forward
 
-    def watched_forward(self, tokens, state, dropout_rng, keep, streams=None):
+    def watched_forward(self, tokens, state, dropout_rng, keep, **options):
         kept.append(keep)
-        return forward(self, tokens, state, dropout_rng, keep, streams)
+        return forward(self, tokens, state, dropout_rng, keep, **options)
 
     def no_backward(*args, **kwargs):
         raise AssertionError("backpropagated through the reservoir")

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+import charlm.nn.model as model_module
 import charlm.nn.stack as stack
 from charlm.config import ModelConfig
 from charlm.nn.model import Model
@@ -131,6 +132,7 @@ def test_steps_out_of_order_are_refused():
 
 @pytest.mark.parametrize("cell,layers,embed,dropout", [
     ("lstm", 2, 16, 0.2), ("gru", 3, 16, 0.3), ("rnn", 2, 0, 0.0), ("lstm", 3, 0, 0.5),
+    ("lstm", 1, 16, 0.3), ("gru", 1, 0, 0.2),  # one layer: whole-block steps side by side
 ])
 def test_any_thread_count_gives_the_same_bits(monkeypatch, cell, layers, embed, dropout):
     """float32 at a size where chunks hold several steps and the streams form 3 blocks: the
@@ -171,6 +173,31 @@ def test_stream_blocks_cover_the_batch_evenly(batch, layers):
     per_block = stack.BLOCK_STREAMS * (1 if layers == 1 else 2)
     assert all(per_block // 2 <= size < 2 * per_block for size in sizes) or len(blocks) == 1
     assert (len(blocks) > 1) == (batch >= per_block + per_block // 2)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_whole_block_steps_sum_to_the_step_of_the_batch(monkeypatch, cell):
+    """A one-layer model's step runs its stream blocks as whole steps and sums their shares:
+    the same loss, gradients and state as one step over all rows, up to rounding."""
+    monkeypatch.setattr(stack, "BLOCK_STREAMS", 2)
+    model = Model.create(ModelConfig(cell=cell, vocab_size=30, embed=16, hidden=40, layers=1,
+                                     dropout=0.25), seed=4)
+    rng = np.random.default_rng(5)
+    tokens, targets = rng.integers(0, 30, (2, 11, 7)).astype(np.int32)
+    state = model.zero_state(7) + np.float32(0.2)
+    assert len(stack.whole_blocks(7, 1)) == 4
+    loss, grads, new_state = model.loss_and_grads(tokens, targets, state, np.random.default_rng(6))
+    monkeypatch.setattr(model_module, "whole_blocks", lambda batch, layers: [(0, batch)])
+    loss1, grads1, state1 = model.loss_and_grads(tokens, targets, state, np.random.default_rng(6))
+    np.testing.assert_allclose(loss, loss1, rtol=1e-6)
+    np.testing.assert_array_equal(new_state, state1)
+    for name, g in grads1.items():
+        np.testing.assert_allclose(grads[name], g, rtol=1e-4, atol=1e-6 * np.abs(g).max(), err_msg=name)
+
+
+def test_deeper_stacks_step_as_one_block():
+    assert stack.whole_blocks(64, 2) == [(0, 64)]
+    assert stack.whole_blocks(64, 1) == stack.stream_blocks(64, 1)
 
 
 def test_blocks_depend_on_the_batch_and_depth_only(monkeypatch):

@@ -20,6 +20,7 @@ backpropagated through the frozen reservoir.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from charlm.config import ModelConfig
 from charlm.nn.cells import Cell, get_cell
 from charlm.nn.initializers import init_params
 from charlm.nn.losses import fused_softmax_xent_, fused_target_logprobs
+from charlm.nn.stack import run_alone, whole_blocks
 
 # Evaluation computes the (N, V) logits this many elements at a time (4 x 2^22 bytes in float32): a batch
 # of many lines over a large vocabulary would otherwise hold N x V floats at once.
@@ -123,14 +125,15 @@ class Model:
         top = trace.layout.from_blocks(trace.top).reshape(trace.layout.rows, -1)
         return top, trace.new_state, trace
 
-    def _forward(self, tokens, state, dropout_rng, keep, streams=None) -> _Trace:
+    def _forward(self, tokens, state, dropout_rng, keep, streams=None, masks=None) -> _Trace:
         """The forward pass over stream blocks (charlm.nn.stack): layer 0's input projection is one
         GEMM over all rows; each block's layers then run as a wavefront over time chunks, the
         upper layers' projections made chunk by chunk as their input appears.
 
         streams (s0, s1): run only those streams of the batch tokens (T, B) (state holds just
         them), with the dropout masks the whole batch would draw: a share of the batch computes
-        what its streams compute in the whole (charlm.train.distributed)."""
+        what its streams compute in the whole (charlm.train.distributed). masks: the whole
+        batch's masks as _dropout_masks draws them (then dropout_rng is not used)."""
         from charlm.nn.kernels.packed import pack_panels
         from charlm.nn.recurrent import recurrent_start, recurrent_steps
         from charlm.nn.stack import chunk_bounds, run_wavefront, stream_blocks
@@ -140,8 +143,8 @@ class Model:
         T, B = tokens.shape
         L, H = cfg.layers, cfg.hidden
         s0, s1 = streams or (0, B)
-        masks = [self._dropout_mask((T, B, cfg.embed), dropout_rng) if cfg.embed > 0 else None]
-        masks += [self._dropout_mask((T, B, H), dropout_rng) for _ in range(L)]
+        if masks is None:
+            masks = self._dropout_masks(T, B, dropout_rng)
         tokens = np.ascontiguousarray(tokens[:, s0:s1])
         B = s1 - s0
         N, dtype = T * B, state.dtype
@@ -223,6 +226,12 @@ class Model:
         xw += b_ih
         return xw
 
+    def _dropout_masks(self, T: int, B: int, rng) -> list:
+        """The masks of one window (T, B) in the order drawn: [embedding, layer 0, ..., layer L-1]."""
+        cfg = self.config
+        masks = [self._dropout_mask((T, B, cfg.embed), rng) if cfg.embed > 0 else None]
+        return masks + [self._dropout_mask((T, B, cfg.hidden), rng) for _ in range(cfg.layers)]
+
     def _dropout_mask(self, shape: tuple, rng) -> np.ndarray | None:
         """Inverted dropout mask (0 or 1/(1-p)) of shape (T, B, n), or None when not training
         or p = 0, as a read-only view: locked dropout draws one (1, B, n) mask and the view
@@ -252,11 +261,38 @@ class Model:
         gradient flows into it). Returns (loss, grads, new_state).
         streams (s0, s1): compute only those streams' part (state holds just them): the loss
         and gradients are then their share of the whole batch's mean, which the shares sum to.
+
+        When the streams make several blocks (charlm.nn.stack.whole_blocks), each block runs
+        its whole step (forward, loss, backward, its share of every gradient) as one task on
+        one thread, the tasks side by side, and the shares are summed in block order.
         """
         T, B = np.shape(tokens)
         s0, s1 = streams or (0, B)
+        masks = self._dropout_masks(T, B, dropout_rng)
+        blocks = whole_blocks(s1 - s0, self.config.layers)
+        if len(blocks) == 1 or self.config.read_out_only:
+            return self._share_loss_and_grads(tokens, targets, state, masks, (s0, s1))
+        results: list = [None] * len(blocks)
+
+        def block_step(k: int) -> None:
+            b0, b1 = blocks[k]
+            results[k] = self._share_loss_and_grads(tokens, targets, state[:, :, b0:b1], masks,
+                                                    (s0 + b0, s0 + b1))
+
+        run_alone([partial(block_step, k) for k in range(len(blocks))])
+        loss = sum(r[0] for r in results)  # in block order
+        grads = results[0][1]
+        for _, more, _ in results[1:]:
+            for name, g in more.items():
+                grads[name] += g
+        return loss, grads, np.concatenate([r[2] for r in results], axis=2)
+
+    def _share_loss_and_grads(self, tokens, targets, state, masks, streams):
+        """loss_and_grads of streams (s0, s1) of the batch, with the batch's dropout masks."""
+        T, B = np.shape(tokens)
+        s0, s1 = streams
         read_out_only = self.config.read_out_only  # nothing to backpropagate through: keep nothing
-        trace = self._forward(tokens, state, dropout_rng, keep=not read_out_only, streams=(s0, s1))
+        trace = self._forward(tokens, state, None, keep=not read_out_only, streams=(s0, s1), masks=masks)
         targets = trace.layout.to_blocks(np.ascontiguousarray(np.asarray(targets)[:, s0:s1], dtype=np.int32))
         loss, dlogits, dbias = fused_softmax_xent_(self.logits(trace.top), targets, rows=T * B)
         if read_out_only:
@@ -376,8 +412,27 @@ class Model:
 
         valid (T, B) bool, optional: the positions whose log-probability is wanted (e.g. not
         the padding after a short line); the decoder and softmax skip the others, whose logp
-        is 0. Returns (logp (T, B) float64, new_state).
+        is 0. Returns (logp (T, B) float64, new_state). Whole blocks of streams run side by
+        side, as in loss_and_grads.
         """
+        tokens = np.asarray(tokens)
+        targets = np.asarray(targets)
+        blocks = whole_blocks(tokens.shape[1], self.config.layers)
+        if len(blocks) == 1:
+            return self._share_logprobs(tokens, targets, state, valid)
+        results: list = [None] * len(blocks)
+
+        def block_logprobs(k: int) -> None:
+            b0, b1 = blocks[k]
+            results[k] = self._share_logprobs(tokens[:, b0:b1], targets[:, b0:b1], state[:, :, b0:b1],
+                                              None if valid is None else np.asarray(valid)[:, b0:b1])
+
+        run_alone([partial(block_logprobs, k) for k in range(len(blocks))])
+        return (np.concatenate([r[0] for r in results], axis=1),
+                np.concatenate([r[1] for r in results], axis=2))
+
+    def _share_logprobs(self, tokens, targets, state, valid):
+        """target_logprobs of some streams (tokens, targets (T, Bk), state (L, S, Bk, H))."""
         trace = self._forward(tokens, state, None, keep=False)
         layout = trace.layout
         targets = layout.to_blocks(np.ascontiguousarray(targets, dtype=np.int64))

@@ -30,8 +30,8 @@ import numpy as np
 
 from charlm.nn.kernels.threads import kernel_blas, sequential_blas
 
-__all__ = ["chunk_bounds", "stream_blocks", "run_wavefront", "run_parts", "threads", "set_threads",
-           "THREADS_ENVVAR"]
+__all__ = ["chunk_bounds", "stream_blocks", "whole_blocks", "run_wavefront", "run_parts", "run_alone",
+           "threads", "set_threads", "THREADS_ENVVAR"]
 
 THREADS_ENVVAR = "CHARLM_THREADS"
 # Chunks of about T/16 steps, at least 4: a phase's hand-off (~0.1 ms) stays small beside a
@@ -44,6 +44,7 @@ MIN_CHUNK = 4
 BLOCK_STREAMS = 16
 
 _threads: int | None = None
+_local = threading.local()  # .alone: this thread runs one of run_alone's calls
 
 
 def chunk_bounds(steps: int, layers: int = 2) -> list[tuple[int, int]]:
@@ -65,6 +66,17 @@ def stream_blocks(batch: int, layers: int = 1) -> list[tuple[int, int]]:
     return [(batch * k // count, batch * (k + 1) // count) for k in range(count)]
 
 
+def whole_blocks(batch: int, layers: int = 1) -> list[tuple[int, int]]:
+    """The stream blocks that each run a whole training step as one task (run_alone): the
+    stream_blocks of a one-layer model, whose only parallelism is across blocks; a single
+    block for deeper stacks, whose wavefront runs the layers of each block side by side and
+    whose products over all rows use every thread. A function of the batch and the depth
+    alone, like stream_blocks."""
+    if layers > 1:
+        return [(0, batch)]
+    return stream_blocks(batch, layers)
+
+
 def available_cores() -> int:
     """Cores this process may run on."""
     try:
@@ -75,6 +87,8 @@ def available_cores() -> int:
 
 def threads() -> int:
     """The number of threads charlm computes on (see the module docstring)."""
+    if getattr(_local, "alone", False):
+        return 1
     if _threads is not None:
         return _threads
     return threads_from_env() or available_cores()
@@ -146,6 +160,22 @@ def run_parts(calls: list[Callable[[], None]]) -> None:
     futures.wait(pending)
     for f in pending:
         f.result()
+
+
+def run_alone(calls: list[Callable[[], None]]) -> None:
+    """run_parts, each call computing on one thread: inside a call threads() is 1 and BLAS
+    runs on one thread, so a call computes the same bits on whichever thread runs it and
+    whatever runs beside it."""
+    with sequential_blas():
+        run_parts([functools.partial(_alone, call) for call in calls])
+
+
+def _alone(call: Callable[[], None]) -> None:
+    _local.alone = True
+    try:
+        call()
+    finally:
+        _local.alone = False
 
 
 def _guarded(call: Callable, *args) -> None:
