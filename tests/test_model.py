@@ -239,6 +239,25 @@ def test_logprobs_of_valid_positions_only(cell):
     np.testing.assert_array_equal(s_some, s_every)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_input_projection_folded_into_a_table_of_the_vocabulary(cell, monkeypatch):
+    """With fewer tokens in the vocabulary than rows, layer 0's input projection is gathered
+    from E W_ih^T: the same logprobs, loss and gradients as the product over all rows."""
+    model = make_model(cell, "embed-2layers", dtype=np.float64, seed=3, scale=0.3)
+    tokens, targets, state = make_data(model, seed=8, t=9, b=4)
+    assert model._folds_embedding(None, tokens.size)
+    folded = model.loss_and_grads(tokens, targets, state), model.target_logprobs(tokens, targets, state)
+    monkeypatch.setattr(Model, "_folds_embedding", lambda self, mask, rows: False)
+    (loss, grads, new_state), (logp, _) = model.loss_and_grads(tokens, targets, state), \
+        model.target_logprobs(tokens, targets, state)
+    (loss_f, grads_f, state_f), (logp_f, _) = folded
+    np.testing.assert_allclose(loss_f, loss, rtol=1e-12)
+    np.testing.assert_allclose(state_f, new_state, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(logp_f, logp, rtol=1e-12)
+    for name, g in grads.items():
+        np.testing.assert_allclose(grads_f[name], g, rtol=1e-10, atol=1e-13, err_msg=name)
+
+
 # --- creation --------------------------------------------------------------------------------------
 
 

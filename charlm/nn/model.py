@@ -56,6 +56,9 @@ class _Trace:
     state: np.ndarray | None = None  # (L, S, B, H) the state the window started from
     new_state: np.ndarray | None = None  # (L, S, B, H) the state it ended in
     top: np.ndarray | None = None  # (N, H) decoder input
+    # layer 0's input projection gathered by token from the table E W_ih^T + b_ih (V, G*H), the
+    # embedded input x = E[token] never formed (no embedding dropout, V <= N: the table is cheaper)
+    folded: bool = False
 
 
 class Model:
@@ -154,12 +157,13 @@ class Model:
         masks = trace.row_masks = [None if m is None else layout.to_blocks(m) for m in trace.masks]
         leaks = [self.leak_rates(layer) for layer in range(L)]
         x = None
-        if cfg.embed > 0:
+        trace.folded = self._folds_embedding(masks[0], N)
+        if cfg.embed > 0 and not trace.folded:
             x = _apply_mask(self.params["embedding.weight"][trace.rows], masks[0])
         # layer l's input after dropout (a buffer), or None when it is the layer below's output
         inputs = [x] + [None if masks[layer] is None else np.empty((N, H), dtype) for layer in range(1, L)]
         trace.hs = [np.empty((N, H), dtype) for _ in range(L)]
-        trace.xws = [self._input_projection(x, trace.rows)]
+        trace.xws = [self._input_projection(x, trace.rows, trace.folded)]
         trace.xws += [np.empty((N, cfg.gates * H), dtype) for _ in range(1, L)]
         packed = [pack_panels(self._p("weight_hh", layer)) for layer in range(L)]  # one for all blocks
         caches = [[recurrent_start(cfg.cell, layout.view(trace.xws[layer], k), self._p("weight_hh", layer),
@@ -215,13 +219,23 @@ class Model:
         matmul(below, self._p("weight_ih", layer).T, out=xw)
         xw += self._p("bias_ih", layer)
 
-    def _input_projection(self, x, rows) -> np.ndarray:
-        """Layer 0: xw = x W_ih^T + b_ih, (N, G*H) from x (N, E); a row gather for one-hot input."""
+    def _folds_embedding(self, embedding_mask, rows: int) -> bool:
+        """Whether layer 0's input projection of `rows` rows comes from the table E W_ih^T
+        (V, G*H) by token: with an embedding, no dropout on it, and no more tokens in the
+        vocabulary than rows (making the table costs V/N of the product over all rows, and its
+        gradient is a scatter of dL/dxw plus two products of V rows)."""
+        return self.config.embed > 0 and embedding_mask is None and self.config.vocab_size <= rows
+
+    def _input_projection(self, x, rows, folded=False) -> np.ndarray:
+        """Layer 0: xw = x W_ih^T + b_ih, (N, G*H) from x (N, E); for one-hot input (x None) a
+        row gather from W_ih^T + b_ih, and from E W_ih^T + b_ih when folded (x = E[rows])."""
         from charlm.nn.kernels.linalg import matmul
 
         w_ih, b_ih = self._p("weight_ih", 0), self._p("bias_ih", 0)
         if x is None:  # one-hot input: x W_ih^T selects columns of W_ih
-            return np.ascontiguousarray(w_ih.T[rows]) + b_ih
+            table = matmul(self.params["embedding.weight"], w_ih.T) if folded else w_ih.T.copy()
+            table += b_ih
+            return table[rows]
         xw = matmul(x, w_ih.T)
         xw += b_ih
         return xw
@@ -385,15 +399,21 @@ class Model:
             if x is None:  # one-hot input (layer 0): dW_ih^T gathers rows by token
                 dw_t = np.zeros((cfg.vocab_size, dxw.shape[1]), dxw.dtype)
                 _scatter_add_rows(dw_t, trace.rows, dxw)
-                grads[f"rnn.weight_ih_l{layer}"] = np.ascontiguousarray(dw_t.T)
+                if trace.folded:  # the table E W_ih^T: dW_ih = dtable^T E, dE = dtable W_ih
+                    grads[f"rnn.weight_ih_l{layer}"] = matmul(dw_t.T, self.params["embedding.weight"])
+                    d_table_e = matmul(dw_t, self._p("weight_ih", 0))
+                else:
+                    grads[f"rnn.weight_ih_l{layer}"] = np.ascontiguousarray(dw_t.T)
             else:
                 grads[f"rnn.weight_ih_l{layer}"] = matmul(dxw.T, x)
                 if layer == 0:
                     dx = matmul(dxw, self._p("weight_ih", 0))
         if cfg.embed > 0:
-            demb = np.ascontiguousarray(_apply_mask(dx, trace.row_masks[0]))
             dE = grads.pop("decoder.weight") if cfg.tie else np.zeros_like(self.params["embedding.weight"])
-            _scatter_add_rows(dE, trace.rows, demb)
+            if trace.folded:
+                dE += d_table_e
+            else:
+                _scatter_add_rows(dE, trace.rows, np.ascontiguousarray(_apply_mask(dx, trace.row_masks[0])))
             grads["embedding.weight"] = dE
 
     def _previous_states(self, trace: _Trace, layer: int) -> np.ndarray:

@@ -167,7 +167,12 @@ def run_alone(calls: list[Callable[[], None]]) -> None:
     runs on one thread, so a call computes the same bits on whichever thread runs it and
     whatever runs beside it."""
     with sequential_blas():
-        run_parts([functools.partial(_alone, call) for call in calls])
+        workers = min(len(calls), threads())
+        if workers <= 1:
+            for call in calls:
+                _alone(call)
+        else:  # the calling thread takes calls too: one hand-off fewer
+            _run_phase(_pool(workers - 1), workers - 1, _alone, [(call,) for call in calls])
 
 
 def _alone(call: Callable[[], None]) -> None:
