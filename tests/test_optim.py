@@ -204,3 +204,31 @@ def test_clip_disabled_and_non_finite(mode):
     assert not np.isfinite(clip_gradients(bad, 1.0, mode))  # reported, left for the caller
     for k in grads:
         np.testing.assert_array_equal(bad[k], kept[k])
+
+
+def numpy_adam_steps(params, grads_per_step, lr, betas=(0.9, 0.999), eps=1e-8):
+    """Adam as float32 numpy steps, one operation at a time (the reference for the fused pass)."""
+    b1, b2 = betas
+    params = copy(params)
+    m = {k: np.zeros_like(p) for k, p in params.items()}
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    for t, grads in enumerate(grads_per_step, start=1):
+        for k, g in grads.items():
+            m[k] = m[k] * np.float32(b1) + np.float32(1 - b1) * g
+            v[k] = v[k] * np.float32(b2) + np.float32(1 - b2) * (g * g)
+            denom = np.sqrt(v[k]) * np.float32(1.0 / np.sqrt(1 - b2**t)) + np.float32(eps)
+            params[k] -= (m[k] / denom) * np.float32(lr / (1 - b1**t))
+    return params
+
+
+@pytest.mark.parametrize("size", [7, 3 * (1 << 18) + 5])  # one part; parts side by side
+def test_fused_adam_has_the_bits_of_numpy_steps(size):
+    rng = np.random.default_rng(4)
+    params = {"w": rng.standard_normal(size).astype(np.float32)}
+    steps = [{"w": (rng.standard_normal(size) * 10.0 ** (s - 1)).astype(np.float32)} for s in range(3)]
+    expected = numpy_adam_steps(params, steps, 3e-3, betas=(0.8, 0.99), eps=1e-6)
+    ours = copy(params)
+    opt = Optimizer("adam", 3e-3, betas=(0.8, 0.99), eps=1e-6)
+    for grads in steps:
+        opt.step(ours, copy(grads))
+    np.testing.assert_array_equal(ours["w"], expected["w"])

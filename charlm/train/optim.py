@@ -8,11 +8,14 @@ decay, Loshchilov & Hutter 2019), so the decay is not divided by Adam's running 
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from charlm.validation import check_value
 from charlm.nn.kernels.reductions import _sum_squares
 
+ADAM_PART = 1 << 18  # elements per part at least when an update is split between threads
 
 
 def global_norm(grads: dict[str, np.ndarray]) -> float:
@@ -72,21 +75,21 @@ class Optimizer:
                 self._adam(name, p, g)
 
     def _adam(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        """One fused pass (charlm.nn.kernels.adam), large arrays in parts side by side."""
+        from charlm.nn.kernels.adam import _adam_update
+        from charlm.nn.stack import run_parts
+
         b1, b2 = self.betas
         m = self.state.setdefault(f"m.{name}", np.zeros_like(p))
         v = self.state.setdefault(f"v.{name}", np.zeros_like(p))
-        m *= np.float32(b1)
-        m += np.float32(1 - b1) * g
-        v *= np.float32(b2)
-        g *= g
-        v += np.float32(1 - b2) * g  # g is scratch from here on
-        step_size = self.lr / (1 - b1**self.t)
-        denom = np.sqrt(v, out=g)
-        denom *= np.float32(1.0 / np.sqrt(1 - b2**self.t))
-        denom += np.float32(self.eps)
-        np.divide(m, denom, out=denom)
-        denom *= np.float32(step_size)
-        p -= denom
+        f32 = np.float32
+        scalars = (f32(b1), f32(1 - b1), f32(b2), f32(1 - b2), f32(1.0 / np.sqrt(1 - b2**self.t)),
+                   f32(self.eps), f32(self.lr / (1 - b1**self.t)))
+        flat = [a.reshape(-1) for a in (p, np.ascontiguousarray(g), m, v)]
+        n = flat[0].size
+        parts = max(1, min(4, n // ADAM_PART))
+        run_parts([partial(_adam_update, *flat, *scalars, n * k // parts, n * (k + 1) // parts)
+                   for k in range(parts)])
 
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
         """Arrays and JSON-able scalars, for the resumable training state."""
