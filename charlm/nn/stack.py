@@ -4,12 +4,13 @@ The B streams of a batch are cut into fixed blocks (`stream_blocks`, a function 
 Only h_{t-1} W_hh depends on the previous step, so each (block, layer) pair is a chain of small
 GEMMs over its own rows; blocks never depend on each other, and layer l+1 of a block needs
 from layer l only the outputs of the steps it is about to run. `run_wavefront` splits the T
-steps into chunks and runs task(block, layer, chunk) in phases: phase p runs every pair with
-layer + chunk = p, for every block at once, on the threads there are.
+steps into chunks and runs task(block, layer, chunk) on the threads there are, each as soon as
+task(block, layer - 1, chunk) and task(block, layer, chunk - 1) have ended: a wavefront whose
+phase p holds the tasks with layer + chunk = p.
 
 Every task is the same computation whatever the schedule: its GEMMs run on one BLAS thread, it
 reads and writes only its own block's rows, and each sum over rows (weight gradients, the
-decoder bias) is taken over all rows in one fixed order after the phases end. So a run gives
+decoder bias) is taken over all rows in one fixed order after the wavefront ends. So a run gives
 the same bits on 1, 2 or 16 threads. The pool is plain threads: the kernels and BLAS release
 the GIL.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import atexit
 import concurrent.futures as futures
 import functools
+import heapq
 import os
 import threading
 from typing import Callable
@@ -131,21 +133,78 @@ def run_wavefront(blocks: int, layers: int, chunks: int, task: Callable[[int, in
     task(block, layer, chunk-1) (reverse: after task(block, layer+1, chunk) and
     task(block, layer, chunk+1)).
 
-    Phase p runs the triples with layer + chunk = p, in parallel when there are threads for it;
-    the calling thread takes one of them. BLAS runs on one thread throughout.
+    A task starts as soon as both of its dependencies have ended, on the first thread free (the
+    calling thread is one of them), the earliest wavefront phase (layer + chunk) first: no
+    thread waits for a whole phase to end, so layer l runs ahead of layer l+1 when its tasks are
+    the shorter. One thread runs the phases in order. BLAS runs on one thread throughout.
     """
+    cells = [(k, l, p - l) for p in range(layers + chunks - 1) for l in range(layers)
+             for k in range(blocks) if 0 <= p - l < chunks]
+    if reverse:
+        cells = [(k, layers - 1 - l, chunks - 1 - c) for k, l, c in cells]
     with sequential_blas():
-        for phase in range(layers + chunks - 1):
-            cells = [(k, l, phase - l) for l in range(layers) for k in range(blocks)
-                     if 0 <= phase - l < chunks]
-            if reverse:
-                cells = [(k, layers - 1 - l, chunks - 1 - c) for k, l, c in cells]
-            workers = min(len(cells), threads())
-            if workers <= 1:
-                for cell in cells:
-                    task(*cell)
-            else:
-                _run_phase(_pool(workers - 1), workers - 1, task, cells)
+        workers = min(threads(), blocks * min(layers, chunks))
+        if workers <= 1:
+            for cell in cells:
+                task(*cell)
+        else:
+            _Dependencies(cells, layers, chunks, reverse).run(_pool(workers - 1), workers - 1, task)
+
+
+class _Dependencies:
+    """The wavefront's tasks run by several threads as their dependencies end (run_wavefront)."""
+
+    def __init__(self, cells, layers: int, chunks: int, reverse: bool):
+        self.order = {cell: i for i, cell in enumerate(cells)}  # phase order: the priority
+        self.step = -1 if reverse else 1
+        self.layers, self.chunks = layers, chunks
+        self.waiting = {cell: sum(1 for dep in self._around(cell, -self.step)) for cell in cells}
+        self.ready = [(self.order[c], c) for c, n in self.waiting.items() if n == 0]
+        heapq.heapify(self.ready)
+        self.left = len(cells)
+        self.failed = False
+        self.cond = threading.Condition()
+
+    def _around(self, cell, step: int):
+        """The cells one layer and one chunk `step` away from cell (dependencies: -step)."""
+        k, l, c = cell
+        for near in ((k, l + step, c), (k, l, c + step)):
+            if 0 <= near[1] < self.layers and 0 <= near[2] < self.chunks:
+                yield near
+
+    def run(self, pool, helpers: int, task) -> None:
+        """Drain on the calling thread and `helpers` pool threads; raise the first error once
+        every task started has ended (none starts after an error)."""
+        pending = [pool.submit(_guarded, self._drain, task) for _ in range(helpers)]
+        try:
+            self._drain(task)
+        finally:
+            futures.wait(pending)  # never leave a task writing into buffers after we return
+        for f in pending:
+            f.result()
+
+    def _drain(self, task) -> None:
+        while True:
+            with self.cond:
+                while not self.ready and self.left and not self.failed:
+                    self.cond.wait()
+                if self.failed or not self.left:
+                    return
+                _, cell = heapq.heappop(self.ready)
+            try:
+                task(*cell)
+            except BaseException:
+                with self.cond:
+                    self.failed = True
+                    self.cond.notify_all()
+                raise
+            with self.cond:
+                self.left -= 1
+                for after in self._around(cell, self.step):
+                    self.waiting[after] -= 1
+                    if self.waiting[after] == 0:
+                        heapq.heappush(self.ready, (self.order[after], after))
+                self.cond.notify_all()
 
 
 def run_parts(calls: list[Callable[[], None]]) -> None:
