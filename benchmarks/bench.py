@@ -1,10 +1,11 @@
 """charlm against PyTorch's CPU build on the machine it runs on, side by side: `make bench`.
 
-    python -m benchmarks.bench [--json PATH] [--configs a,b] [--no-torch]
+    python -m benchmarks.bench [--json PATH] [--configs a,b] [--no-torch] [--rounds N]
 
 For every configuration it measures training, scoring and sampling tokens/s for both
-frameworks (each measurement in its own process), achieved GEMM GFLOP/s of training against
-the machine's fp32 GEMM peak measured in the same run, peak resident memory of training, the
+frameworks (each measurement in its own process, the whole set in rounds: each figure is the
+median of its rounds), achieved GEMM GFLOP/s of training against the machine's fp32 GEMM peak
+measured in the same run (the best of the rounds), peak resident memory of training, the
 cold start of `charlm score "hello"` and the first JIT compile with an empty cache. It prints a
 table with charlm/PyTorch ratios and writes the same figures as JSON. Without torch installed,
 charlm's figures alone.
@@ -101,21 +102,39 @@ def startup_times() -> dict:
             "first_compile_s": first, "train_1_step_warm_s": warm_train}
 
 
-def measure(configs: list[str], with_torch: bool) -> dict:
+def measure(configs: list[str], with_torch: bool, rounds: int) -> tuple[dict, float]:
     """Per config and workload: charlm on every core, PyTorch, and charlm on one thread
-    (train and score: the thread scaling of the stream-parallel engine)."""
-    results: dict = {}
+    (train and score: the thread scaling of the stream-parallel engine).
+
+    The whole set runs `rounds` times over, each figure in its own process, so that a drift in
+    the machine's speed (other tenants, clocks) reaches both frameworks alike: each figure is
+    the median of its rounds, its memory the largest. The GEMM peak is measured before every
+    round; the best is the machine's peak. Returns (results, peak)."""
     runs = [("charlm", None)] + ([("torch", None)] if with_torch else []) + [("charlm-1t", 1)]
-    for config in configs:
-        for what in WHATS:
-            for name, threads in runs:
-                if threads and what == "sample":
-                    continue  # one stream: nothing to split
-                r = run_worker(name.split("-")[0], config, what, threads)
-                results.setdefault(config, {}).setdefault(what, {})[name] = r
-                print(f"  {config:12s} {what:6s} {name:9s} {r['tokens_per_s']:>12,.0f} tok/s "
-                      f"{r['peak_rss_mb']:>8.0f} MB", file=sys.stderr, flush=True)
-    return results
+    samples: dict = {}
+    peaks = []
+    for round_ in range(rounds):
+        peaks.append(gemm_peak_gflops())
+        print(f"round {round_ + 1}/{rounds}: fp32 GEMM (2048^3) {peaks[-1]:.1f} GFLOP/s", file=sys.stderr)
+        for config in configs:
+            for what in WHATS:
+                for name, threads in runs:
+                    if threads and what == "sample":
+                        continue  # one stream: nothing to split
+                    r = run_worker(name.split("-")[0], config, what, threads)
+                    samples.setdefault(config, {}).setdefault(what, {}).setdefault(name, []).append(r)
+                    print(f"  {config:12s} {what:6s} {name:9s} {r['tokens_per_s']:>12,.0f} tok/s "
+                          f"{r['peak_rss_mb']:>8.0f} MB", file=sys.stderr, flush=True)
+    results = {config: {what: {name: _median_run(rs) for name, rs in by_name.items()}
+                        for what, by_name in by_what.items()} for config, by_what in samples.items()}
+    return results, max(peaks)
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """One figure from its rounds: the median tokens/s, the largest peak memory, every round's tokens/s."""
+    return dict(runs[0], tokens_per_s=statistics.median(r["tokens_per_s"] for r in runs),
+                peak_rss_mb=max(r["peak_rss_mb"] for r in runs),
+                rounds_tokens_per_s=[r["tokens_per_s"] for r in runs])
 
 
 def measure_score_lines(configs: list[str], with_torch: bool) -> dict:
@@ -170,6 +189,7 @@ def main() -> None:
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "bench.json"))
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="times the whole set runs; each figure is the median")
     args = parser.parse_args()
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     configs = args.configs.split(",")
@@ -188,9 +208,8 @@ def main() -> None:
     if not with_torch:
         print("torch not installed: charlm's figures only (pip install torch==2.13.0)", file=sys.stderr)
 
-    peak = gemm_peak_gflops()
-    print(f"fp32 GEMM peak (2048^3): {peak:.1f} GFLOP/s", file=sys.stderr)
-    results = measure(configs, with_torch)
+    results, peak = measure(configs, with_torch, args.rounds)
+    print(f"fp32 GEMM peak (2048^3, best of {args.rounds}): {peak:.1f} GFLOP/s", file=sys.stderr)
     lines = measure_score_lines(configs, with_torch)
     startup = startup_times()
     if with_torch:

@@ -39,7 +39,7 @@ CONFIGS = {
     ]
 }
 SAMPLE_TOKENS = 2000
-MIN_SECONDS = 4.0  # time each measurement at least this long
+MIN_SECONDS = 2.0  # time each measurement at least this long (benchmarks.bench repeats it in rounds)
 WARMUP = 2
 
 
