@@ -13,12 +13,19 @@ token loop runs compiled (charlm.nn.kernels.sampling) in chunks; text is yielded
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Iterator
 
 import numpy as np
 
 from charlm.nn.kernels.sampling import sample_tokens
 from charlm.nn.kernels.threads import sequential_blas
+
+# A step's products run on one BLAS thread (a second one costs more than it saves on products
+# this small), unless the decoder has this many weights at least (4 MB in float32): reading a
+# 10,000-word decoder once per token bounds the step, and two cores read it faster than one.
+THREADED_DECODER = 1 << 20
 from charlm.nn.model import Model
 from charlm.data.tokenizer import Tokenizer
 
@@ -92,11 +99,12 @@ def generate_samples(model: Model, tokenizer: Tokenizer, *, num: int, length: in
     first = int(context[-1]) if prime else None
     texts = _SampleTexts(tokenizer, num, first)
     remaining = length
+    blas_threads = sequential_blas if model.config.vocab_size * model.config.hidden < THREADED_DECODER else contextlib.nullcontext
     while remaining > 0 and active.any():
         n = min(CHUNK, remaining)
         out = np.empty((n, num), np.int64)
         probs = np.empty((n, num), np.float64)
-        with sequential_blas():  # a step's products are small: a second BLAS thread costs more than it saves
+        with blas_threads():
             steps = sample_tokens(*w.args(), state, tokens, rng.random((n, num)), float(temp), int(top_k),
                                    float(top_p), tokenizer.unk_id, tokenizer.eos_id, until_eos, out,
                                    probs, active)

@@ -203,3 +203,23 @@ def test_a_sample_without_prime_starts_from_eos_at_the_beginning_of_a_line():
     first = from_eos[0]
     assert pieces[0][2] == pytest.approx(first_distribution(tok.eos_id)[first], rel=1e-4)
     assert abs(first_distribution(2)[first] - first_distribution(tok.eos_id)[first]) > 1e-3
+
+
+def test_a_large_decoder_samples_the_same_tokens_on_any_thread_count():
+    """A decoder of THREADED_DECODER weights or more runs its products on every BLAS thread;
+    the tokens drawn with a seed stay the same."""
+    import charlm.nn.stack as stack
+    from charlm.sample import THREADED_DECODER
+
+    V, H = 6000, 200
+    assert V * H >= THREADED_DECODER
+    model = Model.create(ModelConfig(cell="lstm", vocab_size=V, embed=32, hidden=H, layers=1, dropout=0.0), seed=3)
+    tokenizer = Tokenizer("char", ["<unk>", "<eos>"] + [chr(0x4E00 + i) for i in range(V - 2)])
+    drawn = []
+    for threads in (1, 2):
+        stack.set_threads(threads)
+        try:
+            drawn.append(list(generate(model, tokenizer, length=300, temp=1.0, rng=np.random.default_rng(0))))
+        finally:
+            stack.set_threads(None)
+    assert drawn[0] == drawn[1]
