@@ -16,6 +16,30 @@ from charlm.nn.kernels._numba import JIT_OPTIONS
 from charlm.nn.kernels.activations import exp
 
 
+LANES = 16  # running maxima side by side: one vector register of float32 with AVX-512
+
+
+@njit(**JIT_OPTIONS)
+def _row_max(row):
+    """max(row) for row (V,): LANES running maxima, each over every LANES-th element, then the
+    largest of them. A single running maximum is a chain of dependent comparisons that LLVM does
+    not vectorize (without 'nnan'); the lanes are independent, and the maximum is the same
+    whatever the order (a NaN is skipped either way, unless row[0] is NaN)."""
+    V = row.shape[0]
+    lanes = np.full(LANES, row[0])
+    whole = V - V % LANES
+    for j0 in range(0, whole, LANES):
+        for lane in range(LANES):
+            x = row[j0 + lane]
+            lanes[lane] = x if x > lanes[lane] else lanes[lane]
+    top = row[0]
+    for lane in range(LANES):
+        top = lanes[lane] if lanes[lane] > top else top
+    for j in range(whole, V):
+        top = row[j] if row[j] > top else top
+    return top
+
+
 @njit(**JIT_OPTIONS)
 def _xent_rows(logits, targets, scale, lo, hi, losses, dbias):
     """For rows [lo, hi): losses[i] = -log softmax(logits[i])[targets[i]], and logits[i] becomes
@@ -28,9 +52,7 @@ def _xent_rows(logits, targets, scale, lo, hi, losses, dbias):
     for i in range(lo, hi):
         row = logits[i]
         t = targets[i]
-        top = row[0]
-        for j in range(1, V):
-            top = row[j] if row[j] > top else top
+        top = _row_max(row)
         target_shifted = row[t] - top
         total = 0.0  # float64
         for j in range(V):
@@ -52,9 +74,7 @@ def _logprob_rows(logits, targets, lo, hi, out):
     V = logits.shape[1]
     for i in range(lo, hi):
         row = logits[i]
-        top = row[0]
-        for j in range(1, V):
-            top = row[j] if row[j] > top else top
+        top = _row_max(row)
         total = 0.0
         for j in range(V):
             total += exp(row[j] - top)
