@@ -141,6 +141,23 @@ def test_packed_product(B, K, N, dtype):
     np.testing.assert_allclose(out, a @ w.T, rtol=tol, atol=tol)  # every element written
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_pack_panels_lays_out_panels_of_rows_padded_with_zeros(dtype, transposed):
+    from charlm.nn.kernels.packed import PANEL
+
+    w = np.random.default_rng(1).standard_normal((37, 2 * PANEL + 5)).astype(dtype)
+    w = w.T if transposed else w  # (2 PANEL + 5, 37) F-contiguous, or (37, 2 PANEL + 5)
+    N, K = w.shape
+    P = -(-N // PANEL)
+    padded = np.zeros((P * PANEL, K), dtype)
+    padded[:N] = w
+    expected = padded.reshape(P, PANEL, K).transpose(0, 2, 1)
+    wp = pack_panels(w)
+    assert wp.flags.c_contiguous and wp.dtype == dtype
+    np.testing.assert_array_equal(wp, expected)
+
+
 def test_packed_product_rows_do_not_depend_on_their_neighbours():
     """A row's result is the same bits alone, in a 4-row group or in a strided view: the step
     product cannot make the model depend on how streams are grouped into blocks."""

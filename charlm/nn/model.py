@@ -128,7 +128,7 @@ class Model:
         top = trace.layout.from_blocks(trace.top).reshape(trace.layout.rows, -1)
         return top, trace.new_state, trace
 
-    def _forward(self, tokens, state, dropout_rng, keep, streams=None, masks=None) -> _Trace:
+    def _forward(self, tokens, state, dropout_rng, keep, streams=None, masks=None, packed=None) -> _Trace:
         """The forward pass over stream blocks (charlm.nn.stack): layer 0's input projection is one
         GEMM over all rows; each block's layers then run as a wavefront over time chunks, the
         upper layers' projections made chunk by chunk as their input appears.
@@ -136,8 +136,8 @@ class Model:
         streams (s0, s1): run only those streams of the batch tokens (T, B) (state holds just
         them), with the dropout masks the whole batch would draw: a share of the batch computes
         what its streams compute in the whole (charlm.train.distributed). masks: the whole
-        batch's masks as _dropout_masks draws them (then dropout_rng is not used)."""
-        from charlm.nn.kernels.packed import pack_panels
+        batch's masks as _dropout_masks draws them (then dropout_rng is not used). packed: the
+        layers' W_hh as _packed_weights() gives them, when the caller shares them between calls."""
         from charlm.nn.recurrent import recurrent_start, recurrent_steps
         from charlm.nn.stack import chunk_bounds, run_wavefront, stream_blocks
 
@@ -165,7 +165,7 @@ class Model:
         trace.hs = [np.empty((N, H), dtype) for _ in range(L)]
         trace.xws = [self._input_projection(x, trace.rows, trace.folded)]
         trace.xws += [np.empty((N, cfg.gates * H), dtype) for _ in range(1, L)]
-        packed = [pack_panels(self._p("weight_hh", layer)) for layer in range(L)]  # one for all blocks
+        packed = packed or self._packed_weights()  # one for all blocks
         caches = [[recurrent_start(cfg.cell, layout.view(trace.xws[layer], k), self._p("weight_hh", layer),
                                    self._p("bias_hh", layer), state[layer, 0, b0:b1],
                                    state[layer, 1, b0:b1] if self.state_slots == 2 else None, keep,
@@ -287,11 +287,12 @@ class Model:
         if len(blocks) == 1 or self.config.read_out_only:
             return self._share_loss_and_grads(tokens, targets, state, masks, (s0, s1))
         results: list = [None] * len(blocks)
+        packs = self._packed_weights(), self._packed_weights(transposed=True)
 
         def block_step(k: int) -> None:
             b0, b1 = blocks[k]
             results[k] = self._share_loss_and_grads(tokens, targets, state[:, :, b0:b1], masks,
-                                                    (s0 + b0, s0 + b1))
+                                                    (s0 + b0, s0 + b1), packs)
 
         run_alone([partial(block_step, k) for k in range(len(blocks))])
         loss = sum(r[0] for r in results)  # in block order
@@ -301,17 +302,19 @@ class Model:
                 grads[name] += g
         return loss, grads, np.concatenate([r[2] for r in results], axis=2)
 
-    def _share_loss_and_grads(self, tokens, targets, state, masks, streams):
-        """loss_and_grads of streams (s0, s1) of the batch, with the batch's dropout masks."""
+    def _share_loss_and_grads(self, tokens, targets, state, masks, streams, packs=(None, None)):
+        """loss_and_grads of streams (s0, s1) of the batch, with the batch's dropout masks;
+        packs: (_packed_weights(), _packed_weights(transposed=True)) or Nones."""
         T, B = np.shape(tokens)
         s0, s1 = streams
         read_out_only = self.config.read_out_only  # nothing to backpropagate through: keep nothing
-        trace = self._forward(tokens, state, None, keep=not read_out_only, streams=(s0, s1), masks=masks)
+        trace = self._forward(tokens, state, None, keep=not read_out_only, streams=(s0, s1), masks=masks,
+                              packed=packs[0])
         targets = trace.layout.to_blocks(np.ascontiguousarray(np.asarray(targets)[:, s0:s1], dtype=np.int32))
         loss, dlogits, dbias = fused_softmax_xent_(self.logits(trace.top), targets, rows=T * B)
         if read_out_only:
             return loss, self._decoder_grads(dlogits, trace, dbias), trace.new_state
-        grads = self.backward(dlogits, trace, dbias)
+        grads = self.backward(dlogits, trace, dbias, packs[1])
         if self.config.reservoir:  # the frozen layers' gradients are computed on the way, and dropped
             grads = {name: grads[name] for name in self.trainable_names()}
         return loss, grads, trace.new_state
@@ -325,14 +328,21 @@ class Model:
             "decoder.bias": dlogits.sum(axis=0) if dbias is None else dbias,
         }
 
-    def backward(self, dlogits: np.ndarray, trace: _Trace, dbias=None) -> dict[str, np.ndarray]:
+    def _packed_weights(self, transposed: bool = False) -> list[np.ndarray]:
+        """Every layer's W_hh (W_hh^T when transposed) packed for the step products
+        (charlm.nn.kernels.packed): once per window, shared by the stream blocks."""
+        from charlm.nn.kernels.packed import pack_panels
+
+        weights = [self._p("weight_hh", layer) for layer in range(self.config.layers)]
+        return [pack_panels(w.T if transposed else w) for w in weights]
+
+    def backward(self, dlogits: np.ndarray, trace: _Trace, dbias=None, packed_t=None) -> dict[str, np.ndarray]:
         """Backpropagation through the decoder, the layers (through time) and the embedding.
 
         dlogits (N, V) block-major, like trace.top. dbias: dlogits.sum(axis=0) when the loss
         already computed it. Each block runs its layers back through time as a wavefront; every
         weight gradient is then one product over all rows."""
         from charlm.nn.kernels.linalg import matmul
-        from charlm.nn.kernels.packed import pack_panels
         from charlm.nn.recurrent import recurrent_backward_start, recurrent_backward_steps
         from charlm.nn.stack import chunk_bounds, run_wavefront
 
@@ -347,7 +357,7 @@ class Model:
         # dL/d(h W_hh^T + b_hh) (N, G*H) per layer, for the cells whose backward writes it apart
         apart = self.cell.hidden_grad_apart
         dghs = [np.empty((N, cfg.gates * H), dlogits.dtype) if apart else None for _ in range(L)]
-        packed = [pack_panels(self._p("weight_hh", layer).T) for layer in range(L)]  # one for all blocks
+        packed = packed_t or self._packed_weights(transposed=True)  # one for all blocks
         for k, block in enumerate(trace.caches):
             for layer, cache in enumerate(block):
                 recurrent_backward_start(cache, dgh=None if dghs[layer] is None else layout.view(dghs[layer], k),
@@ -441,19 +451,21 @@ class Model:
         if len(blocks) == 1:
             return self._share_logprobs(tokens, targets, state, valid)
         results: list = [None] * len(blocks)
+        packed = self._packed_weights()
 
         def block_logprobs(k: int) -> None:
             b0, b1 = blocks[k]
             results[k] = self._share_logprobs(tokens[:, b0:b1], targets[:, b0:b1], state[:, :, b0:b1],
-                                              None if valid is None else np.asarray(valid)[:, b0:b1])
+                                              None if valid is None else np.asarray(valid)[:, b0:b1], packed)
 
         run_alone([partial(block_logprobs, k) for k in range(len(blocks))])
         return (np.concatenate([r[0] for r in results], axis=1),
                 np.concatenate([r[1] for r in results], axis=2))
 
-    def _share_logprobs(self, tokens, targets, state, valid):
-        """target_logprobs of some streams (tokens, targets (T, Bk), state (L, S, Bk, H))."""
-        trace = self._forward(tokens, state, None, keep=False)
+    def _share_logprobs(self, tokens, targets, state, valid, packed=None):
+        """target_logprobs of some streams (tokens, targets (T, Bk), state (L, S, Bk, H));
+        packed: _packed_weights() or None."""
+        trace = self._forward(tokens, state, None, keep=False, packed=packed)
         layout = trace.layout
         targets = layout.to_blocks(np.ascontiguousarray(targets, dtype=np.int64))
         top = trace.top

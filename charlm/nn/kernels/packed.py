@@ -54,11 +54,24 @@ def panels_shape(N: int, K: int) -> tuple[int, int, int]:
 
 
 def pack_panels(w: np.ndarray) -> np.ndarray:
-    """w (N, K) -> wp (ceil(N/W), K, W) C-contiguous, zero-padded past row N-1 (see above)."""
-    P, K, _ = panels_shape(*w.shape)
-    padded = np.zeros((P * PANEL, K), w.dtype)
-    padded[: w.shape[0]] = w
-    return np.ascontiguousarray(padded.reshape(P, PANEL, K).transpose(0, 2, 1))
+    """w (N, K) -> wp (ceil(N/W), K, W) C-contiguous, zero-padded past row N-1 (see above).
+    w may be C- or F-contiguous (e.g. W_hh.T)."""
+    wp = np.empty(panels_shape(*w.shape), w.dtype)
+    _pack_into(w, wp)
+    return wp
+
+
+@njit(**JIT_OPTIONS)
+def _pack_into(w, wp):
+    """wp[p, k, j] = w[W p + j, k], 0 past row N-1. For an F-contiguous w (W_hh.T) the inner
+    loop reads W consecutive floats; for a C-contiguous one, W rows side by side."""
+    N, K = w.shape
+    P, _, W = wp.shape
+    for p in range(P):
+        n_here = min(W, N - W * p)
+        for k in range(K):
+            for j in range(W):
+                wp[p, k, j] = w[W * p + j, k] if j < n_here else 0.0
 
 
 def _micro_kernel(rows: int, panels: int):
