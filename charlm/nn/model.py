@@ -180,15 +180,16 @@ class Model:
                                    None if inputs[layer] is None else inputs[layer][rows],
                                    trace.xws[layer][rows], rows)
 
-        def task(k: int, layer: int, chunk: int) -> None:
+        def task(k: int, stage: int, chunk: int) -> None:
+            """Stage 2l: layer l's steps; stage 2l+1: the projection of its outputs into layer l+1."""
             a, b = chunks[chunk]
-            if layer > 0 and not _sender_hands_off(chunk):
-                project(k, layer, a, b)
-            recurrent_steps(caches[k][layer], a, b)
-            if layer + 1 < L and _sender_hands_off(chunk):
+            layer, hand_off = divmod(stage, 2)
+            if hand_off:
                 project(k, layer + 1, a, b)
+            else:
+                recurrent_steps(caches[k][layer], a, b)
 
-        run_wavefront(len(layout), L, len(chunks), task)
+        run_wavefront(len(layout), 2 * L - 1, len(chunks), task)
         trace.new_state = self._final_state(state, layout, caches)
         if keep:
             trace.inputs = [x] + [inputs[layer] if inputs[layer] is not None else trace.hs[layer - 1]
@@ -372,15 +373,16 @@ class Model:
             if masks[layer] is not None:
                 out *= masks[layer][rows]
 
-        def task(k: int, layer: int, chunk: int) -> None:
+        def task(k: int, stage: int, chunk: int) -> None:
+            """Stage 2l: layer l's steps back; stage 2l+1: the gradient layer l+1 sends down to l."""
             a, b = chunks[chunk]
-            if layer + 1 < L and not _sender_hands_off(chunk):
+            layer, hand_off = divmod(stage, 2)
+            if hand_off:
                 send_down(k, layer + 1, a, b)
-            recurrent_backward_steps(trace.caches[k][layer], layout.view(dhs[layer], k), a, b)
-            if layer > 0 and _sender_hands_off(chunk):
-                send_down(k, layer, a, b)
+            else:
+                recurrent_backward_steps(trace.caches[k][layer], layout.view(dhs[layer], k), a, b)
 
-        run_wavefront(len(layout), L, len(chunks), task, reverse=True)
+        run_wavefront(len(layout), 2 * L - 1, len(chunks), task, reverse=True)
         self._layer_grads(trace, dghs, grads)
         return grads
 
@@ -483,14 +485,6 @@ class Model:
             every[wanted] = logp
             logp = every
         return layout.from_blocks(logp), trace.new_state
-
-
-def _sender_hands_off(chunk: int) -> bool:
-    """Between two layers in the wavefront, which task makes a chunk's hand-off GEMM (forward:
-    the projection into the upper layer; backward: the gradient sent down): the sending
-    layer's task (the one that runs first) on even chunks, the receiving layer's on odd ones,
-    so that the two tasks running side by side carry equal work."""
-    return chunk % 2 == 0
 
 
 def _apply_mask(dx: np.ndarray, mask) -> np.ndarray:

@@ -51,11 +51,20 @@ _local = threading.local()  # .alone: this thread runs one of run_alone's calls
 
 def chunk_bounds(steps: int, layers: int = 2) -> list[tuple[int, int]]:
     """Split range(steps) into consecutive (start, end) slices: one slice for a single layer,
-    which has no layer above to hand chunks to."""
+    which has no layer above to hand chunks to.
+
+    The first and the last slice are a third of the others: the wavefront's first task runs
+    alone until it ends, and so does its last one."""
     if layers == 1:
         return [(0, steps)]
     size = max(MIN_CHUNK, -(-steps // TARGET_CHUNKS))
-    return [(a, min(a + size, steps)) for a in range(0, steps, size)]
+    end = max(1, size // 3)
+    inner = steps - 2 * end  # shared as evenly as can be by the slices between the ends
+    if inner < size:
+        return [(a, min(a + size, steps)) for a in range(0, steps, size)]
+    count = min(-(-inner // size), TARGET_CHUNKS - 2)
+    cuts = [0] + [end + inner * i // count for i in range(count + 1)] + [steps]
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def stream_blocks(batch: int, layers: int = 1) -> list[tuple[int, int]]:
