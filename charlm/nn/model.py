@@ -138,6 +138,7 @@ class Model:
         what its streams compute in the whole (charlm.train.distributed). masks: the whole
         batch's masks as _dropout_masks draws them (then dropout_rng is not used). packed: the
         layers' W_hh as _packed_weights() gives them, when the caller shares them between calls."""
+        from charlm.nn.kernels.embedding import _gather_rows
         from charlm.nn.recurrent import recurrent_start, recurrent_steps
         from charlm.nn.stack import chunk_bounds, run_wavefront, stream_blocks
 
@@ -163,7 +164,10 @@ class Model:
         # layer l's input after dropout (a buffer), or None when it is the layer below's output
         inputs = [x] + [None if masks[layer] is None else np.empty((N, H), dtype) for layer in range(1, L)]
         trace.hs = [np.empty((N, H), dtype) for _ in range(L)]
-        trace.xws = [self._input_projection(x, trace.rows, trace.folded)]
+        # one-hot or folded input: layer 0's rows are gathered from a (V, G*H) table chunk by
+        # chunk, inside the wavefront, just before its steps read them
+        table = self._input_table(trace.folded) if x is None else None
+        trace.xws = [self._input_projection(x) if table is None else np.empty((N, cfg.gates * H), dtype)]
         trace.xws += [np.empty((N, cfg.gates * H), dtype) for _ in range(1, L)]
         packed = packed or self._packed_weights()  # one for all blocks
         caches = [[recurrent_start(cfg.cell, layout.view(trace.xws[layer], k), self._p("weight_hh", layer),
@@ -186,8 +190,11 @@ class Model:
             layer, hand_off = divmod(stage, 2)
             if hand_off:
                 project(k, layer + 1, a, b)
-            else:
-                recurrent_steps(caches[k][layer], a, b)
+                return
+            if layer == 0 and table is not None:
+                rows = layout.step_rows(k, a, b)
+                _gather_rows(table, trace.rows[rows], trace.xws[0][rows])
+            recurrent_steps(caches[k][layer], a, b)
 
         run_wavefront(len(layout), 2 * L - 1, len(chunks), task)
         trace.new_state = self._final_state(state, layout, caches)
@@ -227,19 +234,23 @@ class Model:
         gradient is a scatter of dL/dxw plus two products of V rows)."""
         return self.config.embed > 0 and embedding_mask is None and self.config.vocab_size <= rows
 
-    def _input_projection(self, x, rows, folded=False) -> np.ndarray:
-        """Layer 0: xw = x W_ih^T + b_ih, (N, G*H) from x (N, E); for one-hot input (x None) a
-        row gather from W_ih^T + b_ih, and from E W_ih^T + b_ih when folded (x = E[rows])."""
+    def _input_projection(self, x) -> np.ndarray:
+        """Layer 0: xw = x W_ih^T + b_ih, (N, G*H) from x (N, E)."""
         from charlm.nn.kernels.linalg import matmul
 
-        w_ih, b_ih = self._p("weight_ih", 0), self._p("bias_ih", 0)
-        if x is None:  # one-hot input: x W_ih^T selects columns of W_ih
-            table = matmul(self.params["embedding.weight"], w_ih.T) if folded else w_ih.T.copy()
-            table += b_ih
-            return table[rows]
-        xw = matmul(x, w_ih.T)
-        xw += b_ih
+        xw = matmul(x, self._p("weight_ih", 0).T)
+        xw += self._p("bias_ih", 0)
         return xw
+
+    def _input_table(self, folded: bool) -> np.ndarray:
+        """(V, G*H): layer 0's input projection of each token, W_ih^T + b_ih for one-hot input,
+        E W_ih^T + b_ih when folded (x = E[token])."""
+        from charlm.nn.kernels.linalg import matmul
+
+        w_ih = self._p("weight_ih", 0)
+        table = matmul(self.params["embedding.weight"], w_ih.T) if folded else w_ih.T.copy()
+        table += self._p("bias_ih", 0)
+        return table
 
     def _dropout_masks(self, T: int, B: int, rng) -> list:
         """The masks of one window (T, B) in the order drawn: [embedding, layer 0, ..., layer L-1]."""

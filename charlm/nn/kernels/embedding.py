@@ -1,4 +1,4 @@
-"""Row gather/scatter for the embedding (and one-hot input) gradient."""
+"""Row gather/scatter for the embedding and one-hot input (and their gradients)."""
 
 from numba import njit
 
@@ -17,3 +17,10 @@ def _scatter_add_rows(out, idx, src):
         row = idx[n]
         for d in range(width):
             out[row, d] += src[n, d]
+
+
+@njit(**JIT_OPTIONS)
+def _gather_rows(src, idx, out):
+    """out[n, :] = src[idx[n], :] for every n.  src (V, D), idx (N,), out (N, D)."""
+    for n in range(idx.shape[0]):
+        out[n] = src[idx[n]]
