@@ -2,8 +2,9 @@
 
 Parameters are float32 arrays named like the state_dict of a PyTorch module made of
 `embedding = nn.Embedding`, `rnn = nn.LSTM/GRU/RNN` and `decoder = nn.Linear`. The recurrent
-loops run in Numba kernels (charlm.nn.recurrent); every product over all B*T rows at once (input
-projections, decoder, weight gradients) is one BLAS GEMM here.
+loops run in Numba kernels (charlm.nn.recurrent); the products over many rows at once (input
+projections, decoder, weight gradients) are BLAS GEMMs here: over all B*T rows, or over each
+whole block's rows for a one-layer model (charlm.nn.stack.whole_blocks).
 
 Shapes: T time steps, B streams, H hidden, E embedding, V vocabulary, G gates, L layers,
 N = T*B rows. Tokens are time-major (T, B). The recurrent state is one array (L, S, B, H) with
