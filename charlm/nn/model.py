@@ -131,8 +131,9 @@ class Model:
 
     def _forward(self, tokens, state, dropout_rng, keep, streams=None, masks=None, packed=None) -> _Trace:
         """The forward pass over stream blocks (charlm.nn.stack): layer 0's input projection is one
-        GEMM over all rows; each block's layers then run as a wavefront over time chunks, the
-        upper layers' projections made chunk by chunk as their input appears.
+        GEMM over all rows, or rows of a token table gathered chunk by chunk (one-hot or folded
+        input); each block's layers then run as a wavefront over time chunks, the upper layers'
+        projections made chunk by chunk as their input appears.
 
         streams (s0, s1): run only those streams of the batch tokens (T, B) (state holds just
         them), with the dropout masks the whole batch would draw: a share of the batch computes
