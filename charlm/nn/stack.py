@@ -240,7 +240,7 @@ def run_alone(calls: list[Callable[[], None]]) -> None:
             for call in calls:
                 _alone(call)
         else:  # the calling thread takes calls too: one hand-off fewer
-            _run_phase(_pool(workers - 1), workers - 1, _alone, [(call,) for call in calls])
+            _run_shared(_pool(workers - 1), workers - 1, _alone, [(call,) for call in calls])
 
 
 def _alone(call: Callable[[], None]) -> None:
@@ -259,9 +259,9 @@ def _guarded(call: Callable, *args) -> None:
         call(*args)
 
 
-def _run_phase(pool, helpers: int, task, cells) -> None:
-    """Run one phase's tasks, the calling thread and the pool's each taking the next task not
-    yet taken; return when all have ended, raising the first error."""
+def _run_shared(pool, helpers: int, task, cells) -> None:
+    """Run task(*args) for every args in cells, the calling thread and the pool's each taking
+    the next not yet taken; return when all have ended, raising the first error."""
     todo = iter(cells)
     lock = threading.Lock()
 
