@@ -22,5 +22,8 @@ def _scatter_add_rows(out, idx, src):
 @njit(**JIT_OPTIONS)
 def _gather_rows(src, idx, out):
     """out[n, :] = src[idx[n], :] for every n.  src (V, D), idx (N,), out (N, D)."""
+    width = src.shape[1]
     for n in range(idx.shape[0]):
-        out[n] = src[idx[n]]
+        row = idx[n]
+        for d in range(width):
+            out[n, d] = src[row, d]
