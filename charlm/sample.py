@@ -14,25 +14,20 @@ token loop runs compiled (charlm.nn.kernels.sampling) in chunks; text is yielded
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import Iterator
 
 import numpy as np
 
 from charlm.nn.kernels.sampling import sample_tokens
 from charlm.nn.kernels.threads import sequential_blas
+from charlm.nn.model import Model
+from charlm.data.tokenizer import Tokenizer
 
 # A step's products run on one BLAS thread (a second one costs more than it saves on products
 # this small), unless the decoder has this many weights at least (4 MB in float32): reading a
 # 10,000-word decoder once per token bounds the step, and two cores read it faster than one.
 THREADED_DECODER = 1 << 20
-from charlm.nn.model import Model
-from charlm.data.tokenizer import Tokenizer
-
 CHUNK = 64  # tokens generated per compiled call: output stays responsive, Python cost vanishes
-
-
-
 
 
 class _SamplerWeights:
@@ -99,7 +94,8 @@ def generate_samples(model: Model, tokenizer: Tokenizer, *, num: int, length: in
     first = int(context[-1]) if prime else None
     texts = _SampleTexts(tokenizer, num, first)
     remaining = length
-    blas_threads = sequential_blas if model.config.vocab_size * model.config.hidden < THREADED_DECODER else contextlib.nullcontext
+    decoder_weights = model.config.vocab_size * model.config.hidden
+    blas_threads = contextlib.nullcontext if decoder_weights >= THREADED_DECODER else sequential_blas
     while remaining > 0 and active.any():
         n = min(CHUNK, remaining)
         out = np.empty((n, num), np.int64)
