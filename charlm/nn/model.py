@@ -300,15 +300,9 @@ class Model:
         blocks = whole_blocks(s1 - s0, self.config.layers)
         if len(blocks) == 1 or self.config.read_out_only:
             return self._share_loss_and_grads(tokens, targets, state, masks, (s0, s1))
-        results: list = [None] * len(blocks)
         packs = self._packed_weights(), self._packed_weights(transposed=True)
-
-        def block_step(k: int) -> None:
-            b0, b1 = blocks[k]
-            results[k] = self._share_loss_and_grads(tokens, targets, state[:, :, b0:b1], masks,
-                                                    (s0 + b0, s0 + b1), packs)
-
-        run_alone([partial(block_step, k) for k in range(len(blocks))])
+        results = run_alone([partial(self._share_loss_and_grads, tokens, targets, state[:, :, b0:b1], masks,
+                                     (s0 + b0, s0 + b1), packs) for b0, b1 in blocks])
         loss = sum(r[0] for r in results)  # in block order
         grads = results[0][1]
         for _, more, _ in results[1:]:
@@ -465,15 +459,10 @@ class Model:
         blocks = whole_blocks(tokens.shape[1], self.config.layers)
         if len(blocks) == 1:
             return self._share_logprobs(tokens, targets, state, valid)
-        results: list = [None] * len(blocks)
         packed = self._packed_weights()
-
-        def block_logprobs(k: int) -> None:
-            b0, b1 = blocks[k]
-            results[k] = self._share_logprobs(tokens[:, b0:b1], targets[:, b0:b1], state[:, :, b0:b1],
-                                              None if valid is None else np.asarray(valid)[:, b0:b1], packed)
-
-        run_alone([partial(block_logprobs, k) for k in range(len(blocks))])
+        results = run_alone([partial(self._share_logprobs, tokens[:, b0:b1], targets[:, b0:b1], state[:, :, b0:b1],
+                                     None if valid is None else np.asarray(valid)[:, b0:b1], packed)
+                             for b0, b1 in blocks])
         return (np.concatenate([r[0] for r in results], axis=1),
                 np.concatenate([r[1] for r in results], axis=2))
 

@@ -184,13 +184,7 @@ class _Dependencies:
     def run(self, pool, helpers: int, task) -> None:
         """Drain on the calling thread and `helpers` pool threads; raise the first error once
         every task started has ended (none starts after an error)."""
-        pending = [pool.submit(_guarded, self._drain, task) for _ in range(helpers)]
-        try:
-            self._drain(task)
-        finally:
-            futures.wait(pending)  # never leave a task writing into buffers after we return
-        for f in pending:
-            f.result()
+        _drain_everywhere(pool, helpers, functools.partial(self._drain, task))
 
     def _drain(self, task) -> None:
         while True:
@@ -230,23 +224,37 @@ def run_parts(calls: list[Callable[[], None]]) -> None:
         f.result()
 
 
-def run_alone(calls: list[Callable[[], None]]) -> None:
+def run_alone(calls: list[Callable[[], object]]) -> list:
     """run_parts, each call computing on one thread: inside a call threads() is 1 and BLAS
     runs on one thread, so a call computes the same bits on whichever thread runs it and
-    whatever runs beside it."""
+    whatever runs beside it. Returns the calls' results, in order. The calling thread takes
+    calls too (one hand-off fewer)."""
+    results: list = [None] * len(calls)
+    todo = iter(enumerate(calls))
+    lock = threading.Lock()
+
+    def drain() -> None:
+        while True:
+            with lock:
+                item = next(todo, None)
+            if item is None:
+                return
+            k, call = item
+            results[k] = _alone(call)
+
     with sequential_blas():
         workers = min(len(calls), threads())
         if workers <= 1:
-            for call in calls:
-                _alone(call)
-        else:  # the calling thread takes calls too: one hand-off fewer
-            _run_shared(_pool(workers - 1), workers - 1, _alone, [(call,) for call in calls])
+            drain()
+        else:
+            _drain_everywhere(_pool(workers - 1), workers - 1, drain)
+    return results
 
 
-def _alone(call: Callable[[], None]) -> None:
+def _alone(call: Callable[[], object]):
     _local.alone = True
     try:
-        call()
+        return call()
     finally:
         _local.alone = False
 
@@ -259,20 +267,10 @@ def _guarded(call: Callable, *args) -> None:
         call(*args)
 
 
-def _run_shared(pool, helpers: int, task, cells) -> None:
-    """Run task(*args) for every args in cells, the calling thread and the pool's each taking
-    the next not yet taken; return when all have ended, raising the first error."""
-    todo = iter(cells)
-    lock = threading.Lock()
-
-    def drain() -> None:
-        while True:
-            with lock:
-                cell = next(todo, None)
-            if cell is None:
-                return
-            task(*cell)
-
+def _drain_everywhere(pool, helpers: int, drain: Callable[[], None]) -> None:
+    """Run drain() on the calling thread and on `helpers` pool threads at once (each takes
+    work from a shared source until none is left); return when all have ended, raising the
+    first error."""
     pending = [pool.submit(_guarded, drain) for _ in range(helpers)]
     try:
         drain()
