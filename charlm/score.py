@@ -58,7 +58,8 @@ def _score_ids(model: Model, ids: np.ndarray, state):
 def _score_streams(model: Model, ids: np.ndarray, state, valid=None):
     """Log-probabilities of ids[1:] given ids[:-1] for ids (T+1, B), B streams side by side,
     in chunks of DOCUMENT_CHUNK steps: (logp (T, B), state). valid (T, B) bool, optional: the
-    targets wanted (logp 0 elsewhere). Short work runs in numpy alone, without Numba's start-up."""
+    targets wanted; the others may be skipped (logp 0). Short work runs in numpy alone, without
+    Numba's start-up (which scores every position)."""
     steps = ids.shape[0] - 1
     if steps * ids.shape[1] <= QUICK_MAX_TOKENS:
         return quick_logprobs(model, ids[:-1], ids[1:], state)
